@@ -1,0 +1,94 @@
+"""The op-handler registry: (domain, op_type, since_version) -> a plain function.
+
+Handler contract (every handler, built-in or from a plugin):
+- A plain function named like the op, e.g.
+  ``def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+  pads=None, strides=None)``: ONNX inputs positionally (torch tensors, ``None`` for an absent
+  optional input; trailing absent inputs are not passed, so defaults apply), ONNX attributes
+  as keyword arguments named as in the spec, with the spec's defaults.
+- Attribute values come from ``onnx.helper.get_attribute_value``, strings decoded to ``str``
+  (lists to ``list[str]``), tensors converted to torch tensors on the session's device.
+- If the handler has a keyword parameter ``num_outputs``, it receives the node's output count.
+  If it has a keyword parameter ``ctx``, it receives the session's ``ExecContext`` (device,
+  kernels mode, tf32, ...).
+- It returns one tensor or a tuple of tensors, one per node output in order (outputs past
+  the node's count are dropped).
+
+Versions resolve to the nearest implemented one: a model at opset 13 uses the handler with the
+greatest ``since`` <= 13.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+CUSTOM_DOMAIN = "tritonnx"
+
+
+def canonical_domain(domain: str) -> str:
+    return "" if domain in DEFAULT_DOMAINS else domain
+
+
+@dataclass(frozen=True)
+class OpImpl:
+    """One registered handler."""
+
+    domain: str
+    op_type: str
+    since: int
+    fn: Callable
+    wants_num_outputs: bool = False
+    wants_ctx: bool = False
+
+
+@dataclass
+class OpRegistry:
+    """Handlers by (domain, op_type), each list sorted by `since`."""
+
+    handlers: dict[tuple[str, str], list[OpImpl]] = field(default_factory=dict)
+
+    def add(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "") -> OpImpl:
+        params = inspect.signature(fn).parameters
+        impl = OpImpl(
+            domain=canonical_domain(domain),
+            op_type=op_type,
+            since=since,
+            fn=fn,
+            wants_num_outputs="num_outputs" in params,
+            wants_ctx="ctx" in params,
+        )
+        entries = self.handlers.setdefault((impl.domain, op_type), [])
+        entries[:] = [e for e in entries if e.since != since] + [impl]
+        entries.sort(key=lambda e: e.since)
+        return impl
+
+    def register(self, op_type: str, *, since: int = 1, domain: str = ""):
+        """Decorator form of `add`: ``@register("Conv", since=11)``."""
+
+        def deco(fn: Callable) -> Callable:
+            self.add(op_type, fn, since=since, domain=domain)
+            return fn
+
+        return deco
+
+    def resolve(self, domain: str, op_type: str, version: int) -> OpImpl | None:
+        """The handler for `op_type` at opset `version` of `domain`, or None."""
+        best = None
+        for impl in self.handlers.get((canonical_domain(domain), op_type), ()):
+            if impl.since <= version:
+                best = impl
+        return best
+
+    def op_types(self, domain: str = "") -> list[str]:
+        d = canonical_domain(domain)
+        return sorted(op for (dom, op) in self.handlers if dom == d)
+
+    def copy(self) -> "OpRegistry":
+        return OpRegistry({k: list(v) for k, v in self.handlers.items()})
+
+
+#: The built-in handlers; `runtime.ops` fills it at import. Sessions copy it and add plugins.
+OPS = OpRegistry()
+register = OPS.register

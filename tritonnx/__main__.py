@@ -1,0 +1,3 @@
+from tritonnx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,13 @@
+"""`tritonnx inspect`: not built yet (its issue fills this module in)."""
+from __future__ import annotations
+
+from tritonnx.errors import NotImplemented
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("inspect", help="(not available yet)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise NotImplemented("'tritonnx inspect' is not available in this version yet")

@@ -1,0 +1,168 @@
+"""onnxruntime as a benchmark provider, at its best, fed torch tensors in place.
+
+On a CUDA device: the CUDA execution provider with full graph optimisation,
+``cudnn_conv_algo_search=EXHAUSTIVE``, torch's current stream as its compute stream (so
+device-side timing on that stream measures it), IOBinding on the torch tensors' device
+pointers for inputs and outputs, and CUDA graphs when onnxruntime accepts them for the model
+(it refuses graphs with nodes on the CPU provider; the runner then falls back and says so in
+`note`). On the CPU: the CPU execution provider, numpy views of the torch tensors.
+
+onnxruntime is imported lazily; without it the error names the extra to install.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def import_onnxruntime():
+    """The onnxruntime module, or RuntimeError naming the extra that provides it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeError(
+            "onnxruntime is not installed: install tritonnx[gpu] (onnxruntime-gpu) on a GPU "
+            "machine or tritonnx[cpu] (onnxruntime) on a CPU one"
+        ) from None
+    return onnxruntime
+
+
+def _model_bytes(model) -> bytes:
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if isinstance(model, (str, Path)):
+        return Path(model).read_bytes()
+    return model.SerializeToString()
+
+
+def _numpy_dtype(tensor):
+    import torch
+
+    table = {
+        torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
+        torch.int64: np.int64, torch.int32: np.int32, torch.int8: np.int8, torch.uint8: np.uint8,
+        torch.bool: np.bool_,
+    }
+    try:
+        return table[tensor.dtype]
+    except KeyError:
+        raise RuntimeError(f"onnxruntime IOBinding: no numpy element type for {tensor.dtype}") from None
+
+
+def session_options(ort, *, optimize: bool = True):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    so.log_severity_level = 3
+    return so
+
+
+def cpu_session(model):
+    """A CPU-provider session with full optimisation (the reference and the no-GPU provider)."""
+    ort = import_onnxruntime()
+    return ort.InferenceSession(_model_bytes(model), session_options(ort), providers=["CPUExecutionProvider"])
+
+
+class OrtRunner:
+    """Runs one model on onnxruntime with fixed torch feeds; ``runner()`` is what gets timed.
+
+    Args:
+        model: `onnx.ModelProto`, bytes or path.
+        feeds: input name -> torch tensor; their device picks the provider.
+        cuda_graph: try CUDA graphs (CUDA provider only).
+        exhaustive: ``cudnn_conv_algo_search=EXHAUSTIVE`` (else DEFAULT).
+    Attributes:
+        outputs: list of torch tensors, one per model output, filled by each call.
+        provider: the execution provider that runs it.
+        note: what was enabled or refused (e.g. "cuda graph refused: ...").
+    """
+
+    def __init__(self, model, feeds: dict, *, cuda_graph: bool = True, exhaustive: bool = True):
+        import torch
+
+        self.ort = import_onnxruntime()
+        self.model = _model_bytes(model)
+        self.feeds = dict(feeds)
+        devices = {t.device.type for t in self.feeds.values()}
+        self.on_cuda = devices == {"cuda"}
+        self.notes: list[str] = []
+        if self.on_cuda:
+            available = self.ort.get_available_providers()
+            if "CUDAExecutionProvider" not in available:
+                raise RuntimeError(
+                    f"onnxruntime has no CUDAExecutionProvider (available: {', '.join(available)}): "
+                    "onnxruntime-gpu is not installed"
+                )
+            self.device_id = next(iter(self.feeds.values())).device.index or 0
+            self._build_cuda(cuda_graph, exhaustive, torch)
+        else:
+            self.sess = cpu_session(self.model)
+            self.provider = "CPUExecutionProvider"
+            self._np_feeds = {k: v.detach().contiguous().numpy() for k, v in self.feeds.items()}
+            self.outputs = []
+
+    @property
+    def note(self) -> str:
+        return "; ".join(self.notes)
+
+    # CUDA -----------------------------------------------------------------------------
+    def _cuda_options(self, torch, exhaustive: bool, cuda_graph: bool) -> dict:
+        return {
+            "device_id": str(self.device_id),
+            "cudnn_conv_algo_search": "EXHAUSTIVE" if exhaustive else "DEFAULT",
+            "user_compute_stream": str(torch.cuda.current_stream().cuda_stream),
+            "enable_cuda_graph": "1" if cuda_graph else "0",
+        }
+
+    def _cuda_session(self, torch, exhaustive: bool, cuda_graph: bool):
+        providers = [("CUDAExecutionProvider", self._cuda_options(torch, exhaustive, cuda_graph))]
+        if not cuda_graph:
+            providers.append("CPUExecutionProvider")
+        return self.ort.InferenceSession(self.model, session_options(self.ort), providers=providers)
+
+    def _bind(self, sess, torch):
+        binding = sess.io_binding()
+        for name, t in self.feeds.items():
+            t = t.contiguous()
+            self.feeds[name] = t
+            binding.bind_input(name, "cuda", self.device_id, _numpy_dtype(t), tuple(t.shape), t.data_ptr())
+        for name, t in zip(self.output_names, self.outputs):
+            binding.bind_output(name, "cuda", self.device_id, _numpy_dtype(t), tuple(t.shape), t.data_ptr())
+        return binding
+
+    def _build_cuda(self, cuda_graph: bool, exhaustive: bool, torch) -> None:
+        # Output shapes come from one plain run (IOBinding needs them to bind torch buffers).
+        plain = self._cuda_session(torch, exhaustive, cuda_graph=False)
+        self.output_names = [o.name for o in plain.get_outputs()]
+        host = {k: v.detach().cpu().numpy() for k, v in self.feeds.items()}
+        first = plain.run(self.output_names, host)
+        self.outputs = [torch.from_numpy(np.ascontiguousarray(a)).to(f"cuda:{self.device_id}") for a in first]
+        self.provider = plain.get_providers()[0]
+        self.sess, self.binding = plain, None
+        if cuda_graph:
+            try:
+                sess = self._cuda_session(torch, exhaustive, cuda_graph=True)
+                binding = self._bind(sess, torch)
+                sess.run_with_iobinding(binding)  # warm-up + capture
+                sess.run_with_iobinding(binding)
+                torch.cuda.synchronize()
+                self.sess, self.binding = sess, binding
+                self.notes.append("cuda graph")
+            except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
+                self.notes.append(f"cuda graph refused: {str(exc).splitlines()[0][:120]}")
+        if self.binding is None:
+            self.binding = self._bind(self.sess, torch)
+            self.sess.run_with_iobinding(self.binding)
+        self.notes.append("EXHAUSTIVE conv search" if exhaustive else "default conv search")
+
+    # run ------------------------------------------------------------------------------
+    def __call__(self):
+        if self.on_cuda:
+            self.sess.run_with_iobinding(self.binding)
+            return self.outputs
+        import torch
+
+        self.outputs = [torch.from_numpy(np.asarray(a)) for a in self.sess.run(None, self._np_feeds)]
+        return self.outputs

@@ -1,0 +1,476 @@
+"""Ahead-of-time compilation of the catalog's kernels for sm_90 / sm_80, on a machine without a GPU.
+
+`run_jobs(catalog.plan(...))` compiles each job with `triton.compile(ASTSource(...),
+target=GPUTarget("cuda", 90|80, 32))` in worker processes started with `TRITON_INTERPRET=0`
+(`python -m tritonnx.triton_kernels.aot --worker`, jobs and results as JSON lines), in
+parallel, and returns one row per job:
+
+    kernel, config, dtype, flags, arch, status ("ok" | "error"), error, shared (bytes),
+    smem_limit, regs, spill (stack bytes per thread, from cuobjdump), local, tensor_core
+    ("wgmma" | "mma" | "none" in the PTX), blocks_per_sm (occupancy bound), compile_s,
+    cached, sampled, matmul, expect_tensor_core.
+
+Results are cached as JSON under `$TRITONNX_CACHE_DIR/aot` (default `~/.cache/tritonnx/aot`),
+keyed by the kernel's source hash + config + flags + dtype + arch + Triton version: an edit to
+a kernel module recompiles that kernel only. `gate_failures(rows)` lists what the CI gate
+rejects. The parent process may run under the interpreter (`TRITON_INTERPRET=1`): kernels are
+only compiled in the workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import selectors
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tritonnx.triton_kernels import catalog
+
+#: Bump when the row format or the compile procedure changes (part of the cache key).
+AOT_FORMAT = 1
+_MARK = "@@tritonnx-aot "
+DEFAULT_JOB_TIMEOUT = 600.0
+
+
+def cache_dir() -> Path:
+    """`$TRITONNX_CACHE_DIR/aot`, else `$XDG_CACHE_HOME/tritonnx/aot`, else `~/.cache/tritonnx/aot`."""
+    root = os.environ.get("TRITONNX_CACHE_DIR")
+    if root:
+        return Path(root) / "aot"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tritonnx" / "aot"
+
+
+def _triton_version() -> str:
+    import triton
+
+    return triton.__version__
+
+
+def job_key(job: catalog.Job, source_hash: str) -> str:
+    payload = json.dumps([AOT_FORMAT, _triton_version(), source_hash, job.kernel, job.config,
+                          job.config_index, job.dtype, [list(f) for f in job.flags], job.arch],
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker side (runs with TRITON_INTERPRET=0)
+# ----------------------------------------------------------------------------------------------
+
+def resolve_entry(ref: str) -> catalog.KernelEntry:
+    """A catalog name, or "/path/file.py:ATTR" / "module:ATTR" naming a `KernelEntry`."""
+    if ":" in ref:
+        target, _, attr = ref.rpartition(":")
+        entry = getattr(catalog._import(target), attr)
+        if not isinstance(entry, catalog.KernelEntry):
+            raise catalog.InvalidArgument(f"{ref} is not a KernelEntry")
+        return entry
+    return catalog.get(ref)
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
+
+
+def _resource_usage(cubin: bytes) -> dict:
+    """REG / STACK / SHARED / LOCAL of the kernel in a cubin, from the bundled cuobjdump."""
+    import re
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+        path = f.name
+    try:
+        out = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", path],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(path)
+    usage = {}
+    for key in ("REG", "STACK", "SHARED", "LOCAL"):
+        m = re.search(rf"\b{key}:(\d+)", out.stdout)
+        usage[key] = int(m.group(1)) if m else None
+    if usage["REG"] is None:
+        usage["error"] = (out.stderr or out.stdout).strip()[-300:]
+    return usage
+
+
+def _tensor_core(ptx: str) -> str:
+    if "wgmma.mma_async" in ptx:
+        return "wgmma"
+    if "mma.sync" in ptx:
+        return "mma"
+    return "none"
+
+
+def blocks_per_sm(arch: str, num_warps: int, regs: int | None, shared: int | None) -> int | None:
+    """How many blocks of this config fit on one SM at once (registers, shared memory,
+    threads; allocation granularity ignored, so an upper bound)."""
+    if regs is None or shared is None:
+        return None
+    a = catalog.ARCHS[arch]
+    threads = 32 * num_warps
+    limits = [a.max_threads_per_sm // threads, 32]
+    if regs:
+        limits.append(a.regs_per_sm // (regs * threads))
+    if shared:
+        limits.append(a.smem_per_sm // (shared + 1024))
+    return max(0, min(limits))
+
+
+def compile_job(job: catalog.Job) -> dict:
+    """Compile one job in this process (which must have been started with TRITON_INTERPRET=0)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    row = _base_row(job)
+    start = time.perf_counter()
+    try:
+        entry = resolve_entry(job.entry_ref)
+        fn = entry.load()
+        if type(fn).__name__ == "InterpretedFunction":
+            raise RuntimeError("the kernel was defined under TRITON_INTERPRET=1: compile it in a "
+                               "process started with TRITON_INTERPRET=0")
+        configs = entry.config_list(job.arch)
+        config = configs[job.config_index]
+        if catalog.config_id(config) != job.config:
+            raise RuntimeError(f"config #{job.config_index} is {catalog.config_id(config)}, the "
+                               f"plan expected {job.config} (non-deterministic config list?)")
+        spec = entry.signature(fn, job.dtype, dict(job.flags), config)
+        arch = catalog.ARCHS[job.arch]
+        src = ASTSource(fn=fn, signature=spec.signature, constexprs=spec.constexprs,
+                        attrs=spec.attrs)
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch.capability, 32),
+                                  options=dict(spec.options))
+        usage = _resource_usage(compiled.asm["cubin"])
+        shared = int(compiled.metadata.shared)
+        row.update(
+            status="ok" if "error" not in usage else "error",
+            error=usage.get("error", ""),
+            shared=shared,
+            regs=usage["REG"],
+            spill=usage["STACK"],
+            local=usage["LOCAL"],
+            tensor_core=_tensor_core(compiled.asm["ptx"]),
+            num_warps=int(compiled.metadata.num_warps),
+            blocks_per_sm=blocks_per_sm(job.arch, int(compiled.metadata.num_warps),
+                                        usage["REG"], shared),
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure is a report row
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}".strip()[-4000:])
+    row["compile_s"] = round(time.perf_counter() - start, 3)
+    return row
+
+
+def _base_row(job: catalog.Job) -> dict:
+    return {
+        "kernel": job.kernel, "config": job.config, "config_index": job.config_index,
+        "dtype": job.dtype, "flags": dict(job.flags), "arch": job.arch, "sampled": job.sampled,
+        "status": "error", "error": "", "shared": None,
+        "smem_limit": catalog.ARCHS[job.arch].smem_per_block, "regs": None, "spill": None,
+        "local": None, "tensor_core": None, "num_warps": None, "blocks_per_sm": None,
+        "compile_s": None, "cached": False,
+    }
+
+
+def _worker_main() -> int:
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        print("the aot worker needs TRITON_INTERPRET=0", file=sys.stderr)
+        return 2
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        row = compile_job(catalog.Job.from_dict(json.loads(line)))
+        sys.stdout.write(_MARK + json.dumps(row, default=str) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Parent side
+# ----------------------------------------------------------------------------------------------
+
+class _Worker:
+    """One `python -m tritonnx.triton_kernels.aot --worker` process."""
+
+    def __init__(self):
+        env = dict(os.environ, TRITON_INTERPRET="0", PYTHONUNBUFFERED="1")
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tritonnx.triton_kernels.aot", "--worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            env=env, bufsize=1)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def run(self, job: catalog.Job, timeout: float) -> dict:
+        self.proc.stdin.write(json.dumps(job.as_dict(), default=str) + "\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(timeout=left):
+                self.close(kill=True)
+                raise TimeoutError(f"compile took longer than {timeout:.0f} s")
+            line = self.proc.stdout.readline()
+            if not line:
+                code = self.proc.wait()
+                self.stderr.seek(0)
+                tail = self.stderr.read()[-1500:].strip()
+                self.close()
+                raise RuntimeError(f"compile worker died (exit code {code}): {tail}")
+            if line.startswith(_MARK):
+                return json.loads(line[len(_MARK):])
+
+    def close(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.sel.close()
+        self.stderr.close()
+
+
+def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: bool = True,
+             cache: Path | None = None, timeout: float = DEFAULT_JOB_TIMEOUT,
+             progress: bool = False) -> list[dict]:
+    """Compile `jobs` (cache first, the rest in `workers` parallel processes).
+
+    Args:
+        jobs: from `catalog.plan()`.
+        workers: parallel compile processes (default: CPU count, at most the misses).
+        use_cache: read and write the result cache (`cache_dir()` or `cache`).
+        timeout: seconds one compile may take before its worker is killed.
+        progress: a tqdm bar on stderr.
+
+    Returns:
+        One row per job, in job order (see the module docstring); every row also carries
+        `matmul` and `expect_tensor_core` from its entry.
+    """
+    cache = cache or cache_dir()
+    rows: list[dict | None] = [None] * len(jobs)
+    keys: list[str | None] = [None] * len(jobs)
+    hashes: dict[str, str] = {}
+    entries: dict[str, catalog.KernelEntry] = {}
+    misses = []
+    for i, job in enumerate(jobs):
+        try:
+            entry = entries.get(job.entry_ref) or resolve_entry(job.entry_ref)
+            entries[job.entry_ref] = entry
+            if job.entry_ref not in hashes:
+                hashes[job.entry_ref] = entry.source_hash()
+        except Exception as exc:  # noqa: BLE001
+            rows[i] = _base_row(job) | {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        keys[i] = job_key(job, hashes[job.entry_ref])
+        path = cache / keys[i][:2] / f"{keys[i]}.json"
+        if use_cache and path.exists():
+            try:
+                rows[i] = json.loads(path.read_text()) | {"cached": True}
+                continue
+            except (OSError, ValueError):
+                pass
+        misses.append(i)
+
+    if misses:
+        _compile_parallel(jobs, misses, rows, workers, timeout, progress)
+        if use_cache:
+            for i in misses:
+                row = rows[i]
+                if row is None or row.get("worker_failure"):
+                    continue
+                path = cache / keys[i][:2] / f"{keys[i]}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(row, default=str))
+                os.replace(tmp, path)
+
+    out = []
+    for job, row in zip(jobs, rows):
+        entry = entries.get(job.entry_ref)
+        row = dict(row)
+        row["matmul"] = bool(entry and entry.matmul)
+        row["expect_tensor_core"] = _expect_tc(entry, job)
+        out.append(row)
+    return out
+
+
+def _expect_tc(entry: catalog.KernelEntry | None, job: catalog.Job) -> bool | None:
+    if entry is None or not entry.matmul or entry.expect_tensor_core is None:
+        return None
+    try:
+        config = entry.config_list(job.arch)[job.config_index]
+        return bool(entry.expect_tensor_core(config, job.dtype, job.arch))
+    except Exception:  # noqa: BLE001 - the compile row reports the real problem
+        return None
+
+
+def _compile_parallel(jobs, misses, rows, workers, timeout, progress) -> None:
+    n = max(1, min(workers or os.cpu_count() or 1, len(misses)))
+    todo: queue.Queue = queue.Queue()
+    for i in misses:
+        todo.put(i)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(misses), desc="compiling", unit="kernel", file=sys.stderr)
+    lock = threading.Lock()
+
+    def drive():
+        worker = None
+        try:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if worker is None:
+                    worker = _Worker()
+                try:
+                    rows[i] = worker.run(jobs[i], timeout)
+                except (RuntimeError, TimeoutError, OSError) as exc:
+                    worker = None
+                    rows[i] = _base_row(jobs[i]) | {"error": str(exc), "worker_failure": True}
+                if bar is not None:
+                    with lock:
+                        bar.update(1)
+        finally:
+            if worker is not None:
+                worker.close()
+
+    threads = [threading.Thread(target=drive, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if bar is not None:
+        bar.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The gate and the report
+# ----------------------------------------------------------------------------------------------
+
+def gate_failures(rows: list[dict], spills: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """What the CI gate rejects in `rows`, one line each (empty: the gate passes).
+
+    - a job that did not compile;
+    - shared memory above the arch's per-block limit;
+    - a config that spills (stack > 0) not listed in its entry's `spills` with a reason;
+    - a matmul kernel with no wgmma config for fp16/bf16 on sm_90 (and no mma one on sm_80);
+    - a config its entry expects to reach the tensor cores (`expect_tensor_core`) that does not.
+
+    `spills`: kernel name -> {config id: reason} (default: from the catalog entries).
+    """
+    failures = []
+
+    def allowed_spills(kernel):
+        if spills is not None:
+            return spills.get(kernel, {})
+        try:
+            return catalog.get(kernel).spills
+        except catalog.InvalidArgument:
+            return {}
+
+    where = lambda r: f"{r['kernel']} [{r['config']}] {r['dtype']} {_flags_str(r['flags'])} {r['arch']}"  # noqa: E731
+    tc_seen: dict[tuple, bool] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            failures.append(f"{where(r)}: does not compile: {error_summary(r['error'])}")
+            continue
+        if r["shared"] is not None and r["shared"] > r["smem_limit"]:
+            failures.append(f"{where(r)}: needs {r['shared']} B of shared memory, {r['arch']} "
+                            f"gives {r['smem_limit']} B per block")
+        if r["spill"] and r["config"] not in allowed_spills(r["kernel"]):
+            failures.append(f"{where(r)}: spills ({r['spill']} B stack, {r['regs']} registers): "
+                            f"prune it in the config builder's keep() or list it in the catalog "
+                            f"entry's spills with the reason")
+        if r.get("matmul"):
+            want = catalog.ARCHS[r["arch"]].tensor_core
+            got = r["tensor_core"] == want or (want == "mma" and r["tensor_core"] == "wgmma")
+            key = (r["kernel"], r["dtype"], r["arch"])
+            tc_seen[key] = tc_seen.get(key, False) or got
+            if r.get("expect_tensor_core") and not got:
+                failures.append(f"{where(r)}: expected {want} in the PTX, found "
+                                f"{r['tensor_core']}")
+    for (kernel, dtype, arch), got in sorted(tc_seen.items()):
+        if dtype in ("fp16", "bf16") and not got:
+            want = catalog.ARCHS[arch].tensor_core
+            failures.append(f"{kernel} {dtype} {arch}: no config reaches {want} (tensor cores)")
+    return failures
+
+
+def error_summary(error: str) -> str:
+    """One line from an error text: for a Triton `CompilationError`, where and why."""
+    lines = [ln for ln in (error or "").splitlines() if ln.strip()]
+    if not lines:
+        return "?"
+    if len(lines) == 1:
+        return lines[0]
+    caret = next((i for i, ln in enumerate(lines) if ln.strip() == "^"), None)
+    if caret:
+        return f"{lines[0].rstrip(':')} `{lines[caret - 1].strip()}`: {lines[-1].strip()}"
+    return f"{lines[0]} ... {lines[-1].strip()}"
+
+
+def _flags_str(flags: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(flags.items())) or "-"
+
+
+def _kb(n) -> str:
+    return "-" if n is None else f"{n / 1024:.1f}"
+
+
+REPORT_HEADERS = ["kernel", "config", "dtype", "flags", "arch", "status", "smem KB / limit",
+                  "regs", "spill B", "tensor core", "blocks/SM"]
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    """The report's table rows (headers: `REPORT_HEADERS`)."""
+    out = []
+    for r in rows:
+        if r["status"] == "ok":
+            status = "ok"
+        else:
+            status = "ERROR: " + error_summary(r["error"])[:100]
+        tc = (r["tensor_core"] or "-") if r.get("matmul") else "-"
+        if r.get("expect_tensor_core") and r["tensor_core"] != catalog.ARCHS[r["arch"]].tensor_core:
+            tc += " (expected " + catalog.ARCHS[r["arch"]].tensor_core + ")"
+        out.append([r["kernel"], r["config"], r["dtype"], _flags_str(r["flags"]), r["arch"], status,
+                    f"{_kb(r['shared'])} / {_kb(r['smem_limit'])}", _dash(r["regs"]),
+                    _dash(r["spill"]), tc, _dash(r["blocks_per_sm"])])
+    return out
+
+
+def _dash(v):
+    return "-" if v is None else v
+
+
+def format_table(rows: list[dict], tablefmt: str = "github") -> str:
+    from tabulate import tabulate
+
+    return tabulate(table_rows(rows), headers=REPORT_HEADERS, tablefmt=tablefmt)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
+        raise SystemExit(_worker_main())
+    print("usage: python -m tritonnx.triton_kernels.aot --worker (jobs as JSON lines on stdin); "
+          "the report is `tritonnx kernels --report`", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,412 @@
+"""The one place that knows every Triton kernel of tritonnx, for the ahead-of-time compile gate.
+
+Each kernel is one `KernelEntry`: its jit function (named by a "module:attr" string, imported
+only when needed), its autotune configs (the SAME function its `@triton.autotune` uses, e.g.
+`conv_configs()`), the dtypes and constexpr flag variants it claims, and a signature builder
+that turns (dtype, flags, config) into what `triton.compile` needs. `tritonnx kernels --report`
+and the gate test (`tests/triton_kernels/test_aot_gate.py`) compile every entry for sm_90 and
+sm_80 in worker processes (`tritonnx.triton_kernels.aot`) and check shared memory, spills and
+tensor-core instructions.
+
+Adding a kernel (the only step a new kernel needs to be covered by the gate):
+
+    from tritonnx.triton_kernels import catalog
+
+    def _my_signature(fn, dtype, flags, config):
+        return catalog.make_spec(
+            fn, config,
+            pointers={"x_ptr": dtype, "w_ptr": dtype, "y_ptr": dtype, "lock_ptr": "i32"},
+            constexprs={"HAS_BIAS": flags["HAS_BIAS"], "ACC_FP32": 0},
+            divisible=("stride_xn",),   # int args the launcher passes as multiples of 16
+        )
+
+    catalog.register(catalog.KernelEntry(
+        name="my_kernel",
+        kernel="tritonnx.triton_kernels.my_family:_my_kernel",
+        configs=my_configs,                 # callable; may take `arch="sm_90"` or `capability=90`
+        dtypes=("fp32", "fp16", "bf16"),
+        flags={"HAS_BIAS": (0, 1)},         # every value is compiled at least once per dtype x arch
+        signature=_my_signature,
+        matmul=True,                        # does a tl.dot: tensor-core instructions are checked
+        expect_tensor_core=lambda cfg, dtype, arch: cfg.kwargs["BLOCK_M"] >= 64 and cfg.num_warps >= 4,
+        spills={},                          # config id -> why a spilling config is kept
+    ))
+
+(The built-in entries are registered at the bottom of this module, by the compile-gate owner.)
+
+Sampling: the full product configs x flag combinations can be large; `plan()` then compiles,
+per dtype and arch, `max(#configs, #values of any flag)` jobs that pair config i with the i-th
+value of every flag (rotated per dtype and arch), so every config and every flag value is
+compiled at least once per dtype and arch. `plan(full=True)` compiles the whole product.
+
+Arch limits (`ARCHS`): shared memory per block 227 KB on sm_90, 163 KB on sm_80; 65536
+registers per SM. Kernel modules may import `SMEM_LIMITS` from here for their `keep()` filters
+(this module imports no kernel module at import time).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tritonnx.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A GPU architecture the gate compiles for."""
+
+    name: str  # "sm_90"
+    capability: int  # 90
+    smem_per_block: int  # bytes a block may use (opt-in maximum)
+    smem_per_sm: int  # bytes per SM (all resident blocks together)
+    regs_per_sm: int
+    max_threads_per_sm: int
+    tensor_core: str  # the PTX instruction family of its matrix product: "wgmma" | "mma"
+    gpus: str  # examples, for the report
+
+
+ARCHS: dict[str, Arch] = {
+    "sm_90": Arch("sm_90", 90, 227 * 1024, 228 * 1024, 65536, 2048, "wgmma", "H100, H200"),
+    "sm_80": Arch("sm_80", 80, 163 * 1024, 164 * 1024, 65536, 2048, "mma", "A100"),
+}
+#: Shared memory per block, bytes, by arch name: the limit `keep()` filters prune with.
+SMEM_LIMITS: dict[str, int] = {a.name: a.smem_per_block for a in ARCHS.values()}
+DEFAULT_ARCHS = ("sm_90", "sm_80")
+
+#: dtype name -> Triton pointer element type.
+TRITON_DTYPES = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "i32": "i32", "i64": "i64",
+                 "i8": "i8", "u8": "u8", "i1": "i1"}
+DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+KERNEL_DTYPES = ("fp32", "fp16", "bf16")
+
+
+def canonical_dtype(dtype: str) -> str:
+    name = DTYPE_ALIASES.get(dtype, dtype)
+    if name not in KERNEL_DTYPES:
+        raise InvalidArgument(f"dtype {dtype!r}: expected one of {', '.join(KERNEL_DTYPES)} "
+                              f"(or {', '.join(DTYPE_ALIASES)})")
+    return name
+
+
+def canonical_arch(arch: str | int) -> str:
+    """"sm_90" from "sm_90", "sm90", "90" or 90."""
+    digits = str(arch).lower().removeprefix("sm").lstrip("_")
+    name = f"sm_{digits}"
+    if name not in ARCHS:
+        raise InvalidArgument(f"arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    return name
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """What one compile needs besides the function: `triton.compile(ASTSource(fn, signature,
+    constexprs, attrs), target, options)`."""
+
+    signature: dict[str, str]  # arg name -> "*fp16" | "i32" | "fp32" | "constexpr" ...
+    constexprs: dict[str, Any]  # constexpr arg name -> value
+    options: dict[str, Any]  # num_warps, num_stages, num_ctas, maxnreg
+    attrs: dict[tuple[int, ...], list] = field(default_factory=dict)  # tt.divisibility hints
+
+
+def config_id(config) -> str:
+    """A readable, stable id of a `triton.Config`: its kwargs, then warps/stages/ctas/maxnreg."""
+    parts = [f"{k}={_short(v)}" for k, v in sorted(config.kwargs.items())]
+    parts.append(f"w{config.num_warps}")
+    parts.append(f"s{config.num_stages}")
+    if getattr(config, "num_ctas", 1) != 1:
+        parts.append(f"ctas{config.num_ctas}")
+    if getattr(config, "maxnreg", None):
+        parts.append(f"maxnreg{config.maxnreg}")
+    return ",".join(parts)
+
+
+def _short(value) -> str:
+    return str(value).replace(" ", "")
+
+
+def unwrap_jit(obj):
+    """The jit function under `@triton.autotune` / `@triton.heuristics` wrappers."""
+    seen = 0
+    while not hasattr(obj, "arg_names") and hasattr(obj, "fn") and seen < 8:
+        obj, seen = obj.fn, seen + 1
+    if not hasattr(obj, "arg_names"):
+        raise InvalidArgument(f"{obj!r} is not a @triton.jit function")
+    return obj
+
+
+def make_spec(fn, config, *, pointers: dict[str, str], constexprs: dict[str, Any] | None = None,
+              int64: tuple[str, ...] = (), floats: tuple[str, ...] = (),
+              divisible: tuple[str, ...] = (), aligned: bool = True,
+              options: dict[str, Any] | None = None) -> CompileSpec:
+    """Build a `CompileSpec` the way Triton's launcher would specialise a real call.
+
+    Args:
+        fn: the `@triton.jit` function (wrappers are unwrapped).
+        config: the `triton.Config`; its kwargs become constexprs, its num_warps/num_stages/
+            num_ctas/maxnreg the options.
+        pointers: pointer arg name -> element dtype ("fp16", "fp32", "i32", ...).
+        constexprs: the other constexpr args (flags); constexpr args left out take the
+            kernel's default values.
+        int64 / floats: scalar args passed as i64 / fp32 (every other scalar is i32).
+        divisible: scalar args the launcher passes as multiples of 16 (tt.divisibility hint).
+        aligned: pointers are 16-byte aligned (torch allocations are): tt.divisibility 16.
+        options: extra compile options.
+
+    Returns:
+        The `CompileSpec`. Raises `InvalidArgument` naming any arg that is not the kernel's.
+    """
+    fn = unwrap_jit(fn)
+    names = list(fn.arg_names)
+    consts = dict(config.kwargs)
+    consts.update(constexprs or {})
+    unknown = sorted(set(consts) | set(pointers) | set(int64) | set(floats) | set(divisible)
+                     - set(names))
+    unknown = [n for n in unknown if n not in names]
+    if unknown:
+        raise InvalidArgument(f"kernel {fn.__name__}: no argument(s) {unknown}; its arguments are "
+                              f"{names}")
+    params = getattr(fn, "params", None)
+    signature, attrs = {}, {}
+    for index, name in enumerate(names):
+        param = params[index] if params is not None else None
+        is_constexpr = bool(param is not None and getattr(param, "is_constexpr", False))
+        if name in consts or is_constexpr:
+            signature[name] = "constexpr"
+            if name not in consts:
+                default = getattr(param, "default", inspect.Parameter.empty)
+                if default is inspect.Parameter.empty:
+                    raise InvalidArgument(f"kernel {fn.__name__}: constexpr {name!r} has no value "
+                                          f"in the config or the flags and no default")
+                consts[name] = default
+        elif name in pointers:
+            signature[name] = "*" + TRITON_DTYPES.get(pointers[name], pointers[name])
+            if aligned:
+                attrs[(index,)] = [["tt.divisibility", 16]]
+        elif name in floats:
+            signature[name] = "fp32"
+        elif name in int64:
+            signature[name] = "i64"
+        else:
+            signature[name] = "i32"
+        if name in divisible:
+            attrs[(index,)] = [["tt.divisibility", 16]]
+    opts = {"num_warps": config.num_warps, "num_stages": config.num_stages,
+            "num_ctas": getattr(config, "num_ctas", 1)}
+    if getattr(config, "maxnreg", None):
+        opts["maxnreg"] = config.maxnreg
+    opts.update(options or {})
+    return CompileSpec(signature, consts, opts, attrs)
+
+
+SignatureBuilder = Callable[[Any, str, dict, Any], CompileSpec]
+
+
+@dataclass(frozen=True)
+class KernelEntry:
+    """One kernel the gate compiles. See the module docstring for an example.
+
+    Fields:
+        name: unique, e.g. "conv_relu_pool".
+        kernel: "package.module:attr" of the jit function (an autotune wrapper is fine), or
+            "/path/file.py:attr" (test fixtures).
+        configs: the autotune config function (callable -> list[triton.Config]); called with
+            `arch="sm_90"` or `capability=90` if it takes such a parameter.
+        dtypes: the dtypes the kernel claims ("fp32", "fp16", "bf16").
+        signature: (fn, dtype, flags, config) -> CompileSpec (see `make_spec`).
+        flags: constexpr flag name -> the values the kernel claims.
+        matmul: the kernel does a matrix product (tl.dot): tensor-core instructions are
+            checked (wgmma on sm_90, mma on sm_80).
+        expect_tensor_core: (config, dtype, arch) -> bool: the configs that must reach the
+            arch's tensor-core instruction (None: at least one config per fp16/bf16 x arch).
+        spills: config id -> the reason a config that spills registers is kept.
+        note: one line for the report.
+        sources: extra source files whose text is part of the cache key (helpers imported
+            from other modules).
+    """
+
+    name: str
+    kernel: str
+    configs: Callable[..., list]
+    dtypes: tuple[str, ...]
+    signature: SignatureBuilder
+    flags: dict[str, tuple] = field(default_factory=dict)
+    matmul: bool = False
+    expect_tensor_core: Callable[[Any, str, str], bool] | None = None
+    spills: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    sources: tuple[str, ...] = ()
+
+    def load(self):
+        """The jit function (unwrapped). Imports its module."""
+        target, _, attr = self.kernel.rpartition(":")
+        if not target or not attr:
+            raise InvalidArgument(f"kernel entry {self.name}: kernel {self.kernel!r} is not "
+                                  f"'module:attr' or '/path/file.py:attr'")
+        return unwrap_jit(getattr(_import(target), attr))
+
+    def config_list(self, arch: str) -> list:
+        """The autotune configs for `arch` (the same list the autotuner uses)."""
+        params = inspect.signature(self.configs).parameters
+        if "arch" in params:
+            configs = self.configs(arch=arch)
+        elif "capability" in params:
+            configs = self.configs(capability=ARCHS[arch].capability)
+        else:
+            configs = self.configs()
+        configs = list(configs)
+        if not configs:
+            raise InvalidArgument(f"kernel entry {self.name}: no configs for {arch}")
+        return configs
+
+    def flag_values(self) -> list[dict]:
+        """Every flag combination (the full product)."""
+        keys = sorted(self.flags)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.flags[k] for k in keys))]
+
+    def source_hash(self) -> str:
+        """sha256 over the kernel module's source, the extra sources and this entry's signature
+        builder and configs function (their source), without importing the kernel module."""
+        h = hashlib.sha256()
+        target = self.kernel.rpartition(":")[0]
+        for path in [_source_path(target), *self.sources]:
+            h.update(Path(path).read_bytes())
+        for fn in (self.signature, self.configs, self.expect_tensor_core):
+            if fn is not None:
+                try:
+                    h.update(inspect.getsource(fn).encode())
+                except (OSError, TypeError):
+                    h.update(repr(fn).encode())
+        return h.hexdigest()
+
+
+def _import(target: str):
+    if target.endswith(".py"):
+        path = Path(target)
+        name = f"_tritonnx_aot_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        import sys
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise InvalidArgument(f"cannot import {target}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(target)
+
+
+def _source_path(target: str) -> str:
+    if target.endswith(".py"):
+        return target
+    spec = importlib.util.find_spec(target)
+    if spec is None or not spec.origin:
+        raise InvalidArgument(f"kernel module {target!r} not found")
+    return spec.origin
+
+
+_REGISTRY: dict[str, KernelEntry] = {}
+
+
+def register(entry: KernelEntry) -> KernelEntry:
+    """Add (or replace) an entry. Dtypes are checked and canonicalised."""
+    dtypes = tuple(canonical_dtype(d) for d in entry.dtypes)
+    if dtypes != entry.dtypes:
+        entry = KernelEntry(**{**entry.__dict__, "dtypes": dtypes})
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def names() -> list[str]:
+    """Names of the registered kernels."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> KernelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidArgument(f"no kernel named {name!r} in the catalog; known: "
+                              f"{', '.join(names()) or '(none)'}") from None
+
+
+def entries(selected: list[str] | None = None) -> list[KernelEntry]:
+    return [get(n) for n in (selected or names())]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One compile: an entry's config (by index and id) x dtype x flags x arch."""
+
+    kernel: str  # entry name
+    entry_ref: str  # entry name (catalog) or "/path/file.py:ATTR" (an entry defined elsewhere)
+    config_index: int
+    config: str  # config id
+    dtype: str
+    flags: tuple[tuple[str, Any], ...]
+    arch: str
+    sampled: bool  # part of a sample of the full product
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["flags"] = [list(kv) for kv in self.flags]
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "Job":
+        d = dict(d)
+        d["flags"] = tuple((k, v) for k, v in d["flags"])
+        return Job(**d)
+
+
+def plan(selected: list[KernelEntry] | None = None, archs=DEFAULT_ARCHS, *, full: bool = False,
+         dtypes: tuple[str, ...] | None = None, entry_refs: dict[str, str] | None = None) -> list[Job]:
+    """The compile jobs for `selected` entries (default: all registered).
+
+    Per entry x dtype x arch: the full product configs x flag combinations if `full` or if it
+    is no larger than the sample; else a sample that compiles every config and every flag value
+    at least once (see the module docstring). `entry_refs` maps an entry name to how a worker
+    process finds it (default: its catalog name).
+    """
+    jobs = []
+    selected = entries() if selected is None else selected
+    for entry in selected:
+        ref = (entry_refs or {}).get(entry.name, entry.name)
+        keys = sorted(entry.flags)
+        for arch_i, arch in enumerate(archs):
+            arch = canonical_arch(arch)
+            configs = entry.config_list(arch)
+            ids = [config_id(c) for c in configs]
+            for dtype_i, dtype in enumerate(entry.dtypes):
+                if dtypes is not None and dtype not in dtypes:
+                    continue
+                combos = entry.flag_values()
+                n_sample = max([len(configs)] + [len(entry.flags[k]) for k in keys])
+                if full or len(configs) * len(combos) <= n_sample:
+                    pairs = [(ci, combo) for ci in range(len(configs)) for combo in combos]
+                    sampled = False
+                else:
+                    rot = dtype_i + 2 * arch_i
+                    pairs = []
+                    for i in range(n_sample):
+                        combo = {k: entry.flags[k][(i + rot + j) % len(entry.flags[k])]
+                                 for j, k in enumerate(keys)}
+                        pairs.append((i % len(configs), combo))
+                    sampled = True
+                for ci, combo in pairs:
+                    jobs.append(Job(entry.name, ref, ci, ids[ci], dtype,
+                                    tuple(sorted(combo.items())), arch, sampled))
+    return jobs
+
+
+def _register_builtins() -> None:
+    """The kernels on main. Each registration names only what its module already exposes."""
+
+
+_register_builtins()

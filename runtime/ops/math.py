@@ -1,0 +1,351 @@
+"""Element-wise ops: arithmetic, comparisons, logic, activations, Clip, Where, Cast.
+
+Broadcasting is numpy's (multidirectional) from opset 7; the opset 1-6 forms with the
+``broadcast``/``axis`` attributes are handled too. uint16/32/64 have no torch arithmetic:
+those compute through numpy, whose wrap-around and unsigned semantics are ONNX's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tritonnx.errors import InvalidArgument, NotImplemented
+from tritonnx.runtime import dtypes
+from tritonnx.runtime.ops._common import needs_widening, scalar, via_numpy
+from tritonnx.runtime.registry import register
+
+def _legacy_broadcast(a: torch.Tensor, b: torch.Tensor, broadcast: int, axis) -> torch.Tensor:
+    """Opset < 7: with ``broadcast=1`` B's shape is aligned to A's at ``axis`` (default: trailing)."""
+    if not broadcast or axis is None or b.dim() == 0:
+        return b
+    axis = axis % a.dim() if a.dim() else 0
+    return b.reshape([1] * axis + list(b.shape) + [1] * (a.dim() - axis - b.dim()))
+
+
+def _binary(op: str, a: torch.Tensor, b: torch.Tensor, torch_fn, np_fn) -> torch.Tensor:
+    if a.dtype != b.dtype:
+        raise InvalidArgument(f"{op}: inputs A ({a.dtype}) and B ({b.dtype}) must have the same dtype")
+    if needs_widening(a, b):
+        return via_numpy(lambda x, y: np_fn(x, y).astype(x.dtype), a, b)
+    return torch_fn(a, b)
+
+
+def _int_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dtype.is_floating_point or a.dtype.is_complex:
+        return torch.div(a, b)
+    return torch.div(a, b, rounding_mode="trunc")
+
+
+def _np_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return x // y if x.dtype.kind == "u" else x / y
+
+
+_BINARY = {
+    "Add": (torch.add, np.add),
+    "Sub": (torch.sub, np.subtract),
+    "Mul": (torch.mul, np.multiply),
+    "Div": (_int_div, _np_div),
+}
+
+
+def _make_binary(op: str):
+    torch_fn, np_fn = _BINARY[op]
+
+    def modern(A, B):
+        return _binary(op, A, B, torch_fn, np_fn)
+
+    def legacy(A, B, *, broadcast=0, axis=None, consumed_inputs=None):
+        return _binary(op, A, _legacy_broadcast(A, B, broadcast, axis), torch_fn, np_fn)
+
+    modern.__name__ = legacy.__name__ = op
+    modern.__doc__ = legacy.__doc__ = f"ONNX {op}: element-wise with numpy broadcasting (Y = A op B)."
+    register(op, since=1)(legacy)
+    register(op, since=7)(modern)
+
+
+for _op in _BINARY:
+    _make_binary(_op)
+
+
+@register("Pow", since=1)
+def Pow(X, Y, *, broadcast=0, axis=None):
+    """ONNX Pow: X ** Y, result in X's dtype (Y may have another numeric dtype from opset 12)."""
+    Y = _legacy_broadcast(X, Y, broadcast, axis)
+    if needs_widening(X, Y):
+        return via_numpy(lambda x, y: np.power(x, y).astype(x.dtype), X, Y)
+    if not X.dtype.is_floating_point and Y.dtype.is_floating_point:
+        return torch.pow(X.double(), Y.double()).to(X.dtype)
+    if X.dtype.is_floating_point and X.dtype != torch.float64:
+        return torch.pow(X.float(), Y.float() if Y.dtype.is_floating_point else Y).to(X.dtype)
+    return torch.pow(X, Y).to(X.dtype)
+
+
+def _variadic(op: str, tensors, torch_fn, np_fn) -> torch.Tensor:
+    if not tensors:
+        raise InvalidArgument(f"{op}: needs at least one input, got none")
+    first = tensors[0]
+    for i, t in enumerate(tensors[1:], 1):
+        if t.dtype != first.dtype:
+            raise InvalidArgument(f"{op}: input {i} has dtype {t.dtype}, expected {first.dtype} (input 0's)")
+    if needs_widening(*tensors):
+        def fn(*arrs):
+            out = arrs[0]
+            for a in arrs[1:]:
+                out = np_fn(out, a)
+            return np.array(out, dtype=arrs[0].dtype)
+        return via_numpy(fn, *tensors)
+    out = first
+    for t in tensors[1:]:
+        out = torch_fn(out, t)
+    if len(tensors) == 1:
+        out = out.clone()
+    return out
+
+
+@register("Sum", since=1)
+def Sum(*data_0):
+    """ONNX Sum: element-wise sum of all inputs (broadcast from opset 8)."""
+    return _variadic("Sum", data_0, torch.add, np.add)
+
+
+@register("Mean", since=1)
+def Mean(*data_0):
+    """ONNX Mean: element-wise mean of all inputs (floats)."""
+    s = _variadic("Mean", data_0, torch.add, np.add)
+    return (s / len(data_0)).to(s.dtype)
+
+
+@register("Max", since=1)
+def Max(*data_0):
+    """ONNX Max: element-wise maximum (NaN propagates, as numpy.maximum)."""
+    return _variadic("Max", data_0, torch.maximum, np.maximum)
+
+
+@register("Min", since=1)
+def Min(*data_0):
+    """ONNX Min: element-wise minimum (NaN propagates, as numpy.minimum)."""
+    return _variadic("Min", data_0, torch.minimum, np.minimum)
+
+
+# --- comparisons and logic -------------------------------------------------------------------
+
+_COMPARE = {
+    "Equal": (torch.eq, np.equal),
+    "Greater": (torch.gt, np.greater),
+    "Less": (torch.lt, np.less),
+    "GreaterOrEqual": (torch.ge, np.greater_equal),
+    "LessOrEqual": (torch.le, np.less_equal),
+    "And": (torch.logical_and, np.logical_and),
+    "Or": (torch.logical_or, np.logical_or),
+    "Xor": (torch.logical_xor, np.logical_xor),
+}
+
+
+def _make_compare(op: str):
+    torch_fn, np_fn = _COMPARE[op]
+
+    def fn(A, B, *, broadcast=0, axis=None):
+        B = _legacy_broadcast(A, B, broadcast, axis)
+        if A.dtype != B.dtype:
+            raise InvalidArgument(f"{op}: inputs A ({A.dtype}) and B ({B.dtype}) must have the same dtype")
+        if needs_widening(A, B):
+            return via_numpy(np_fn, A, B)
+        return torch_fn(A, B)
+
+    fn.__name__ = op
+    fn.__doc__ = f"ONNX {op}: element-wise, boolean result, numpy broadcasting."
+    register(op, since=1)(fn)
+
+
+for _op in _COMPARE:
+    _make_compare(_op)
+
+
+@register("Not", since=1)
+def Not(X):
+    """ONNX Not: logical negation of a bool tensor."""
+    return torch.logical_not(X)
+
+
+@register("Where", since=9)
+def Where(condition, X, Y):
+    """ONNX Where: X where condition else Y (numpy broadcasting)."""
+    if X.dtype != Y.dtype:
+        raise InvalidArgument(f"Where: inputs X ({X.dtype}) and Y ({Y.dtype}) must have the same dtype")
+    if needs_widening(X, Y):
+        return via_numpy(np.where, condition, X, Y)
+    return torch.where(condition.to(torch.bool), X, Y)
+
+
+# --- unary -----------------------------------------------------------------------------------
+
+def _unary(op: str, torch_fn, np_fn=None):
+    def fn(X):
+        if needs_widening(X):
+            if np_fn is None:
+                raise NotImplemented(f"{op}: dtype {X.dtype} is not supported")
+            return via_numpy(lambda x: np_fn(x).astype(x.dtype), X)
+        return torch_fn(X)
+
+    fn.__name__ = op
+    fn.__doc__ = f"ONNX {op}: element-wise."
+    register(op, since=1)(fn)
+    return fn
+
+
+def _float_op(torch_fn):
+    """Run a float op in fp32 for fp16/bf16 (CPU kernels lack some half ops), cast back."""
+    def fn(x):
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return torch_fn(x.float()).to(x.dtype)
+        return torch_fn(x)
+    return fn
+
+
+Relu = _unary("Relu", lambda x: torch.clamp_min(x, 0), lambda x: x)
+Sigmoid = _unary("Sigmoid", _float_op(torch.sigmoid))
+Tanh = _unary("Tanh", _float_op(torch.tanh))
+Sqrt = _unary("Sqrt", _float_op(torch.sqrt))
+Erf = _unary("Erf", _float_op(torch.erf))
+Exp = _unary("Exp", _float_op(torch.exp))
+Log = _unary("Log", _float_op(torch.log))
+Neg = _unary("Neg", torch.neg)
+Abs = _unary("Abs", torch.abs, np.abs)
+Reciprocal = _unary("Reciprocal", _float_op(torch.reciprocal))
+Floor = _unary("Floor", torch.floor)
+Ceil = _unary("Ceil", torch.ceil)
+Sin = _unary("Sin", _float_op(torch.sin))
+Cos = _unary("Cos", _float_op(torch.cos))
+Softsign = _unary("Softsign", _float_op(F.softsign))
+Sign = _unary("Sign", torch.sign, np.sign)
+
+
+@register("Softplus", since=1)
+def Softplus(X):
+    """ONNX Softplus: log(exp(x) + 1)."""
+    return _float_op(lambda x: torch.where(x > 20, x, torch.log1p(torch.exp(x))))(X)
+
+
+@register("LeakyRelu", since=1)
+def LeakyRelu(X, *, alpha=0.01):
+    """ONNX LeakyRelu: x if x >= 0 else alpha * x."""
+    return torch.where(X >= 0, X, X * alpha)
+
+
+@register("Elu", since=1)
+def Elu(X, *, alpha=1.0):
+    """ONNX Elu: x if x >= 0 else alpha * (exp(x) - 1)."""
+    return _float_op(lambda x: torch.where(x >= 0, x, alpha * torch.expm1(x)))(X)
+
+
+@register("Selu", since=1)
+def Selu(X, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
+    """ONNX Selu: gamma * (x if x > 0 else alpha * (exp(x) - 1))."""
+    return _float_op(lambda x: gamma * torch.where(x > 0, x, alpha * torch.expm1(x)))(X)
+
+
+@register("HardSigmoid", since=1)
+def HardSigmoid(X, *, alpha=0.2, beta=0.5):
+    """ONNX HardSigmoid: clip(alpha * x + beta, 0, 1)."""
+    return torch.clamp(X * alpha + beta, 0, 1).to(X.dtype)
+
+
+@register("HardSwish", since=14)
+def HardSwish(X):
+    """ONNX HardSwish: x * clip(x / 6 + 1/2, 0, 1)."""
+    return X * torch.clamp(X * (1 / 6) + 0.5, 0, 1)
+
+
+@register("Gelu", since=20)
+def Gelu(X, *, approximate="none"):
+    """ONNX Gelu (opset 20): exact (erf) or ``approximate="tanh"``."""
+    if approximate not in ("none", "tanh"):
+        raise InvalidArgument(f"Gelu: approximate={approximate!r}, expected 'none' or 'tanh'")
+    return _float_op(lambda x: F.gelu(x, approximate=approximate))(X)
+
+
+@register("PRelu", since=1)
+def PRelu(X, slope):
+    """ONNX PRelu: x if x >= 0 else slope * x, slope broadcast unidirectionally to X."""
+    if X.dtype != slope.dtype:
+        raise InvalidArgument(f"PRelu: slope has dtype {slope.dtype}, expected X's ({X.dtype})")
+    if needs_widening(X):
+        return X.clone()
+    return torch.where(X >= 0, X, X * slope)
+
+
+@register("Clip", since=1)
+def Clip_1(input, *, min=-3.4028234663852886e38, max=3.4028234663852886e38, consumed_inputs=None):
+    """ONNX Clip (opsets 1-10): bounds as attributes."""
+    return Clip(input, torch.tensor(min), torch.tensor(max))
+
+
+@register("Clip", since=11)
+def Clip(input, min=None, max=None):
+    """ONNX Clip (opset 11+): clip(input, min, max); absent bounds are unbounded; min > max gives max."""
+    lo = None if min is None else scalar(min)
+    hi = None if max is None else scalar(max)
+    if lo is None and hi is None:
+        return input.clone()
+    if needs_widening(input):
+        return via_numpy(lambda x: np.clip(x, lo, hi).astype(x.dtype), input)
+    out = torch.clamp(input, lo, hi)
+    if lo is not None and hi is not None and lo > hi:
+        out = torch.full_like(input, hi)
+    return out
+
+
+# --- Cast ------------------------------------------------------------------------------------
+
+_FLOAT8 = {
+    torch.float8_e4m3fn: (448.0, False),
+    torch.float8_e4m3fnuz: (240.0, False),
+    torch.float8_e5m2: (57344.0, True),
+    torch.float8_e5m2fnuz: (57344.0, False),
+}
+
+
+def _cast(op: str, x: torch.Tensor, to: torch.dtype, saturate: int) -> torch.Tensor:
+    if x.dtype == to:
+        return x.clone()
+    if to in _FLOAT8:
+        limit, has_inf = _FLOAT8[to]
+        xf = x.float()
+        if saturate:
+            xf = torch.where(torch.isnan(xf), xf, xf.clamp(-limit, limit))
+        else:
+            bad = torch.isinf(xf) | (xf.abs() > limit)
+            if not has_inf:
+                xf = torch.where(bad, torch.full_like(xf, float("nan")), xf)
+        return xf.to(to)
+    if x.dtype in _FLOAT8:
+        x = x.float()
+    if to == torch.bool and needs_widening(x):
+        return via_numpy(lambda a: a != 0, x)
+    return x.to(to)
+
+
+@register("Cast", since=1)
+def Cast(input, *, to, saturate=1, round_mode="up"):
+    """ONNX Cast: convert to element type ``to`` (float8 targets saturate unless ``saturate=0``)."""
+    if isinstance(to, str):  # opset 1-5 spell the type as a string, e.g. "FLOAT"
+        from onnx import TensorProto
+
+        to = TensorProto.DataType.Value(to.upper())
+    if to not in dtypes.ONNX_TO_TORCH:
+        raise NotImplemented(f"Cast: to={dtypes.onnx_type_name(to)} has no torch dtype")
+    return _cast("Cast", input, dtypes.ONNX_TO_TORCH[to], saturate)
+
+
+@register("CastLike", since=15)
+def CastLike(input, target_type, *, saturate=1, round_mode="up"):
+    """ONNX CastLike: cast ``input`` to the dtype of ``target_type``."""
+    return _cast("CastLike", input, target_type.dtype, saturate)
+
+
+@register("Identity", since=1)
+def Identity(input):
+    """ONNX Identity: the input itself (no copy)."""
+    return input
+

@@ -1,0 +1,159 @@
+"""ONNX backend node tests (`onnx.backend.test.case.node.collect_testcases`) for every op type
+registered in `OPS` for the standard domain, `_expanded` variants included when all their ops
+are registered. Compared as onnx's backend runner does (`Runner.assert_similar_outputs`, the
+case's own rtol/atol). Everything skipped is in `SKIP`, with its reason; the counts are printed
+by tests/runtime/conftest.py."""
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx.backend.test.runner import Runner
+
+from tritonnx.runtime import dtypes
+from tritonnx.runtime.ops import OPS
+from tritonnx.runtime.registry import canonical_domain
+
+pytestmark = pytest.mark.xdist_group("conformance")
+
+#: Why a case is skipped -> the cases. Nothing else is skipped.
+_SKIPPED: dict[str, list[str]] = {
+    "torch has no 4-bit, 2-bit, float4 or float8e8m0 dtype": [
+        "test_cast_FLOAT_to_UINT4", "test_cast_FLOAT16_to_UINT4", "test_cast_FLOAT_to_INT4",
+        "test_cast_FLOAT16_to_INT4", "test_cast_UINT4_to_FLOAT", "test_cast_UINT4_to_FLOAT16",
+        "test_cast_UINT4_to_UINT8", "test_cast_INT4_to_FLOAT", "test_cast_INT4_to_FLOAT16",
+        "test_cast_INT4_to_INT8", "test_cast_FLOAT4E2M1_to_FLOAT",
+        "test_cast_FLOAT4E2M1_to_FLOAT16", "test_cast_FLOAT_to_FLOAT4E2M1",
+        "test_cast_FLOAT16_to_FLOAT4E2M1", "test_cast_FLOAT_to_UINT2",
+        "test_cast_FLOAT16_to_UINT2", "test_cast_FLOAT_to_INT2", "test_cast_FLOAT16_to_INT2",
+        "test_cast_UINT2_to_FLOAT", "test_cast_UINT2_to_FLOAT16", "test_cast_UINT2_to_UINT8",
+        "test_cast_INT2_to_FLOAT", "test_cast_INT2_to_FLOAT16", "test_cast_INT2_to_INT8",
+        "test_cast_e8m0_FLOAT_to_FLOAT8E8M0", "test_cast_e8m0_FLOAT16_to_FLOAT8E8M0",
+        "test_cast_e8m0_FLOAT8E8M0_to_FLOAT", "test_cast_e8m0_FLOAT8E8M0_to_FLOAT16",
+        "test_castlike_FLOAT_to_UINT4", "test_castlike_FLOAT_to_UINT4_expanded",
+        "test_castlike_FLOAT16_to_UINT4", "test_castlike_FLOAT16_to_UINT4_expanded",
+        "test_castlike_FLOAT_to_INT4", "test_castlike_FLOAT_to_INT4_expanded",
+        "test_castlike_FLOAT16_to_INT4", "test_castlike_FLOAT16_to_INT4_expanded",
+        "test_castlike_UINT4_to_FLOAT", "test_castlike_UINT4_to_FLOAT_expanded",
+        "test_castlike_UINT4_to_FLOAT16", "test_castlike_UINT4_to_FLOAT16_expanded",
+        "test_castlike_UINT4_to_UINT8", "test_castlike_UINT4_to_UINT8_expanded",
+        "test_castlike_INT4_to_FLOAT", "test_castlike_INT4_to_FLOAT_expanded",
+        "test_castlike_INT4_to_FLOAT16", "test_castlike_INT4_to_FLOAT16_expanded",
+        "test_castlike_INT4_to_INT8", "test_castlike_INT4_to_INT8_expanded",
+        "test_castlike_FLOAT4E2M1_to_FLOAT", "test_castlike_FLOAT4E2M1_to_FLOAT_expanded",
+        "test_castlike_FLOAT4E2M1_to_FLOAT16", "test_castlike_FLOAT4E2M1_to_FLOAT16_expanded",
+        "test_castlike_FLOAT_to_FLOAT4E2M1", "test_castlike_FLOAT_to_FLOAT4E2M1_expanded",
+        "test_castlike_FLOAT16_to_FLOAT4E2M1", "test_castlike_FLOAT16_to_FLOAT4E2M1_expanded",
+        "test_castlike_FLOAT_to_UINT2", "test_castlike_FLOAT_to_UINT2_expanded",
+        "test_castlike_FLOAT16_to_UINT2", "test_castlike_FLOAT16_to_UINT2_expanded",
+        "test_castlike_FLOAT_to_INT2", "test_castlike_FLOAT_to_INT2_expanded",
+        "test_castlike_FLOAT16_to_INT2", "test_castlike_FLOAT16_to_INT2_expanded",
+        "test_castlike_UINT2_to_FLOAT", "test_castlike_UINT2_to_FLOAT_expanded",
+        "test_castlike_UINT2_to_FLOAT16", "test_castlike_UINT2_to_FLOAT16_expanded",
+        "test_castlike_UINT2_to_UINT8", "test_castlike_UINT2_to_UINT8_expanded",
+        "test_castlike_INT2_to_FLOAT", "test_castlike_INT2_to_FLOAT_expanded",
+        "test_castlike_INT2_to_FLOAT16", "test_castlike_INT2_to_FLOAT16_expanded",
+        "test_castlike_INT2_to_INT8", "test_castlike_INT2_to_INT8_expanded",
+    ],
+    "string tensors: torch has no string dtype": [
+        "test_equal_string", "test_equal_string_broadcast",
+    ],
+    "sequence and optional values: the runtime handles tensors only": [
+        "test_identity_sequence", "test_identity_opt",
+    ],
+}
+SKIP: dict[str, str] = {name: reason for reason, names in _SKIPPED.items() for name in names}
+
+
+def _all_ops(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield canonical_domain(node.domain), node.op_type
+        for attr in node.attribute:
+            for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _all_ops(g)
+
+
+def _select_cases():
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases()  # one call: it caches its first answer
+    registered = set(OPS.op_types(""))
+    return [
+        c for c in cases
+        if all(dom == "" and op in registered for dom, op in _all_ops(c.model.graph))
+    ]
+
+
+CASES = _select_cases()
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return dtypes.from_numpy(onnx.numpy_helper.to_array(value))
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value
+
+
+_CTX = SimpleNamespace(device=torch.device("cpu"), kernels="torch", tf32=False)
+
+
+def _run(model: onnx.ModelProto, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """A minimal node-by-node executor against the registry contract (until the session lands)."""
+    opsets = {canonical_domain(o.domain): o.version for o in model.opset_import}
+    g = model.graph
+    env: dict[str, torch.Tensor] = {}
+    for init in g.initializer:
+        env[init.name] = dtypes.from_numpy(onnx.numpy_helper.to_array(init))
+    feeds = [i.name for i in g.input if i.name not in env]
+    for name, arr in zip(feeds, inputs):
+        env[name] = dtypes.from_numpy(arr)
+    for node in g.node:
+        impl = OPS.resolve(node.domain, node.op_type, opsets[canonical_domain(node.domain)])
+        assert impl is not None, f"no handler for {node.op_type}"
+        args = [env[n] if n else None for n in node.input]
+        while args and args[-1] is None:
+            args.pop()
+        kwargs = {a.name: _attr(onnx.helper.get_attribute_value(a)) for a in node.attribute}
+        if impl.wants_num_outputs:
+            kwargs["num_outputs"] = len(node.output)
+        if impl.wants_ctx:
+            kwargs["ctx"] = _CTX
+        out = impl.fn(*args, **kwargs)
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        for name, t in zip(node.output, out):
+            if name:
+                env[name] = t
+    return [dtypes.to_numpy(env[o.name]) for o in g.output]
+
+
+def _array(value) -> np.ndarray:
+    return onnx.numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_node(case):
+    if case.name in SKIP:
+        pytest.skip(SKIP[case.name])
+    for inputs, expected in case.data_sets:
+        outputs = _run(case.model, [_array(v) for v in inputs])
+        Runner.assert_similar_outputs([_array(v) for v in expected], outputs, rtol=case.rtol, atol=case.atol)
+
+
+def test_skip_list_names_real_cases():
+    """Every SKIP entry names a collected case (no stale entries)."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = {c.name for c in collect_testcases()}
+    assert not [n for n in SKIP if n not in names]

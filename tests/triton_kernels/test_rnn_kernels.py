@@ -1,0 +1,126 @@
+"""The recurrent Triton kernels (step and persistent) under the interpreter vs rnn_reference (fp64)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnn_testutil import INPUTS, TOL, random_inputs, rel_err
+from tritonnx.errors import InvalidArgument
+from tritonnx.triton_kernels import recurrent, rnn_reference
+
+KERNEL = {"LSTM": recurrent.lstm, "GRU": recurrent.gru, "RNN": recurrent.rnn}
+REF = {"LSTM": rnn_reference.lstm, "GRU": rnn_reference.gru, "RNN": rnn_reference.rnn}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MODES = ("step", "persistent")
+
+# (id, op, seq, batch, input, hidden, random_inputs kwargs, attributes)
+CASES = [
+    ("lstm-bidir-lens-peep", "LSTM", 5, 3, 4, 5,
+     dict(dirs=2, lens=[5, 1, 3], h0=True, c0=True, peep=True), dict(direction="bidirectional")),
+    ("lstm-reverse-clip-ifg", "LSTM", 4, 2, 3, 6, dict(lens=[2, 4], peep=True, scale=1.5),
+     dict(direction="reverse", clip=0.6, input_forget=1)),
+    ("lstm-acts", "LSTM", 4, 2, 3, 5, dict(dirs=2),
+     dict(direction="bidirectional",
+          activations=["HardSigmoid", "Softsign", "Elu"] * 2,
+          activation_alpha=[0.3, 0.8, 0.3, 0.8], activation_beta=[0.45, 0.45])),
+    ("lstm-acts2", "LSTM", 3, 2, 3, 5, {},
+     dict(activations=["Sigmoid", "ScaledTanh", "Softplus"], activation_alpha=[0.9],
+          activation_beta=[1.2])),
+    ("lstm-acts3", "LSTM", 3, 2, 3, 5, {},
+     dict(activations=["Sigmoid", "LeakyRelu", "Affine"], activation_alpha=[0.1, 0.7],
+          activation_beta=[0.2])),
+    ("lstm-acts4", "LSTM", 3, 2, 3, 5, {},
+     dict(activations=["Sigmoid", "ThresholdedRelu", "Relu"], activation_alpha=[0.05])),
+    ("lstm-batch1-2blocks", "LSTM", 3, 1, 5, 20, dict(h0=True), {}),
+    ("gru-bidir-lens", "GRU", 5, 3, 4, 7, dict(dirs=2, lens=[1, 5, 3], h0=True),
+     dict(direction="bidirectional", linear_before_reset=1)),
+    ("gru-clip-nobias", "GRU", 4, 2, 3, 5, dict(bias=False, scale=1.5),
+     dict(clip=0.5, linear_before_reset=1)),
+    ("rnn-bidir-lens-relu", "RNN", 5, 3, 4, 6, dict(dirs=2, lens=[5, 2, 1], h0=True),
+     dict(direction="bidirectional", activations=["Relu", "Relu"])),
+    ("rnn-reverse-clip", "RNN", 4, 2, 3, 70, dict(scale=1.0), dict(direction="reverse", clip=0.3)),
+]
+
+
+def _upcast(feeds):
+    return {k: v.double() if v is not None and v.is_floating_point() else v for k, v in feeds.items()}
+
+
+def _check(op, feeds, attrs, dtype, mode, layout=0):
+    """Run the kernel on `feeds` (cast to dtype) with a NaN-poisoned Y; compare with float64."""
+    low = {k: v.to(dtype) if v is not None and v.is_floating_point() else v for k, v in feeds.items()}
+    if layout == 1:
+        for n in ("X", "initial_h", "initial_c"):
+            if low.get(n) is not None:
+                low[n] = low[n].transpose(0, 1).contiguous()
+    want = REF[op](*[_upcast(low).get(n) for n in INPUTS[op]], **attrs, layout=layout)
+    y_out = torch.full(want[0].shape, float("nan"), dtype=dtype)
+    got = KERNEL[op](*[low.get(n) for n in INPUTS[op]], **attrs, layout=layout, mode=mode,
+                     y_out=y_out)
+    assert got[0] is y_out
+    for name, g, w in zip(("Y", "Y_h", "Y_c"), got, want):
+        assert g.dtype == dtype and g.shape == w.shape, name
+        assert not torch.isnan(g).any(), f"{name}: unwritten (NaN) elements"
+        err = rel_err(g, w)
+        assert err < TOL[dtype], f"{name}: rel err {err:.2e} >= {TOL[dtype]:.0e} ({dtype}, {mode})"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_kernel_matches_reference_fp32(case, mode):
+    _, op, seq, batch, inp, hidden, kw, attrs = case
+    feeds = random_inputs(op, seq, batch, inp, hidden, seed=1, **kw)
+    _check(op, feeds, attrs, torch.float32, mode)
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_kernel_low_precision(op, mode, dtype):
+    feeds = random_inputs(op, 4, 3, 5, 9, dirs=2, lens=[4, 1, 2], h0=True, c0=True, peep=True, seed=2)
+    attrs = dict(direction="bidirectional")
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    _check(op, feeds, attrs, DTYPES[dtype], mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_kernel_layout1(op, mode):
+    feeds = random_inputs(op, 4, 3, 4, 6, dirs=2, lens=[3, 4, 1], h0=True, c0=True, seed=3)
+    attrs = dict(direction="bidirectional")
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    _check(op, feeds, attrs, torch.float32, mode, layout=1)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_kernel_long_sequence_persistent(op):
+    """>= 200 steps at tiny hidden, a length-1 item: one persistent launch under the interpreter."""
+    feeds = random_inputs(op, 200, 2, 3, 7, lens=[200, 1], h0=True, c0=True, seed=4)
+    attrs = {"linear_before_reset": 1} if op == "GRU" else {}
+    _check(op, feeds, attrs, torch.float32, "persistent")
+
+
+def test_mode_choice_and_declines():
+    feeds = random_inputs("LSTM", 2, 2, 3, 300, seed=5)
+    packed = recurrent.pack("LSTM", feeds["W"], feeds["R"], feeds["B"])
+    assert not recurrent.persistent_fits(packed, 2, torch.device("cpu"))  # 64 x 512 fp32 tile
+    assert recurrent.choose_mode(packed, 2, torch.device("cpu")) == "step"
+    with pytest.raises(InvalidArgument, match="persistent kernel does not fit"):
+        recurrent.run(packed, feeds["X"], mode="persistent")
+    small = recurrent.pack("LSTM", *[random_inputs("LSTM", 2, 2, 3, 8)[n] for n in ("W", "R")])
+    assert recurrent.choose_mode(small, 2, torch.device("cpu")) == "persistent"
+    assert "linear_before_reset=0" in recurrent.unsupported_reason("GRU")
+    assert recurrent.unsupported_reason("GRU", linear_before_reset=1) is None
+    assert "differ" in recurrent.unsupported_reason(
+        "LSTM", direction="bidirectional", activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Tanh"])
+    assert "Gelu" in recurrent.unsupported_reason("RNN", activations=["Gelu"])
+    assert "dtype" in recurrent.unsupported_reason("LSTM", dtype=torch.float64)
+    with pytest.raises(InvalidArgument, match="linear_before_reset"):
+        g = random_inputs("GRU", 2, 2, 3, 4)
+        recurrent.gru(g["X"], g["W"], g["R"])
+    with pytest.raises(InvalidArgument, match="input 'X'"):
+        recurrent.run(small, torch.randn(2, 2, 4))
+    with pytest.raises(InvalidArgument, match="sequence_lens"):
+        recurrent.run(small, torch.randn(2, 2, 3), torch.tensor([3, 1]))

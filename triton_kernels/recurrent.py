@@ -1,0 +1,705 @@
+"""Fused recurrent kernels: ONNX LSTM, GRU (linear_before_reset=1) and RNN on Triton.
+
+Math: exactly `rnn_reference` (see its docstring), in three parts per direction d:
+
+1. Input projection for all steps, one matrix product (torch `addmm`, i.e. cuBLAS on a GPU):
+   ``xp[t, b, :] = X[t, b] @ W[d]^T + Wb[d] (+ Rb[d] for the gates whose Rb adds linearly)``.
+   It is a plain dense GEMM of [seq*batch, input] x [input, dirs*G*H] with nothing to fuse and
+   off the sequential critical path: a Triton copy would only match cuBLAS (unmeasured).
+2. The recurrence, per step s: ``gates^T = Rp · h^T`` (M side = gate rows, N side = batch, so
+   the large dimension feeds the tensor cores' M at small batch), then the gate nonlinearities
+   and the cell/hidden update, fused while the fp32 accumulator is live.
+3. Outputs: Y written per step (zero past each item's length), Y_h / Y_c from the state buffers.
+
+Packed recurrent weights (`pack`): ONNX ``R[d]`` [G*H, H] (gate order i,o,f,c / z,r,h / one)
+is regrouped into blocks of BLOCK_J hidden units, all gates of a unit in one tile::
+
+    Rp[d, jb, g*BLOCK_J + jj, k] = R[d, g*H + jb*BLOCK_J + jj, k]     (zero-padded)
+
+with GP = 4 gate slots (GRU's 3 gates padded to 4, RNN's 1 gate: GP = 1) and
+GP*BLOCK_J = 64 rows, so one `tl.dot` of [64, BLOCK_K] x [BLOCK_K, BLOCK_B] yields every
+gate of BLOCK_J units (BLOCK_M = 64 >= the wgmma minimum on sm_90 with 4 warps).
+
+Two recurrence kernels, the same device code per step (`_cell_update`):
+(a) `recurrent_step_kernel`: one launch per step; grid (H/BLOCK_J, batch/BLOCK_B, dirs);
+    the K loop streams Rp from memory (L2-resident across steps for small H).
+(b) `recurrent_persistent_kernel`: one launch for the whole sequence; each program loads its
+    [64, KPAD] tile of Rp once and holds it on chip across steps; programs meet at a
+    grid-wide barrier per step (DESIGN: release atomic add, acquire spin until
+    (step+1)*programs, per direction). Only safe when every program is resident at once, so the
+    wrapper launches it only with grid <= SM count and a tile small enough for one program per
+    SM (`persistent_fits`). Under Triton's interpreter (programs run one after another) the
+    barrier would deadlock: there `USE_BARRIER=False` and the host loops over steps, one
+    launch per step of the same kernel (`STEPS=1`).
+The hidden state lives in an fp32 ping-pong buffer [dirs, 2, batch, H] (step s reads slot
+s%2, writes slot (s+1)%2; an item past its length copies its state forward); the cell state in
+an fp32 buffer [dirs, batch, H] updated in place by the program that owns the tile.
+
+dtypes: fp32 (tf32 tensor cores when `allow_tf32`), fp16, bf16 weights and inputs; h is cast
+to the weight dtype for the product; accumulation, gates and cell state are fp32; outputs come
+back in the input dtype. Under the interpreter the dot operands are upcast to fp32
+(`DOT_FP32`: its bf16 dot is wrong).
+
+Supported attributes: every direction, layout 0/1, B, sequence_lens, initial_h/c, P, clip,
+input_forget, and all eleven ONNX recurrent activations (constexpr codes, alpha/beta as
+arguments) provided both directions use the same (f, g, h) list. Declined (`unsupported_reason`,
+the rule runs them on the reference): GRU linear_before_reset=0 (its candidate gate needs r of
+every unit before the matrix product: a second grid-wide sync per step), per-direction
+activations that differ, dtypes other than fp32/fp16/bf16.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from tritonnx.errors import InvalidArgument
+from tritonnx.triton_kernels import INTERPRET
+from tritonnx.triton_kernels.rnn_reference import GATES, resolve_activations
+
+CELLS = {"LSTM": 0, "GRU": 1, "RNN": 2}
+#: ONNX activation name (lower case) -> constexpr code of `_activate`.
+ACT_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2, "affine": 3, "leakyrelu": 4,
+             "thresholdedrelu": 5, "scaledtanh": 6, "hardsigmoid": 7, "elu": 8, "softsign": 9,
+             "softplus": 10}
+DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+TILE_ROWS = 64  # GP * BLOCK_J: the M side of the recurrent product
+MODES = ("auto", "step", "persistent")
+
+
+# ---------------------------------------------------------------------------------------------
+# Device functions
+# ---------------------------------------------------------------------------------------------
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _tanh(x):
+    return 2.0 / (1.0 + tl.exp(-2.0 * x)) - 1.0
+
+
+@triton.jit
+def _activate(x, ACT: tl.constexpr, alpha, beta):
+    """ONNX recurrent activation by code (see ACT_CODES), fp32 in and out."""
+    if ACT == 0:
+        y = tl.maximum(x, 0.0)
+    elif ACT == 1:
+        y = _tanh(x)
+    elif ACT == 2:
+        y = _sigmoid(x)
+    elif ACT == 3:
+        y = alpha * x + beta
+    elif ACT == 4:
+        y = tl.where(x >= 0, x, alpha * x)
+    elif ACT == 5:
+        y = tl.where(x > alpha, x, 0.0)
+    elif ACT == 6:
+        y = alpha * _tanh(beta * x)
+    elif ACT == 7:
+        y = tl.minimum(tl.maximum(alpha * x + beta, 0.0), 1.0)
+    elif ACT == 8:
+        y = tl.where(x >= 0, x, alpha * (tl.exp(tl.minimum(x, 0.0)) - 1.0))
+    elif ACT == 9:
+        y = x / (1.0 + tl.abs(x))
+    else:
+        y = tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+    return y
+
+
+@triton.jit
+def _clip(x, clip, HAS_CLIP: tl.constexpr):
+    if HAS_CLIP:
+        x = tl.minimum(tl.maximum(x, -clip), clip)
+    return x
+
+
+@triton.jit
+def _gate(acc3, g: tl.constexpr, GP: tl.constexpr):
+    """Rows g*BLOCK_J .. (g+1)*BLOCK_J of the [GP, BLOCK_J, BLOCK_B] accumulator."""
+    gidx = tl.arange(0, GP)[:, None, None]
+    return tl.sum(tl.where(gidx == g, acc3, 0.0), axis=0)
+
+
+@triton.jit
+def _cell_update(
+    acc, d, s, pid_j, pid_b,
+    # pointers
+    xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+    # sizes
+    batch, H, rev_mask,
+    # strides
+    stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+    # scalars
+    clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+    # meta-parameters
+    CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
+    INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
+    BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr,
+):
+    """Gates, cell and hidden update of one [BLOCK_J units, BLOCK_B items] tile at step s.
+
+    acc: fp32 [GP*BLOCK_J, BLOCK_B], the recurrent product Rp · h^T of this tile.
+    Reads h slot s%2, writes slot (s+1)%2, c in place, Y at each item's time index.
+    """
+    G: tl.constexpr = 4 if CELL == 0 else (3 if CELL == 1 else 1)
+    offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
+    offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_j = offs_j < H
+    mask_b = offs_b < batch
+    lens = tl.load(lens_ptr + offs_b, mask=mask_b, other=0)
+    rev = (rev_mask >> d) & 1
+    valid_b = s < lens
+    t_valid = tl.where(rev == 1, lens - 1 - s, s)
+    t_read = tl.where(valid_b, t_valid, 0)
+    t_write = tl.where(valid_b, t_valid, s)
+    mask = mask_j[:, None] & mask_b[None, :]
+    valid = mask & valid_b[None, :]
+
+    # xp[t, b, d*G*H + g*H + j]
+    x_ptrs = (xp_ptr + t_read[None, :] * stride_xt + offs_b[None, :] * stride_xb
+              + d * G * H + offs_j[:, None])
+    state_off = offs_b[None, :] * H + offs_j[:, None]  # [BLOCK_J, BLOCK_B] within [batch, H]
+    h_prev_ptrs = h_ptr + (d * 2 + s % 2) * batch * H + state_off
+    h_next_ptrs = h_ptr + (d * 2 + (s + 1) % 2) * batch * H + state_off
+    h_prev = tl.load(h_prev_ptrs, mask=mask, other=0.0)
+
+    if GP == 1:
+        a0 = tl.reshape(acc, (BLOCK_J, BLOCK_B))
+    else:
+        acc3 = tl.reshape(acc, (GP, BLOCK_J, BLOCK_B))
+        a0 = _gate(acc3, 0, GP)
+        a1 = _gate(acc3, 1, GP)
+        a2 = _gate(acc3, 2, GP)
+    if CELL == 0:
+        a3 = _gate(acc3, 3, GP)
+        c_ptrs = c_ptr + d * batch * H + state_off
+        c_prev = tl.load(c_ptrs, mask=mask, other=0.0)
+        xi = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
+        xo = tl.load(x_ptrs + H, mask=valid, other=0.0).to(tl.float32)
+        xf = tl.load(x_ptrs + 2 * H, mask=valid, other=0.0).to(tl.float32)
+        xc = tl.load(x_ptrs + 3 * H, mask=valid, other=0.0).to(tl.float32)
+        gi = a0 + xi
+        gf = a2 + xf
+        go = a1 + xo
+        if HAS_PEEP:
+            p_i = tl.load(p_ptr + d * 3 * H + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            p_o = tl.load(p_ptr + d * 3 * H + H + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            p_f = tl.load(p_ptr + d * 3 * H + 2 * H + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            gi += p_i[:, None] * c_prev
+            gf += p_f[:, None] * c_prev
+        i = _activate(_clip(gi, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        if INPUT_FORGET:
+            f = 1.0 - i
+        else:
+            f = _activate(_clip(gf, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        g = _activate(_clip(a3 + xc, clip, HAS_CLIP), ACT_G, alpha_g, beta_g)
+        c_new = f * c_prev + i * g
+        if HAS_PEEP:
+            go += p_o[:, None] * c_new
+        o = _activate(_clip(go, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        h_new = o * _activate(c_new, ACT_H, alpha_h, beta_h)
+        tl.store(c_ptrs, c_new, mask=valid)
+    elif CELL == 1:
+        xz = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
+        xr = tl.load(x_ptrs + H, mask=valid, other=0.0).to(tl.float32)
+        xh = tl.load(x_ptrs + 2 * H, mask=valid, other=0.0).to(tl.float32)
+        rbh = tl.load(rbh_ptr + d * H + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+        z = _activate(_clip(a0 + xz, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        r = _activate(_clip(a1 + xr, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        n = _activate(_clip(xh + r * (a2 + rbh[:, None]), clip, HAS_CLIP), ACT_G, alpha_g, beta_g)
+        h_new = (1.0 - z) * n + z * h_prev
+    else:
+        x0 = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
+        h_new = _activate(_clip(a0 + x0, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+
+    tl.store(h_next_ptrs, tl.where(valid, h_new, h_prev), mask=mask)
+    y_ptrs = (y_ptr + t_write[None, :] * stride_yt + d * stride_yd + offs_b[None, :] * stride_yb
+              + offs_j[:, None])
+    y_val = tl.where(valid, h_new, 0.0)
+    tl.store(y_ptrs, y_val.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+@triton.jit
+def _step_body(
+    s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+    batch, H, NJB, rev_mask,
+    stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+    clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+    CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
+    INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
+    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr,
+    BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_j = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    d = tl.program_id(2)
+    ROWS: tl.constexpr = GP * BLOCK_J
+    offs_r = tl.arange(0, ROWS)
+    offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_b = offs_b < batch
+    w_base = rp_ptr + (d * NJB + pid_j) * ROWS * H
+    h_base = h_ptr + (d * 2 + s % 2) * batch * H
+    acc = tl.zeros((ROWS, BLOCK_B), dtype=tl.float32)
+    for k0 in range(0, H, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < H
+        w = tl.load(w_base + offs_r[:, None] * H + offs_k[None, :], mask=mask_k[None, :], other=0.0)
+        hT = tl.load(h_base + offs_b[None, :] * H + offs_k[:, None],
+                     mask=mask_k[:, None] & mask_b[None, :], other=0.0)
+        if DOT_FP32:
+            acc = tl.dot(w.to(tl.float32), hT, acc)
+        elif ALLOW_TF32:
+            acc = tl.dot(w, hT.to(w.dtype), acc, input_precision="tf32")
+        else:
+            acc = tl.dot(w, hT.to(w.dtype), acc, input_precision="ieee")
+    _cell_update(
+        acc, d, s, pid_j, pid_b,
+        xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+        batch, H, rev_mask,
+        stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+        clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+        CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, BLOCK_J, BLOCK_B,
+    )
+
+
+def recurrent_step_configs() -> list:
+    """Autotune configs of `recurrent_step_kernel` (BLOCK_K, warps, stages; BLOCK_J and BLOCK_B
+    are fixed by the packing and the batch). The interpreter gets only the first."""
+    configs = [triton.Config({"BLOCK_K": bk}, num_warps=w, num_stages=st)
+               for bk in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
+    keep = [c for c in configs if not (c.kwargs["BLOCK_K"] == 128 and c.num_warps == 4)]
+    return keep[:1] if INTERPRET else keep
+
+
+@triton.autotune(configs=recurrent_step_configs(), key=["H", "BLOCK_B", "CELL"],
+                 restore_value=["h_ptr", "c_ptr"])
+@triton.jit
+def recurrent_step_kernel(
+    # pointers
+    rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+    # sizes
+    s, batch, H, NJB, rev_mask,
+    # strides
+    stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+    # scalars
+    clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+    # meta-parameters
+    CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
+    INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
+    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr,
+    BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One time step s of every direction: grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), dirs)."""
+    _step_body(
+        s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+        batch, H, NJB, rev_mask,
+        stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+        clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+        CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, ALLOW_TF32, DOT_FP32,
+        BLOCK_J, BLOCK_B, BLOCK_K,
+    )
+
+
+def recurrent_persistent_configs() -> list:
+    """Launch configs of `recurrent_persistent_kernel` (not autotuned: a persistent launch
+    cannot be re-run for timing without resetting its barrier; the wrapper picks by KPAD)."""
+    return [triton.Config({}, num_warps=4, num_stages=1), triton.Config({}, num_warps=8, num_stages=1)]
+
+
+@triton.jit
+def recurrent_persistent_kernel(
+    # pointers
+    rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, flag_ptr,
+    # sizes
+    s0, steps, batch, H, NJB, rev_mask,
+    # strides
+    stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+    # scalars
+    clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+    # meta-parameters
+    CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
+    INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
+    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr, USE_BARRIER: tl.constexpr,
+    BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, KPAD: tl.constexpr,
+):
+    """Steps s0 .. s0+steps-1 in one launch; grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), dirs).
+
+    The program's [GP*BLOCK_J, KPAD] tile of Rp is loaded once and held across steps. With
+    USE_BARRIER, programs of one direction meet after every step at a grid-wide barrier on
+    flag_ptr[d] (zeroed by the caller; every program must be resident).
+    """
+    pid_j = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    d = tl.program_id(2)
+    nprog = tl.num_programs(0) * tl.num_programs(1)
+    ROWS: tl.constexpr = GP * BLOCK_J
+    offs_r = tl.arange(0, ROWS)
+    offs_k = tl.arange(0, KPAD)
+    offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_k = offs_k < H
+    mask_hb = mask_k[:, None] & (offs_b < batch)[None, :]
+    w = tl.load(rp_ptr + (d * NJB + pid_j) * ROWS * H + offs_r[:, None] * H + offs_k[None, :],
+                mask=mask_k[None, :], other=0.0)
+    if DOT_FP32:
+        w = w.to(tl.float32)
+    for i in range(0, steps):
+        s = s0 + i
+        h_base = h_ptr + (d * 2 + s % 2) * batch * H
+        hT = tl.load(h_base + offs_b[None, :] * H + offs_k[:, None], mask=mask_hb, other=0.0,
+                     cache_modifier=".cg")
+        if DOT_FP32:
+            acc = tl.dot(w, hT)
+        elif ALLOW_TF32:
+            acc = tl.dot(w, hT.to(w.dtype), input_precision="tf32")
+        else:
+            acc = tl.dot(w, hT.to(w.dtype), input_precision="ieee")
+        _cell_update(
+            acc, d, s, pid_j, pid_b,
+            xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+            batch, H, rev_mask,
+            stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+            clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+            CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, BLOCK_J, BLOCK_B,
+        )
+        if USE_BARRIER:
+            tl.debug_barrier()
+            tl.atomic_add(flag_ptr + d, 1, sem="release", scope="gpu")
+            target = (i + 1) * nprog
+            arrived = tl.atomic_add(flag_ptr + d, 0, sem="acquire", scope="gpu")
+            while arrived < target:
+                arrived = tl.atomic_add(flag_ptr + d, 0, sem="acquire", scope="gpu")
+            tl.debug_barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing (once per session) and the launch wrapper
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PackedRecurrent:
+    """Weights of one ONNX LSTM/GRU/RNN node in kernel layout (built by `pack`)."""
+
+    cell: str  # "LSTM" | "GRU" | "RNN"
+    hidden: int
+    input_size: int
+    dirs: int
+    rev_mask: int  # bit d set: direction d runs in reverse
+    w_t: torch.Tensor  # [input, dirs*G*H], compute dtype: the input projection's B operand
+    xbias: torch.Tensor  # [dirs*G*H] fp32: Wb (+ Rb where it adds linearly)
+    rp: torch.Tensor  # [dirs, NJB, GP*BLOCK_J, H], compute dtype
+    peep: torch.Tensor | None  # [dirs, 3H] fp32
+    rbh: torch.Tensor | None  # [dirs, H] fp32 (GRU's Rbh, added inside r * (.))
+    acts: tuple[int, int, int]  # codes of f, g, h
+    alphas: tuple[float, float, float]
+    betas: tuple[float, float, float]
+    clip: float | None
+    input_forget: bool
+    block_j: int
+    gp: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.rp.dtype
+
+
+def unsupported_reason(cell: str, *, dtype: torch.dtype | None = None, direction="forward",
+                       activations=None, activation_alpha=None, activation_beta=None,
+                       linear_before_reset=0, **_ignored) -> str | None:
+    """Why the kernels cannot run this node (None when they can); the rule records it."""
+    if cell not in CELLS:
+        return f"op {cell} has no recurrent kernel (expected LSTM, GRU or RNN)"
+    if dtype is not None and dtype not in DTYPES:
+        return f"dtype {dtype} is not supported by the recurrent kernels (fp32, fp16, bf16)"
+    if direction not in ("forward", "reverse", "bidirectional"):
+        return f"direction {direction!r} is not an ONNX direction"
+    if cell == "GRU" and not linear_before_reset:
+        return ("GRU linear_before_reset=0 is not fused: its candidate gate needs r of every "
+                "unit before the recurrent product (a second grid-wide sync per step)")
+    nd = 2 if direction == "bidirectional" else 1
+    try:
+        acts = resolve_activations(cell, nd, activations, activation_alpha, activation_beta)
+    except Exception as exc:  # the reference raises the precise error at run time
+        return f"activations not supported: {exc}"
+    if nd == 2 and acts[0] != acts[1]:
+        return (f"per-direction activations differ ({[a[0] for a in acts[0]]} vs "
+                f"{[a[0] for a in acts[1]]}): the kernel takes one (f, g, h) set")
+    return None
+
+
+def pack(cell: str, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None = None,
+         P: torch.Tensor | None = None, *, dtype: torch.dtype | None = None,
+         activations=None, activation_alpha=None, activation_beta=None, clip=None,
+         direction="forward", hidden_size=None, input_forget=0, linear_before_reset=0,
+         device: torch.device | None = None) -> PackedRecurrent:
+    """Pack ONNX weights (W [dirs, G*H, in], R [dirs, G*H, H], B [dirs, 2*G*H], P [dirs, 3H])
+    into kernel layout, once. `dtype`: the compute dtype (default: W's). Raises
+    `InvalidArgument` for shapes or a combination the kernels decline (`unsupported_reason`)."""
+    dtype = dtype or W.dtype
+    device = device or W.device
+    reason = unsupported_reason(cell, dtype=dtype, direction=direction, activations=activations,
+                                activation_alpha=activation_alpha, activation_beta=activation_beta,
+                                linear_before_reset=linear_before_reset)
+    if reason:
+        raise InvalidArgument(f"{cell}: {reason}")
+    G = GATES[cell]
+    dirs = 2 if direction == "bidirectional" else 1
+    H = int(R.shape[-1]) if hidden_size is None else int(hidden_size)
+    if W.dim() != 3 or tuple(W.shape[:2]) != (dirs, G * H):
+        raise InvalidArgument(f"{cell}: input 'W' expected shape [{dirs}, {G * H}, input], got {list(W.shape)}")
+    if tuple(R.shape) != (dirs, G * H, H):
+        raise InvalidArgument(f"{cell}: input 'R' expected shape {[dirs, G * H, H]}, got {list(R.shape)}")
+    if B is not None and tuple(B.shape) != (dirs, 2 * G * H):
+        raise InvalidArgument(f"{cell}: input 'B' expected shape {[dirs, 2 * G * H]}, got {list(B.shape)}")
+    if P is not None and tuple(P.shape) != (dirs, 3 * H):
+        raise InvalidArgument(f"{cell}: input 'P' expected shape {[dirs, 3 * H]}, got {list(P.shape)}")
+    gp = 1 if cell == "RNN" else 4
+    block_j = TILE_ROWS // gp
+    njb = triton.cdiv(H, block_j)
+    f32 = dict(device=device, dtype=torch.float32)
+    Wf, Rf = W.to(**f32), R.to(**f32)
+    b = B.to(**f32) if B is not None else torch.zeros(dirs, 2 * G * H, **f32)
+    wb, rb = b[:, :G * H], b[:, G * H:]
+    rbh = None
+    if cell == "GRU":  # Rbz, Rbr add linearly; Rbh is scaled by r inside the kernel
+        xbias = wb + torch.cat([rb[:, :2 * H], torch.zeros_like(rb[:, 2 * H:])], dim=1)
+        rbh = rb[:, 2 * H:].contiguous()
+    else:
+        xbias = wb + rb
+    rp = torch.zeros(dirs, njb * block_j, gp, H, **f32)
+    rp[:, :H, :G, :] = Rf.view(dirs, G, H, H).permute(0, 2, 1, 3)
+    rp = rp.view(dirs, njb, block_j, gp, H).permute(0, 1, 3, 2, 4).contiguous()
+    acts = resolve_activations(cell, dirs, activations, activation_alpha, activation_beta)[0]
+    acts = list(acts) + [("tanh", 0.0, 0.0)] * (3 - len(acts))
+    return PackedRecurrent(
+        cell=cell, hidden=H, input_size=int(W.shape[-1]), dirs=dirs,
+        rev_mask=(1 if direction == "reverse" else 0) | (2 if dirs == 2 else 0),
+        w_t=Wf.reshape(dirs * G * H, -1).t().contiguous().to(dtype),
+        xbias=xbias.reshape(-1).contiguous(),
+        rp=rp.view(dirs, njb, gp * block_j, H).to(dtype),
+        peep=P.to(**f32).contiguous() if P is not None else None,
+        rbh=rbh,
+        acts=tuple(ACT_CODES[a[0]] for a in acts),
+        alphas=tuple(a[1] for a in acts), betas=tuple(a[2] for a in acts),
+        clip=float(clip) if clip is not None else None,
+        input_forget=bool(input_forget), block_j=block_j, gp=gp,
+    )
+
+
+def _block_b(batch: int) -> int:
+    return max(16, min(64, triton.next_power_of_2(batch)))
+
+
+def _kpad(hidden: int) -> int:
+    return max(16, triton.next_power_of_2(hidden))
+
+
+#: Bytes of held recurrent weights per program the persistent kernel is allowed (registers,
+#: 4-8 warps). UNMEASURED default: to be set from the compile report and a GPU sweep.
+PERSISTENT_TILE_BYTES = 64 * 1024
+#: (cell, dtype name, hidden, batch bucket) -> "step" | "persistent", measured on a GPU by
+#: `bench/kernels/rnn.py` (`mode_table_from_rows`). Empty until a GPU run fills it; then the
+#: default heuristic below applies.
+MODE_TABLE: dict[tuple[str, str, int, int], str] = {}
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1 << 30  # the interpreter has no residency limit (host-stepped, no barrier)
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def persistent_fits(packed: PackedRecurrent, batch: int, device: torch.device) -> bool:
+    """The persistent kernel's grid is co-resident: programs <= SMs, tile within budget."""
+    programs = triton.cdiv(packed.hidden, packed.block_j) * triton.cdiv(batch, _block_b(batch)) * packed.dirs
+    tile = TILE_ROWS * _kpad(packed.hidden) * packed.rp.element_size()
+    return programs <= _sm_count(device) and tile <= PERSISTENT_TILE_BYTES
+
+
+def choose_mode(packed: PackedRecurrent, batch: int, device: torch.device) -> str:
+    """"persistent" or "step" for this shape: MODE_TABLE (measured) first, then the unmeasured
+    default: persistent whenever it fits and batch <= 64 (one launch instead of seq launches)."""
+    if not persistent_fits(packed, batch, device):
+        return "step"
+    key = (packed.cell, DTYPES[packed.dtype], packed.hidden, _batch_bucket(batch))
+    if key in MODE_TABLE:
+        return MODE_TABLE[key]
+    return "persistent" if batch <= 64 else "step"
+
+
+def _batch_bucket(batch: int) -> int:
+    return triton.next_power_of_2(batch)
+
+
+def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | None = None,
+        initial_h: torch.Tensor | None = None, initial_c: torch.Tensor | None = None, *,
+        layout: int = 0, mode: str = "auto", allow_tf32: bool = True,
+        y_out: torch.Tensor | None = None):
+    """Run a packed LSTM/GRU/RNN on X.
+
+    Args:
+        X: [seq, batch, input] (layout 0) or [batch, seq, input] (layout 1), any float dtype
+            (cast to the packed dtype).
+        sequence_lens: [batch] integer lengths in [0, seq] (default: all seq).
+        initial_h, initial_c: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1).
+        mode: "auto" (`choose_mode`), "step" or "persistent".
+        y_out: optional preallocated Y (contiguous, X's dtype, Y's shape); every element is
+            written (tests pass it NaN-poisoned).
+    Returns:
+        (Y, Y_h) or, for LSTM, (Y, Y_h, Y_c) as in ONNX, in X's dtype.
+    """
+    cell, H, nd = packed.cell, packed.hidden, packed.dirs
+    if mode not in MODES:
+        raise InvalidArgument(f"{cell}: mode expected one of {MODES}, got {mode!r}")
+    if layout not in (0, 1):
+        raise InvalidArgument(f"{cell}: attribute 'layout' expected 0 or 1, got {layout!r}")
+    if X.dim() != 3 or X.shape[-1] != packed.input_size:
+        raise InvalidArgument(f"{cell}: input 'X' expected rank 3 with last dim "
+                              f"{packed.input_size}, got shape {list(X.shape)}")
+    out_dtype = X.dtype
+    device = packed.rp.device
+    seq, batch = (X.shape[0], X.shape[1]) if layout == 0 else (X.shape[1], X.shape[0])
+    G = GATES[cell]
+    if sequence_lens is not None:
+        if tuple(sequence_lens.shape) != (batch,):
+            raise InvalidArgument(f"{cell}: input 'sequence_lens' expected shape [{batch}], got "
+                                  f"{list(sequence_lens.shape)}")
+        lens = sequence_lens.to(device=device, dtype=torch.int32)
+        if batch and (int(lens.min()) < 0 or int(lens.max()) > seq):
+            raise InvalidArgument(f"{cell}: input 'sequence_lens' expected values in [0, {seq}], "
+                                  f"got {lens.tolist()}")
+    else:
+        lens = torch.full((batch,), seq, dtype=torch.int32, device=device)
+
+    # 1. input projection for every step and direction: one GEMM
+    x2 = X.to(device=device, dtype=packed.dtype).reshape(-1, packed.input_size)
+    xp = torch.addmm(packed.xbias.to(packed.dtype), x2, packed.w_t)
+    stride_xt, stride_xb = (batch * nd * G * H, nd * G * H) if layout == 0 else (nd * G * H, seq * nd * G * H)
+
+    # 2. states and outputs
+    state = torch.zeros(nd, 2, batch, H, device=device, dtype=torch.float32)
+    for buf, init in ((state[:, 0], initial_h),):
+        if init is not None:
+            buf.copy_(_states_in(init, layout, nd, batch, H, "initial_h", cell))
+    c = torch.zeros(nd, batch, H, device=device, dtype=torch.float32)
+    if initial_c is not None:
+        c.copy_(_states_in(initial_c, layout, nd, batch, H, "initial_c", cell))
+    y_shape = (seq, nd, batch, H) if layout == 0 else (batch, seq, nd, H)
+    if y_out is not None:
+        if (tuple(y_out.shape) != y_shape or y_out.dtype != out_dtype or not y_out.is_contiguous()
+                or y_out.device != device):
+            raise InvalidArgument(f"{cell}: y_out expected a contiguous {out_dtype} tensor of shape "
+                                  f"{list(y_shape)} on {device}, got {y_out.dtype} {list(y_out.shape)}")
+        Y = y_out
+    else:
+        Y = torch.empty(y_shape, device=device, dtype=out_dtype)
+    if layout == 0:
+        stride_yt, stride_yd, stride_yb = nd * batch * H, batch * H, H
+    else:
+        stride_yt, stride_yd, stride_yb = nd * H, H, seq * nd * H
+    if seq == 0 or batch == 0:
+        Y.zero_()
+    else:
+        _recurrence(packed, xp, state, c, Y, lens, seq, batch,
+                    (stride_xt, stride_xb, stride_yt, stride_yd, stride_yb), mode, allow_tf32)
+    h_final = state[:, seq % 2]
+    outs = [h_final] + ([c] if cell == "LSTM" else [])
+    if layout == 1:
+        outs = [o.transpose(0, 1) for o in outs]
+    return (Y, *(o.to(out_dtype).contiguous() for o in outs))
+
+
+def _states_in(t, layout, nd, batch, H, name, cell):
+    t = t.transpose(0, 1) if layout == 1 else t
+    if tuple(t.shape) != (nd, batch, H):
+        raise InvalidArgument(f"{cell}: input '{name}' expected shape "
+                              f"{[nd, batch, H] if layout == 0 else [batch, nd, H]}, "
+                              f"got {list(t.shape if layout == 0 else t.transpose(0, 1).shape)}")
+    return t.to(torch.float32)
+
+
+def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_tf32):
+    H, nd = packed.hidden, packed.dirs
+    njb = triton.cdiv(H, packed.block_j)
+    bb = _block_b(batch)
+    grid = (njb, triton.cdiv(batch, bb), nd)
+    dummy = packed.xbias
+    peep = packed.peep if packed.peep is not None else dummy
+    rbh = packed.rbh if packed.rbh is not None else dummy
+    a, al, be = packed.acts, packed.alphas, packed.betas
+    scalars = (packed.clip or 0.0, al[0], be[0], al[1], be[1], al[2], be[2])
+    meta = dict(CELL=CELLS[packed.cell], GP=packed.gp, HAS_PEEP=packed.peep is not None,
+                HAS_CLIP=packed.clip is not None, INPUT_FORGET=packed.input_forget,
+                ACT_F=a[0], ACT_G=a[1], ACT_H=a[2],
+                ALLOW_TF32=bool(allow_tf32) and packed.dtype == torch.float32,
+                DOT_FP32=INTERPRET, BLOCK_J=packed.block_j, BLOCK_B=bb)
+    if mode == "auto":
+        mode = choose_mode(packed, batch, xp.device)
+    if mode == "persistent":
+        if not persistent_fits(packed, batch, xp.device):
+            raise InvalidArgument(f"{packed.cell}: the persistent kernel does not fit hidden={H}, "
+                                  f"batch={batch} on this device (grid or tile too large)")
+        kpad = _kpad(H)
+        cfg = recurrent_persistent_configs()[0 if kpad * TILE_ROWS * packed.rp.element_size() <= 32768 else 1]
+        flags = torch.zeros(nd, device=xp.device, dtype=torch.int32)
+        # interpreter: programs run one after another, so no barrier; one launch per step unless
+        # each direction is a single program (then the launch runs the whole sequence)
+        one_program = grid[0] * grid[1] == 1
+        chunks = [(s, 1) for s in range(seq)] if INTERPRET and not one_program else [(0, seq)]
+        for s0, steps in chunks:
+            recurrent_persistent_kernel[grid](
+                packed.rp, xp, state, c, Y, lens, peep, rbh, flags,
+                s0, steps, batch, H, njb, packed.rev_mask, *strides, *scalars,
+                USE_BARRIER=not INTERPRET, KPAD=kpad, num_warps=cfg.num_warps,
+                num_stages=cfg.num_stages, **meta)
+        return
+    for s in range(seq):
+        recurrent_step_kernel[grid](
+            packed.rp, xp, state, c, Y, lens, peep, rbh,
+            s, batch, H, njb, packed.rev_mask, *strides, *scalars, **meta)
+
+
+def _recurrent(cell, X, W, R, B, sequence_lens, initial_h, initial_c=None, P=None, *,
+               mode="auto", allow_tf32=True, layout=0, y_out=None, **attrs):
+    packed = pack(cell, W, R, B, P, dtype=X.dtype, device=X.device, **attrs)
+    return run(packed, X, sequence_lens, initial_h, initial_c, layout=layout, mode=mode,
+               allow_tf32=allow_tf32, y_out=y_out)
+
+
+def lstm(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
+         mode="auto", allow_tf32=True, y_out=None, **attrs):
+    """ONNX LSTM on the kernels (packs on every call: sessions use `pack` + `run`).
+    Same signature and results as `rnn_reference.lstm`, plus `mode` and `allow_tf32`."""
+    return _recurrent("LSTM", X, W, R, B, sequence_lens, initial_h, initial_c, P, mode=mode,
+                      allow_tf32=allow_tf32, y_out=y_out, **attrs)
+
+
+def gru(X, W, R, B=None, sequence_lens=None, initial_h=None, *, mode="auto", allow_tf32=True,
+        y_out=None, **attrs):
+    """ONNX GRU (linear_before_reset=1) on the kernels; see `lstm`."""
+    return _recurrent("GRU", X, W, R, B, sequence_lens, initial_h, mode=mode,
+                      allow_tf32=allow_tf32, y_out=y_out, **attrs)
+
+
+def rnn(X, W, R, B=None, sequence_lens=None, initial_h=None, *, mode="auto", allow_tf32=True,
+        y_out=None, **attrs):
+    """ONNX RNN on the kernels; see `lstm`."""
+    return _recurrent("RNN", X, W, R, B, sequence_lens, initial_h, mode=mode,
+                      allow_tf32=allow_tf32, y_out=y_out, **attrs)
+
+
+def reference(cell: str):
+    """The plain-torch reference of the same math (`rnn_reference.lstm` / `gru` / `rnn`)."""
+    from tritonnx.triton_kernels import rnn_reference
+
+    return {"LSTM": rnn_reference.lstm, "GRU": rnn_reference.gru, "RNN": rnn_reference.rnn}[cell]
+
+
+__all__ = ["pack", "run", "lstm", "gru", "rnn", "PackedRecurrent", "unsupported_reason",
+           "choose_mode", "persistent_fits", "recurrent_step_configs",
+           "recurrent_persistent_configs", "MODE_TABLE"]

@@ -1,0 +1,443 @@
+"""`InferenceSession`: onnxruntime's API over the tritonnx compiler and executor.
+
+    sess = InferenceSession("model.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    (y,) = sess.run(None, {"x": x})                     # numpy in, numpy out
+    (y,) = sess.run_torch(None, {"x": x_on_device})     # torch in, torch out, no host copy
+
+Creation: load and check the model (`loader`), load plugins, make sure every op has a
+handler (converting old opsets if that helps; otherwise one `NotImplemented` listing them all),
+run the passes (`passes.pipeline`), lower to an `Executor`. Every feed is validated before
+anything is launched.
+"""
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+
+from tritonnx.errors import InvalidArgument, NotImplemented
+from tritonnx.runtime import dtypes
+from tritonnx.runtime.context import CONFIG_KEYS, KEYWORDS, ExecContext, build_context, parse_setting
+from tritonnx.runtime.executor import Executor, ProfileRow
+from tritonnx.runtime.loader import check_supported, convert_opset, load_model
+
+TRITON_EP = "TritonExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+PROVIDERS = (TRITON_EP, CUDA_EP, CPU_EP)
+
+
+def get_available_providers() -> list[str]:
+    """The providers this machine can run, in priority order (CUDA only with a CUDA device)."""
+    return [TRITON_EP, CUDA_EP, CPU_EP] if torch.cuda.is_available() else [TRITON_EP, CPU_EP]
+
+
+def get_all_providers() -> list[str]:
+    return list(PROVIDERS)
+
+
+def get_device() -> str:
+    """onnxruntime's ``get_device()``: "GPU" or "CPU"."""
+    return "GPU" if torch.cuda.is_available() else "CPU"
+
+
+class GraphOptimizationLevel(enum.IntEnum):
+    """onnxruntime's levels; tritonnx applies every pass unless ``ORT_DISABLE_ALL``."""
+
+    ORT_DISABLE_ALL = 0
+    ORT_ENABLE_BASIC = 1
+    ORT_ENABLE_EXTENDED = 2
+    ORT_ENABLE_LAYOUT = 3
+    ORT_ENABLE_ALL = 99
+
+
+class ExecutionMode(enum.IntEnum):
+    ORT_SEQUENTIAL = 0
+    ORT_PARALLEL = 1
+
+
+class SessionOptions:
+    """onnxruntime's ``SessionOptions``: the attributes scripts set, and config entries.
+
+    tritonnx's own settings are config entries ``tritonnx.*`` (see DESIGN.md);
+    `optimized_model_filepath`, when set, receives the rewritten model.
+    """
+
+    def __init__(self) -> None:
+        self.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.optimized_model_filepath = ""
+        self.intra_op_num_threads = 0
+        self.inter_op_num_threads = 0
+        self.execution_mode = ExecutionMode.ORT_SEQUENTIAL
+        self.log_severity_level = 2
+        self.log_verbosity_level = 0
+        self.logid = ""
+        self.enable_profiling = False
+        self.enable_cpu_mem_arena = True
+        self.enable_mem_pattern = True
+        self.enable_mem_reuse = True
+        self.use_deterministic_compute = False
+        self._config: dict[str, str] = {}
+
+    def add_session_config_entry(self, key: str, value: str) -> None:
+        if key.startswith("tritonnx."):
+            parse_setting(key, value)  # validate now: a typo fails here, not at session creation
+        self._config[key] = str(value)
+
+    def get_session_config_entry(self, key: str) -> str:
+        try:
+            return self._config[key]
+        except KeyError:
+            raise InvalidArgument(f"SessionOptions has no config entry {key!r}") from None
+
+    def add_free_dimension_override_by_name(self, name: str, value: int) -> None:
+        self._config[f"tritonnx.dim.{name}"] = str(int(value))
+
+
+class RunOptions:
+    """onnxruntime's ``RunOptions`` (accepted; tritonnx has no per-run settings yet)."""
+
+    def __init__(self) -> None:
+        self.log_severity_level = 2
+        self.log_verbosity_level = 0
+        self.logid = ""
+        self.terminate = False
+        self.only_execute_path_to_fetches = False
+        self._config: dict[str, str] = {}
+
+    def add_run_config_entry(self, key: str, value: str) -> None:
+        self._config[key] = str(value)
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """A graph input or output, as onnxruntime shows it."""
+
+    name: str
+    type: str
+    shape: list
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    producer_name: str
+    graph_name: str
+    domain: str
+    description: str
+    graph_description: str
+    version: int
+    custom_metadata_map: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    elem_type: int
+    dims: tuple | None  # None: rank unknown; entries int, str (symbolic) or None (unknown)
+
+    @property
+    def type(self) -> str:
+        return dtypes.ort_type_string(self.elem_type)
+
+
+def _spec(value: onnx.ValueInfoProto) -> _Spec:
+    t = value.type
+    if not t.HasField("tensor_type"):
+        kind = t.WhichOneof("value")
+        raise NotImplemented(f"graph input/output {value.name!r} has type {kind}; only tensors are supported")
+    tt = t.tensor_type
+    dims = None
+    if tt.HasField("shape"):
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+    return _Spec(value.name, tt.elem_type, dims)
+
+
+def _parse_providers(providers, provider_options) -> tuple[list[str], list[dict]]:
+    names: list[str] = []
+    options: list[dict] = []
+    for item in providers or ():
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            name, opts = item
+        else:
+            name, opts = item, {}
+        if name not in PROVIDERS:
+            raise InvalidArgument(f"unknown execution provider {name!r}; valid providers: {', '.join(PROVIDERS)}")
+        names.append(name)
+        options.append(dict(opts or {}))
+    if provider_options is not None:
+        if len(provider_options) != len(names):
+            raise InvalidArgument(f"provider_options has {len(provider_options)} entries for "
+                                  f"{len(names)} providers; give one dict per provider")
+        for i, extra in enumerate(provider_options):
+            options[i].update(extra or {})
+    return names, options
+
+
+def _pick_device(names: list[str], options: list[dict]) -> torch.device:
+    cuda = torch.cuda.is_available()
+    if not names:
+        return torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    gpu_names = [n for n in names if n in (CUDA_EP, TRITON_EP)]
+    if gpu_names and cuda:
+        device_id = 0
+        for n, o in zip(names, options):
+            if n in (CUDA_EP, TRITON_EP) and "device_id" in o:
+                device_id = int(o["device_id"])
+                break
+        if not 0 <= device_id < torch.cuda.device_count():
+            raise InvalidArgument(f"device_id {device_id}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", device_id)
+    if CUDA_EP in names and not cuda:
+        warnings.warn(f"{CUDA_EP} is not available (no CUDA device); running on the CPU", RuntimeWarning, stacklevel=4)
+    return torch.device("cpu")
+
+
+class InferenceSession:
+    """Load, compile and run an ONNX model; onnxruntime's ``InferenceSession`` API.
+
+    Args:
+        path_or_bytes: a model path, its bytes, or an ``onnx.ModelProto``.
+        sess_options: a `SessionOptions` (config entries ``tritonnx.*``, optimisation level).
+        providers: names (or ``(name, options)`` pairs) from `PROVIDERS`; they pick the device
+            (CUDA when listed and present, else CPU), never switch fusion off.
+        provider_options: one dict per provider (``device_id``).
+        **options: the ``tritonnx.*`` settings as keywords: ``fusion``, ``cuda_graphs``,
+            ``cuda_graphs_max_shapes``, ``kernels``, ``tf32``, ``plugins``.
+    """
+
+    def __init__(self, path_or_bytes, sess_options: SessionOptions | None = None, providers=None,
+                 provider_options=None, **options) -> None:
+        self._sess_options = sess_options or SessionOptions()
+        settings = self._settings(self._sess_options, options)
+        names, popts = _parse_providers(providers, provider_options)
+        device = _pick_device(names, popts)
+        extra = {k: v for k, v in self._sess_options._config.items() if not k.startswith("tritonnx.")}
+        self._ctx: ExecContext = build_context(device, settings, extra)
+        self._provider_options = popts
+
+        from tritonnx.runtime import plugins
+        from tritonnx.runtime.passes import builtin_rules
+        from tritonnx.runtime.passes.pipeline import PassState, run_passes
+
+        import tritonnx.runtime.ops  # noqa: F401 - fills registry.OPS
+        from tritonnx.runtime.registry import OPS
+
+        self._ops = OPS.copy()
+        self._rules = builtin_rules().copy()
+        self._plugins: list[str] = []
+        if self._ctx.plugins:
+            self._plugins = plugins.load_plugins(plugins.PluginRegistry(self._ops, self._rules))
+
+        what = f"model {os.fspath(path_or_bytes)!r}" if isinstance(path_or_bytes, (str, os.PathLike)) else "model"
+        model = load_model(path_or_bytes)
+        self._model = model
+        self._inputs, self._overridable, self._outputs = self._io_specs(model)
+
+        model = convert_opset(model, self._ops, what)
+        level = GraphOptimizationLevel(int(self._sess_options.graph_optimization_level))
+        state = PassState(rules=self._rules, ctx=self._ctx, optimize=level != GraphOptimizationLevel.ORT_DISABLE_ALL,
+                          fusion=self._ctx.fusion)
+        rewritten = run_passes(model, state)
+        check_supported(rewritten, self._ops, f"{what} after rewriting")
+        self._rewritten = rewritten
+        self._report = state.report
+        if self._sess_options.optimized_model_filepath:
+            onnx.save(rewritten, self._sess_options.optimized_model_filepath)
+        self._executor = Executor(rewritten, self._ops, self._ctx)
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- settings
+    @staticmethod
+    def _settings(sess_options: SessionOptions, options: Mapping[str, Any]) -> dict[str, Any]:
+        settings: dict[str, Any] = {}
+        for key, value in sess_options._config.items():
+            if key in CONFIG_KEYS:
+                settings[CONFIG_KEYS[key][0]] = parse_setting(key, value)
+        for kw, value in options.items():
+            if kw not in KEYWORDS:
+                raise InvalidArgument(f"unknown InferenceSession option {kw!r}; known: {', '.join(KEYWORDS)}")
+            settings[kw] = parse_setting(KEYWORDS[kw], value)
+        return settings
+
+    @staticmethod
+    def _io_specs(model: onnx.ModelProto):
+        init_names = {t.name for t in model.graph.initializer}
+        inputs, overridable = [], []
+        for value in model.graph.input:
+            (overridable if value.name in init_names else inputs).append(_spec(value))
+        outputs = [_spec(v) for v in model.graph.output]
+        return inputs, overridable, outputs
+
+    # ----------------------------------------------------------------- onnxruntime's queries
+    def get_inputs(self) -> list[NodeArg]:
+        return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._inputs]
+
+    def get_outputs(self) -> list[NodeArg]:
+        return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._outputs]
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._overridable]
+
+    def get_modelmeta(self) -> ModelMetadata:
+        m = self._model
+        return ModelMetadata(
+            producer_name=m.producer_name, graph_name=m.graph.name, domain=m.domain,
+            description=m.doc_string, graph_description=m.graph.doc_string, version=m.model_version,
+            custom_metadata_map={p.key: p.value for p in m.metadata_props},
+        )
+
+    def get_providers(self) -> list[str]:
+        """What really runs: Triton first when fused nodes run Triton kernels, then the device's."""
+        device_ep = CUDA_EP if self._ctx.is_cuda else CPU_EP
+        if self._ctx.kernels == "triton" and self._executor.has_custom_nodes:
+            return [TRITON_EP, device_ep]
+        return [device_ep]
+
+    def get_provider_options(self) -> dict[str, dict]:
+        return {name: {"device_id": str(self._ctx.device.index or 0)} if name != CPU_EP else {}
+                for name in self.get_providers()}
+
+    def get_session_options(self) -> SessionOptions:
+        return self._sess_options
+
+    # ----------------------------------------------------------------- tritonnx's queries
+    @property
+    def context(self) -> ExecContext:
+        return self._ctx
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self._ctx.device)
+
+    @property
+    def plugins(self) -> list[str]:
+        """The entry-point plugins loaded into this session."""
+        return list(self._plugins)
+
+    def fusion_report(self):
+        """The `FusionReport`: every fused group and every declined candidate with its reason."""
+        return self._report
+
+    def rewritten_model(self) -> onnx.ModelProto:
+        """The model after the passes (valid ONNX, custom domain ``tritonnx``)."""
+        copy = onnx.ModelProto()
+        copy.CopyFrom(self._rewritten)
+        return copy
+
+    def save_rewritten(self, path) -> None:
+        onnx.save(self._rewritten, os.fspath(path))
+
+    # ----------------------------------------------------------------- feeds
+    def _validate(self, feed: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        known = {s.name: s for s in self._inputs}
+        known.update({s.name: s for s in self._overridable})
+        for name in feed:
+            if name not in known:
+                raise InvalidArgument(f"Invalid input name: {name} (the model's inputs: "
+                                      f"{[s.name for s in self._inputs]})")
+        missing = [s.name for s in self._inputs if s.name not in feed]
+        if missing:
+            raise InvalidArgument(f"Required inputs ({missing}) are missing from input feed ({list(feed)}).")
+        tensors: dict[str, torch.Tensor] = {}
+        for name, value in feed.items():
+            spec = known[name]
+            tensor = self._as_tensor(name, value)
+            expected = dtypes.ONNX_TO_TORCH.get(spec.elem_type)
+            if tensor.dtype != expected:
+                got = dtypes.ort_type_string(dtypes.TORCH_TO_ONNX[tensor.dtype]) if tensor.dtype in dtypes.TORCH_TO_ONNX else str(tensor.dtype)
+                raise InvalidArgument(f"Unexpected input data type for input {name!r}. Actual: ({got}) , "
+                                      f"expected: ({spec.type})")
+            if spec.dims is not None:
+                if tensor.dim() != len(spec.dims):
+                    raise InvalidArgument(f"Invalid rank for input: {name} Got: {tensor.dim()} Expected: "
+                                          f"{len(spec.dims)} Please fix either the inputs/outputs or the model.")
+                bad = [(i, got, want) for i, (got, want) in enumerate(zip(tensor.shape, spec.dims))
+                       if isinstance(want, int) and want > 0 and got != want]
+                if bad:
+                    lines = "".join(f" index: {i} Got: {got} Expected: {want}\n" for i, got, want in bad)
+                    raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"
+                                          f"{lines} Please fix either the inputs/outputs or the model.")
+            tensors[name] = tensor
+        return tensors
+
+    def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to(self.device)
+        array = np.asarray(value)
+        if array.dtype.kind in "OSU":
+            raise NotImplemented(f"input {name!r}: string tensors are not supported")
+        try:
+            return dtypes.from_numpy(array, self.device)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"input {name!r}: {exc}") from None
+
+    def _output_names(self, output_names) -> list[str]:
+        all_names = [s.name for s in self._outputs]
+        if output_names is None:
+            return all_names
+        if isinstance(output_names, str):
+            output_names = [output_names]
+        for name in output_names:
+            if name not in all_names:
+                raise InvalidArgument(f"Invalid output name: {name} (the model's outputs: {all_names})")
+        return list(output_names)
+
+    # ----------------------------------------------------------------- running
+    def run_torch(self, output_names, input_feed: Mapping[str, Any], run_options=None) -> list[torch.Tensor]:
+        """Like `run`, with torch tensors in and out on the session's device (no host copy)."""
+        names = self._output_names(output_names)
+        feeds = self._validate(input_feed)
+        outs = self._executor.run(feeds, names)
+        return [self._own(t, feeds) for t in outs]
+
+    def run(self, output_names, input_feed: Mapping[str, Any], run_options=None) -> list[np.ndarray]:
+        """onnxruntime's ``run``: numpy arrays in (torch tensors accepted), numpy arrays out.
+
+        Args:
+            output_names: names to return, or None for every output, in the model's order.
+            input_feed: input name -> array; initializers listed as inputs may be overridden.
+        """
+        names = self._output_names(output_names)
+        feeds = self._validate(input_feed)
+        outs = self._executor.run(feeds, names)
+        return [np.array(dtypes.to_numpy(t), copy=True) if isinstance(t, torch.Tensor) else np.asarray(t)
+                for t in outs]
+
+    def run_profiled(self, output_names, input_feed: Mapping[str, Any]) -> tuple[list[torch.Tensor], list[ProfileRow]]:
+        """One eager run timing every node (device time on CUDA, wall time on the CPU)."""
+        names = self._output_names(output_names)
+        feeds = self._validate(input_feed)
+        rows: list[ProfileRow] = []
+        outs = self._executor.run(feeds, names, profile=rows)
+        return outs, rows
+
+    def _own(self, t, feeds: Mapping[str, torch.Tensor]):
+        """A result that aliases a weight or a feed is cloned (the caller may write to it)."""
+        if not isinstance(t, torch.Tensor):
+            return t
+        ptr = t.untyped_storage().data_ptr()
+        for other in (*self._executor.weights.values(), *feeds.values()):
+            if isinstance(other, torch.Tensor) and other.untyped_storage().data_ptr() == ptr:
+                return t.clone()
+        return t
+
+    def io_binding(self) -> "IOBinding":
+        from tritonnx.runtime.iobinding import IOBinding
+
+        return IOBinding(self)
+
+    def run_with_iobinding(self, iobinding, run_options=None) -> None:
+        iobinding._run()
+
+    def end_profiling(self) -> str:
+        return ""

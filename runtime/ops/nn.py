@@ -1,0 +1,430 @@
+"""Neural-network ops: Conv, ConvTranspose, pooling, normalisations, Gemm/MatMul, Softmax,
+Dropout, ArgMax/ArgMin.
+
+Convolutions and pools are 1-D, 2-D or 3-D with every attribute (auto_pad, asymmetric pads,
+dilations, groups, ceil_mode, count_include_pad, MaxPool's Indices and storage_order).
+Asymmetric padding is applied explicitly before the torch op (zeros for Conv, -inf for
+MaxPool), so torch only ever sees symmetric or no padding. Average pooling is a depth-wise
+convolution with a ones kernel divided by the count of the window's counted cells, which
+gives dilations and ONNX's count_include_pad rule (explicit pads counted, ceil overhang never).
+
+On the CPU, fp16/bf16 work is done in fp32 and cast back (torch's CPU kernels for half types
+are partial and slow); on the GPU it runs in the input's dtype.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tritonnx.errors import InvalidArgument
+from tritonnx.runtime.ops._common import (
+    check_rank,
+    conv_pads,
+    needs_widening,
+    norm_axis,
+    pad_spatial,
+    scalar,
+    spatial_defaults,
+    via_numpy,
+)
+from tritonnx.runtime.registry import register
+
+_HALF = (torch.float16, torch.bfloat16)
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype to compute float math in: fp32 for half types on the CPU, else the input's."""
+    if t.dtype in _HALF and t.device.type == "cpu":
+        return torch.float32
+    if not t.dtype.is_floating_point:
+        return torch.float32
+    return t.dtype
+
+
+def _up(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if t is None else t.to(dtype)
+
+
+# --- Conv ------------------------------------------------------------------------------------
+
+@register("Conv", since=1)
+def Conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+         pads=None, strides=None):
+    """ONNX Conv. X: (N, C, *spatial), W: (M, C / group, *kernel), B: (M,) -> (N, M, *out)."""
+    n, kernel, strides, dilations = spatial_defaults("Conv", X, kernel_shape, strides, dilations)
+    check_rank("Conv", "W", W, X.dim())
+    if kernel is not None and list(kernel) != list(W.shape[2:]):
+        raise InvalidArgument(f"Conv: kernel_shape={list(kernel)} but W has spatial shape {list(W.shape[2:])}")
+    if X.shape[1] != W.shape[1] * group:
+        raise InvalidArgument(
+            f"Conv: X has {X.shape[1]} channels, expected W.shape[1] * group = {W.shape[1]} * {group}"
+        )
+    if B is not None and (B.dim() != 1 or B.shape[0] != W.shape[0]):
+        raise InvalidArgument(f"Conv: B has shape {list(B.shape)}, expected [{W.shape[0]}]")
+    begin, end = conv_pads("Conv", X.shape[2:], W.shape[2:], strides, dilations, pads, auto_pad)
+    cdt = _compute_dtype(X)
+    x = X.to(cdt)
+    if begin == end:
+        padding = begin
+    else:
+        x, padding = pad_spatial(x, begin, end, 0.0), [0] * n
+    y = _CONV[n](x, W.to(cdt), _up(B, cdt), strides, padding, dilations, group)
+    return y.to(X.dtype)
+
+
+@register("ConvTranspose", since=1)
+def ConvTranspose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                  output_padding=None, output_shape=None, pads=None, strides=None):
+    """ONNX ConvTranspose. X: (N, C, *spatial), W: (C, M / group, *kernel) -> (N, M, *out).
+
+    out = stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end,
+    or ``output_shape`` (the pads then derived from it, extra at the end for SAME_UPPER).
+    """
+    n, kernel, strides, dilations = spatial_defaults("ConvTranspose", X, kernel_shape, strides, dilations)
+    check_rank("ConvTranspose", "W", W, X.dim())
+    if X.shape[1] != W.shape[0]:
+        raise InvalidArgument(f"ConvTranspose: X has {X.shape[1]} channels, expected W.shape[0] = {W.shape[0]}")
+    kernel = list(W.shape[2:])
+    out_pad = list(output_padding) if output_padding else [0] * n
+    in_sp = list(X.shape[2:])
+    full = [s * (i - 1) + (k - 1) * d + 1 for i, k, s, d in zip(in_sp, kernel, strides, dilations)]
+    if output_shape or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = list(output_shape)[-n:] if output_shape else [i * s for i, s in zip(in_sp, strides)]
+        total = [f + o - t for f, o, t in zip(full, out_pad, target)]
+        if auto_pad == "SAME_UPPER":
+            begin = [t // 2 for t in total]
+        else:
+            begin = [t - t // 2 for t in total]
+        end = [t - b for t, b in zip(total, begin)]
+    elif auto_pad == "VALID":
+        begin, end = [0] * n, [0] * n
+    else:
+        begin, end = conv_pads("ConvTranspose", in_sp, kernel, strides, dilations, pads, auto_pad)
+    cdt = _compute_dtype(X)
+    y = _CONV_T[n](X.to(cdt), W.to(cdt), None, strides, 0, 0, group, dilations)
+    y = pad_spatial(y, [-b for b in begin], [o - e for o, e in zip(out_pad, end)], 0.0)
+    if B is not None:
+        y = y + B.to(cdt).reshape([1, -1] + [1] * n)
+    return y.to(X.dtype)
+
+
+# --- pooling ---------------------------------------------------------------------------------
+
+def _pool_geometry(op, X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
+    """(n, kernel, strides, dilations, begin, end, end_eff, out): `end` the declared end pads,
+    `end_eff` the end padding that makes a no-padding floor-mode pool yield `out`."""
+    n, kernel, strides, dilations = spatial_defaults(op, X, kernel_shape, strides, dilations)
+    if not kernel or len(kernel) != n:
+        raise InvalidArgument(f"{op}: kernel_shape={kernel_shape}, expected {n} values")
+    in_sp = list(X.shape[2:])
+    begin, end = conv_pads(op, in_sp, kernel, strides, dilations, pads, auto_pad)
+    out, end_eff = [], []
+    for size, k, s, d, b, e in zip(in_sp, kernel, strides, dilations, begin, end):
+        eff = (k - 1) * d + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = math.ceil(size / s)
+        else:
+            span = size + b + e - eff
+            o = (math.ceil(span / s) if ceil_mode else span // s) + 1
+            if ceil_mode and (o - 1) * s >= size + b:
+                o -= 1  # a window starting in the right padding is dropped
+        if o < 1:
+            raise InvalidArgument(f"{op}: input X spatial shape {in_sp} is smaller than the kernel {kernel} (pads {pads})")
+        out.append(o)
+        end_eff.append((o - 1) * s + eff - size - b)
+    return n, kernel, strides, dilations, begin, end, end_eff, out
+
+
+@register("MaxPool", since=1)
+def MaxPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
+            storage_order=0, strides=None, num_outputs=1):
+    """ONNX MaxPool -> (Y, Indices). Indices flatten (N, C, *spatial) row-major, or with the
+    spatial axes column-major when ``storage_order=1``."""
+    n, kernel, strides, dilations, begin, _, end_eff, _ = _pool_geometry(
+        "MaxPool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    cdt = _compute_dtype(X)
+    x = pad_spatial(X.to(cdt), begin, end_eff, float("-inf"))
+    want_idx = num_outputs > 1
+    res = _MAX_POOL[n](x, kernel, strides, 0, dilations, ceil_mode=False, return_indices=want_idx)
+    if not want_idx:
+        return res.to(X.dtype)
+    y, idx = res
+    padded_sp = list(x.shape[2:])
+    in_sp = list(X.shape[2:])
+    coords = []
+    rest = idx
+    for size in reversed(padded_sp):
+        coords.append(rest % size)
+        rest = rest // size
+    coords = [c - b for c, b in zip(reversed(coords), begin)]
+    flat = torch.zeros_like(idx)
+    order = range(n - 1, -1, -1) if storage_order else range(n)
+    for i in order:
+        flat = flat * in_sp[i] + coords[i]
+    plane = math.prod(in_sp)
+    nc = torch.arange(X.shape[0] * X.shape[1], device=X.device).reshape([X.shape[0], X.shape[1]] + [1] * n)
+    return y.to(X.dtype), flat + nc * plane
+
+
+@register("AveragePool", since=1)
+def AveragePool(X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
+                kernel_shape=None, pads=None, strides=None):
+    """ONNX AveragePool (dilations from opset 19)."""
+    n, kernel, strides, dilations, begin, end, end_eff, _ = _pool_geometry(
+        "AveragePool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    cdt = _compute_dtype(X)
+    channels = X.shape[1]
+    x = pad_spatial(X.to(cdt), begin, end_eff, 0.0)
+    ones = torch.ones([channels, 1] + kernel, dtype=cdt, device=X.device)
+    total = _CONV[n](x, ones, None, strides, 0, dilations, channels)
+    mask = torch.ones([1, 1] + list(X.shape[2:]), dtype=cdt, device=X.device)
+    if count_include_pad:
+        counted_end = [min(e, f) for e, f in zip(end, end_eff)]
+        mask = pad_spatial(mask, begin, counted_end, 1.0)
+        mask = pad_spatial(mask, [0] * n, [f - c for f, c in zip(end_eff, counted_end)], 0.0)
+    else:
+        mask = pad_spatial(mask, begin, end_eff, 0.0)
+    count = _CONV[n](mask, ones[:1], None, strides, 0, dilations)
+    return (total / count).to(X.dtype)
+
+
+@register("GlobalAveragePool", since=1)
+def GlobalAveragePool(X):
+    """ONNX GlobalAveragePool: mean over the spatial axes, kept as size 1."""
+    dims = list(range(2, X.dim()))
+    return X.to(_compute_dtype(X)).mean(dim=dims, keepdim=True).to(X.dtype)
+
+
+@register("GlobalMaxPool", since=1)
+def GlobalMaxPool(X):
+    """ONNX GlobalMaxPool: max over the spatial axes, kept as size 1."""
+    dims = list(range(2, X.dim()))
+    return X.amax(dim=dims, keepdim=True)
+
+
+@register("LRN", since=1)
+def LRN(X, *, alpha=0.0001, beta=0.75, bias=1.0, size):
+    """ONNX LRN: x / (bias + alpha / size * sum of x^2 over channels
+    [c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]) ** beta."""
+    cdt = _compute_dtype(X)
+    x = X.to(cdt)
+    front, back = (size - 1) // 2, size - 1 - (size - 1) // 2
+    sq = F.pad((x * x).movedim(1, -1), (front, back))
+    window = sq.unfold(-1, size, 1).sum(-1).movedim(-1, 1)
+    return (x / (bias + alpha / size * window) ** beta).to(X.dtype)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+def _bn(X, scale, B, mean, var, epsilon, momentum, training, outputs):
+    cdt = _compute_dtype(X)
+    shape = [1, -1] + [1] * (X.dim() - 2)
+    if scale.dim() > 1:  # opset < 9 with spatial=0: per-activation parameters (C, D1, ...)
+        shape = [1] + list(scale.shape)
+    x = X.to(cdt)
+    sc, b, m, v = (t.to(cdt).reshape(shape) for t in (scale, B, mean, var))
+    if not training:
+        y = (x - m) / torch.sqrt(v + epsilon) * sc + b
+        return y.to(X.dtype)
+    axes = [0] + list(range(2, X.dim()))
+    bm = x.mean(dim=axes, keepdim=True)
+    bv = x.var(dim=axes, unbiased=False, keepdim=True)
+    y = ((x - bm) / torch.sqrt(bv + epsilon) * sc + b).to(X.dtype)
+    run_m = (m * momentum + bm * (1 - momentum)).reshape(mean.shape).to(mean.dtype)
+    run_v = (v * momentum + bv * (1 - momentum)).reshape(var.shape).to(var.dtype)
+    res = (y, run_m, run_v, bm.reshape(mean.shape).to(mean.dtype), bv.reshape(var.shape).to(var.dtype))
+    return res[:outputs]
+
+
+@register("BatchNormalization", since=1)
+def BatchNormalization_1(X, scale, B, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1,
+                         is_test=0, consumed_inputs=None, num_outputs=1):
+    """ONNX BatchNormalization (opsets 1-13): training statistics when extra outputs are asked."""
+    return _bn(X, scale, B, mean, var, epsilon, momentum, num_outputs > 1, num_outputs)
+
+
+@register("BatchNormalization", since=14)
+def BatchNormalization(X, scale, B, input_mean, input_var, *, epsilon=1e-5, momentum=0.9,
+                       training_mode=0, num_outputs=1):
+    """ONNX BatchNormalization (opset 14+): y = (x - mean) / sqrt(var + epsilon) * scale + B;
+    with ``training_mode=1`` batch statistics and (Y, running_mean, running_var)."""
+    return _bn(X, scale, B, input_mean, input_var, epsilon, momentum, bool(training_mode), num_outputs)
+
+
+@register("InstanceNormalization", since=1)
+def InstanceNormalization(input, scale, B, *, epsilon=1e-5):
+    """ONNX InstanceNormalization: per (n, c) over the spatial axes."""
+    cdt = _compute_dtype(input)
+    x = input.to(cdt)
+    axes = list(range(2, x.dim()))
+    m = x.mean(dim=axes, keepdim=True)
+    v = x.var(dim=axes, unbiased=False, keepdim=True)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - m) / torch.sqrt(v + epsilon) * scale.to(cdt).reshape(shape) + B.to(cdt).reshape(shape)
+    return y.to(input.dtype)
+
+
+@register("LayerNormalization", since=17)
+def LayerNormalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1, num_outputs=1):
+    """ONNX LayerNormalization over axes [axis, rank) -> (Y, Mean, InvStdDev)."""
+    a = norm_axis(axis, X.dim(), "LayerNormalization")
+    cdt = torch.float64 if X.dtype == torch.float64 else torch.float32
+    x = X.to(cdt)
+    axes = list(range(a, X.dim()))
+    m = x.mean(dim=axes, keepdim=True)
+    inv = torch.rsqrt(((x - m) ** 2).mean(dim=axes, keepdim=True) + epsilon)
+    y = (x - m) * inv * Scale.to(cdt)
+    if B is not None:
+        y = y + B.to(cdt)
+    stash = torch.float32 if stash_type == 1 else X.dtype
+    return y.to(X.dtype), m.to(stash), inv.to(stash)
+
+
+# --- matrix products -------------------------------------------------------------------------
+
+def _matmul(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dtype != b.dtype:
+        raise InvalidArgument(f"{op}: inputs A ({a.dtype}) and B ({b.dtype}) must have the same dtype")
+    if needs_widening(a, b):
+        return via_numpy(lambda x, y: np.matmul(x, y).astype(x.dtype), a, b)
+    if a.dtype.is_floating_point:
+        cdt = _compute_dtype(a)
+        return torch.matmul(a.to(cdt), b.to(cdt)).to(a.dtype)
+    if a.device.type == "cuda" and a.dtype != torch.int64:
+        return torch.matmul(a.long(), b.long()).to(a.dtype)
+    return torch.matmul(a, b)
+
+
+@register("MatMul", since=1)
+def MatMul(A, B):
+    """ONNX MatMul: numpy.matmul semantics (1-D operands promoted and squeezed, batch broadcast)."""
+    if A.dim() == 0 or B.dim() == 0:
+        raise InvalidArgument(f"MatMul: inputs must have rank >= 1, got A {list(A.shape)} and B {list(B.shape)}")
+    ka = A.shape[-1]
+    kb = B.shape[-2] if B.dim() > 1 else B.shape[0]
+    if ka != kb:
+        raise InvalidArgument(f"MatMul: A {list(A.shape)} and B {list(B.shape)} have different inner dimensions ({ka} vs {kb})")
+    return _matmul("MatMul", A, B)
+
+
+@register("Gemm", since=1)
+def Gemm(A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+    """ONNX Gemm: alpha * A' @ B' + beta * C (C broadcast to (M, N), optional from opset 11)."""
+    check_rank("Gemm", "A", A, 2)
+    check_rank("Gemm", "B", B, 2)
+    a = A.t() if transA else A
+    b = B.t() if transB else B
+    if a.shape[1] != b.shape[0]:
+        raise InvalidArgument(
+            f"Gemm: A' {list(a.shape)} and B' {list(b.shape)} (transA={transA}, transB={transB}) have different inner dimensions"
+        )
+    y = _matmul("Gemm", a, b)
+    if alpha != 1.0:
+        y = (y.to(_compute_dtype(y)) * alpha).to(A.dtype)
+    if C is not None and beta != 0:
+        c = C if beta == 1.0 else (C.to(_compute_dtype(C)) * beta).to(C.dtype)
+        if needs_widening(y):
+            y = via_numpy(lambda p, q: (p + q).astype(p.dtype), y, c)
+        else:
+            y = (y.to(_compute_dtype(y)) + c.to(_compute_dtype(y))).to(A.dtype) if y.dtype.is_floating_point else y + c
+    return y
+
+
+# --- softmax family --------------------------------------------------------------------------
+
+def _softmax(op: str, x: torch.Tensor, axis: int, flatten: bool, fn) -> torch.Tensor:
+    a = norm_axis(axis, x.dim(), op)
+    cdt = _compute_dtype(x)
+    xc = x.to(cdt)
+    if flatten:  # opset < 13: coerce to 2-D at `axis`, normalise each row
+        rows = math.prod(x.shape[:a])
+        y = fn(xc.reshape(rows, -1), 1).reshape(x.shape)
+    else:
+        y = fn(xc, a)
+    return y.to(x.dtype)
+
+
+def _hardmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    idx = x.argmax(dim=dim, keepdim=True)
+    return torch.zeros_like(x).scatter_(dim, idx, 1)
+
+
+def _make_softmax(op: str, fn):
+    def old(input, *, axis=1):
+        return _softmax(op, input, axis, True, fn)
+
+    def new(input, *, axis=-1):
+        return _softmax(op, input, axis, False, fn)
+
+    old.__name__ = new.__name__ = op
+    old.__doc__ = f"ONNX {op} (opsets 1-12): over the input coerced to 2-D at `axis` (default 1)."
+    new.__doc__ = f"ONNX {op} (opset 13+): along `axis` (default -1)."
+    register(op, since=1)(old)
+    register(op, since=13)(new)
+
+
+_make_softmax("Softmax", lambda x, d: torch.softmax(x, d))
+_make_softmax("LogSoftmax", lambda x, d: torch.log_softmax(x, d))
+_make_softmax("Hardmax", _hardmax)
+
+
+# --- Dropout, ArgMax/ArgMin ------------------------------------------------------------------
+
+@register("Dropout", since=1)
+def Dropout_1(data, *, ratio=0.5, is_test=0, consumed_inputs=None, num_outputs=1):
+    """ONNX Dropout (opsets 1-11): inference, the output is the input; mask all ones."""
+    return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
+
+
+@register("Dropout", since=12)
+def Dropout(data, ratio=None, training_mode=None, *, seed=None, num_outputs=1):
+    """ONNX Dropout (opset 12+): identity unless ``training_mode`` is true and ratio > 0, then
+    a random mask (torch's generator, seeded with ``seed`` when given) and scaling 1 / (1 - ratio)."""
+    r = 0.5 if ratio is None else float(scalar(ratio))
+    training = training_mode is not None and bool(scalar(training_mode))
+    if not training or r == 0.0:
+        return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
+    if not 0.0 <= r < 1.0:
+        raise InvalidArgument(f"Dropout: ratio={r}, expected a value in [0, 1)")
+    gen = torch.Generator(device=data.device)
+    if seed is not None:
+        gen.manual_seed(int(seed))
+    else:
+        gen.seed()
+    mask = torch.rand(data.shape, generator=gen, device=data.device) >= r
+    return (data * mask / (1.0 - r)).to(data.dtype), mask
+
+
+def _arg(op: str, data: torch.Tensor, axis: int, keepdims: int, select_last_index: int, fn, np_fn):
+    a = norm_axis(axis, data.dim(), op)
+    if needs_widening(data):
+        def f(x):
+            x = np.flip(x, a) if select_last_index else x
+            i = np_fn(x, axis=a)
+            if select_last_index:
+                i = x.shape[a] - 1 - i
+            return np.expand_dims(i, a) if keepdims else i
+        return via_numpy(f, data)
+    x = data.flip(a) if select_last_index else data
+    i = fn(x, dim=a, keepdim=bool(keepdims))
+    if select_last_index:
+        i = data.shape[a] - 1 - i
+    return i
+
+
+@register("ArgMax", since=1)
+def ArgMax(data, *, axis=0, keepdims=1, select_last_index=0):
+    """ONNX ArgMax: int64 indices of the maxima along `axis` (first, or last when asked)."""
+    return _arg("ArgMax", data, axis, keepdims, select_last_index, torch.argmax, np.argmax)
+
+
+@register("ArgMin", since=1)
+def ArgMin(data, *, axis=0, keepdims=1, select_last_index=0):
+    """ONNX ArgMin: int64 indices of the minima along `axis` (first, or last when asked)."""
+    return _arg("ArgMin", data, axis, keepdims, select_last_index, torch.argmin, np.argmin)

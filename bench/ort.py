@@ -73,13 +73,15 @@ class OrtRunner:
         feeds: input name -> torch tensor; their device picks the provider.
         cuda_graph: try CUDA graphs (CUDA provider only).
         exhaustive: ``cudnn_conv_algo_search=EXHAUSTIVE`` (else DEFAULT).
+        tf32: onnxruntime's ``use_tf32`` (its default is on, as is ours).
     Attributes:
         outputs: list of torch tensors, one per model output, filled by each call.
         provider: the execution provider that runs it.
         note: what was enabled or refused (e.g. "cuda graph refused: ...").
     """
 
-    def __init__(self, model, feeds: dict, *, cuda_graph: bool = True, exhaustive: bool = True):
+    def __init__(self, model, feeds: dict, *, cuda_graph: bool = True, exhaustive: bool = True,
+                 tf32: bool = True):
         import torch
 
         self.ort = import_onnxruntime()
@@ -88,6 +90,7 @@ class OrtRunner:
         devices = {t.device.type for t in self.feeds.values()}
         self.on_cuda = devices == {"cuda"}
         self.notes: list[str] = []
+        self.tf32 = tf32
         if self.on_cuda:
             available = self.ort.get_available_providers()
             if "CUDAExecutionProvider" not in available:
@@ -114,6 +117,7 @@ class OrtRunner:
             "cudnn_conv_algo_search": "EXHAUSTIVE" if exhaustive else "DEFAULT",
             "user_compute_stream": str(torch.cuda.current_stream().cuda_stream),
             "enable_cuda_graph": "1" if cuda_graph else "0",
+            "use_tf32": "1" if self.tf32 else "0",
         }
 
     def _cuda_session(self, torch, exhaustive: bool, cuda_graph: bool):

@@ -1,0 +1,84 @@
+"""What a result set records about where and how it was produced (DESIGN.md, Benchmark rules)."""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _nvidia_smi(query: str) -> str | None:
+    try:
+        proc = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def utc_stamp() -> str:
+    """UTC time for folder names: 20261125T121500Z."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def collect(argv: list[str] | None = None, *, tf32: bool = True) -> dict:
+    """The environment of this run: device, driver, versions, commit, command, settings."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    ort_version, ort_providers = None, None
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+        ort_providers = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    env = {
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
+        "gpu": on_gpu,
+        "driver": _nvidia_smi("driver_version") if on_gpu else None,
+        "cuda": torch.version.cuda,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": _version("triton"),
+        "onnx": _version("onnx"),
+        "onnxscript": _version("onnxscript"),
+        "onnxruntime": ort_version,
+        "onnxruntime_providers": ort_providers,
+        "numpy": _version("numpy"),
+        "tritonnx": _version("tritonnx"),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+        "command": shlex.join(argv if argv is not None else ["tritonnx", *sys.argv[1:]]),
+        "tf32": tf32,
+        "kernels": os.environ.get("TRITONNX_KERNELS") or ("triton" if on_gpu else "torch"),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET"),
+        "timing": "cuda-events (triton.testing.do_bench)" if on_gpu else "cpu-wall (CPU-interpreter times, not performance figures)",
+    }
+    return env

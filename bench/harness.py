@@ -1,0 +1,469 @@
+"""The model benchmark sweep: plan the rows, export, run every provider, record row by row.
+
+Order of work (DESIGN.md, "Benchmarks"), most valuable first: dtypes as given (fp16 before
+fp32 by default on a GPU); models in `MODEL_ORDER` then the rest of the zoo; each model at
+every batch size with every provider in ``tritonnx, onnxruntime, tritonnx-unfused, torch``;
+then all torch.compile rows last (its compiles are slow). Each finished row is appended to
+``rows.jsonl`` at once; `--resume` skips the rows already there; a time budget stops before
+the next row and lists what did not run.
+
+Every row of one (model, dtype, batch) uses the same ONNX file, the same feeds (on the device),
+the same reference (onnxruntime's output), and torch rows the module with the same weights.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tritonnx.bench import devices, report
+from tritonnx.bench.counting import count_file
+from tritonnx.bench.providers import Workload, make_provider
+from tritonnx.bench.stats import Timing, max_rel_err
+from tritonnx.errors import InvalidArgument
+
+#: DESIGN.md's model order for a lent GPU; the rest of the zoo follows in its own order.
+MODEL_ORDER = (
+    "lenet5", "alexnet", "vgg16", "resnet18", "googlenet",
+    "char_lstm", "lstm_lm", "bilstm_speech", "gru_lm", "seq2seq",
+)
+#: `make bench` on a CPU: models whose fused Triton kernels run under the interpreter in a few
+#: minutes on 2 cores: a plain MLP, the conv kernel (lenet5) and the recurrent one (char_lstm, rnn_lm).
+CPU_DEFAULT_MODELS = ("mlp", "lenet5", "rnn_lm", "char_lstm")
+
+
+@dataclass
+class BenchSettings:
+    """What one `tritonnx bench` invocation runs."""
+
+    models: list[str]
+    out: Path
+    config: str = "paper"
+    batches: list[int] = field(default_factory=lambda: [1])
+    dtypes: list[str] = field(default_factory=lambda: ["fp32"])
+    providers: list[str] = field(default_factory=lambda: ["tritonnx", "onnxruntime"])
+    time_budget: float | None = None
+    seed: int = 0
+    seq_len: int | None = None
+    opset: int = 18
+    quick: bool = False
+    tf32: bool = True
+    argv: list[str] | None = None
+    model_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    model: str
+    config: str
+    batch: int
+    dtype: str
+    provider: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.config, self.batch, self.dtype, self.provider)
+
+    def label(self) -> str:
+        return f"{self.model} b{self.batch} {self.dtype} {self.provider}"
+
+
+@dataclass
+class BenchResult:
+    out: Path
+    env: dict
+    rows: list[dict]
+    not_run: list[str]
+    written: dict
+    ran: int
+
+
+def order_models(requested: list[str], known: list[str]) -> list[str]:
+    """'all' -> MODEL_ORDER then the rest of `known`; a list -> validated, in the user's order."""
+    if requested == ["all"]:
+        first = [m for m in MODEL_ORDER if m in known]
+        return first + [m for m in known if m not in first]
+    unknown = [m for m in requested if m not in known]
+    if unknown:
+        raise InvalidArgument(f"unknown model(s) {', '.join(unknown)}: the zoo has {', '.join(known)}")
+    return list(dict.fromkeys(requested))
+
+
+def plan_rows(settings: BenchSettings) -> list[RowPlan]:
+    """Every row of the sweep, in the order of work; torch.compile rows last."""
+    main = [p for p in settings.providers if p != "torch.compile"]
+    late = [p for p in settings.providers if p == "torch.compile"]
+    rows = []
+    for providers in (main, late):
+        for dtype in settings.dtypes:
+            for model in settings.models:
+                for batch in settings.batches:
+                    for provider in providers:
+                        rows.append(RowPlan(model, settings.config, int(batch), dtype, provider))
+    return rows
+
+
+def time_fn(fn: Callable[[], object], device, *, quick: bool, deadline: float | None = None) -> Timing:
+    """Median and spread of `fn`: device-side on CUDA (`triton.testing.do_bench`, all samples),
+    host wall clock on the CPU (a few runs; CPU-interpreter times, not performance figures)."""
+    if device.type == "cuda":
+        import triton.testing
+
+        samples = triton.testing.do_bench(fn, warmup=25, rep=100 if quick else 300, return_mode="all")
+        return Timing.from_samples(samples, "cuda-events")
+    max_reps, max_s = (3, 3.0) if quick else (20, 20.0)
+    samples: list[float] = []
+    start = time.monotonic()
+    while len(samples) < max_reps:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        now = time.monotonic()
+        if now - start > max_s or (deadline is not None and now > deadline):
+            break
+    return Timing.from_samples(samples, "cpu-wall")
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+class RowError(RuntimeError):
+    """A failure shared by several rows (an export, a workload), told without a type name."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0][:300] if text else ""
+    return first if isinstance(exc, RowError) else f"{type(exc).__name__}: {first}"
+
+
+def compare(outputs: list, reference: list | None) -> tuple[float | None, str]:
+    """Max of `max_rel_err` over the outputs matched by position, and a note on mismatches."""
+    if reference is None:
+        return None, ""
+    errs, notes = [], []
+    if len(outputs) != len(reference):
+        notes.append(f"{len(outputs)} outputs vs reference's {len(reference)}")
+    for i, (out, ref) in enumerate(zip(outputs, reference)):
+        if tuple(out.shape) != tuple(ref.shape):
+            notes.append(f"output {i} shape {tuple(out.shape)} vs reference {tuple(ref.shape)}")
+            continue
+        errs.append(max_rel_err(out, ref))
+    return (max(errs) if errs else None), "; ".join(notes)
+
+
+class Harness:
+    """Runs a `BenchSettings` sweep into its result folder.
+
+    `zoo` (with ``names()`` and ``get(name)``) and `export_fn` (``export_model``'s signature) are
+    the zoo and exporter by default; tests pass small fakes.
+    """
+
+    def __init__(self, settings: BenchSettings, *, zoo=None, export_fn=None, device=None,
+                 progress: bool = True, log=None):
+        import torch
+
+        self.s = settings
+        if zoo is None:
+            import tritonnx.zoo as zoo
+        if export_fn is None:
+            from tritonnx.export import export_model as export_fn
+        self.zoo = zoo
+        self.export_fn = export_fn
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.out = Path(settings.out)
+        self.model_dir = Path(settings.model_dir) if settings.model_dir else self.out / "models"
+        self._exports: dict[tuple, Path | BaseException] = {}
+        self._works: dict[tuple, Workload | BaseException] = {}
+        self._refs: dict[tuple, tuple[list | None, str]] = {}
+        self._costs: dict[tuple, object] = {}
+
+    # environment --------------------------------------------------------------------------
+    def _env(self) -> dict:
+        from tritonnx.bench import environment
+
+        env = environment.collect(self.s.argv, tf32=self.s.tf32)
+        path = self.out / report.ENV_FILE
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("device") != env["device"]:
+                raise InvalidArgument(
+                    f"result set {self.out} was measured on {old.get('device')!r}, this is {env['device']!r}: "
+                    "one result set per device, never merged; use a new --out"
+                )
+            old.setdefault("commands", [old.get("command")])
+            old["commands"].append(env["command"])
+            env = old
+        else:
+            env["commands"] = [env["command"]]
+        self.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(env, indent=1), encoding="utf-8")
+        return env
+
+    # per model / dtype / batch ------------------------------------------------------------
+    def _export(self, model: str, dtype: str) -> Path:
+        key = (model, dtype)
+        if key not in self._exports:
+            path = self.model_dir / f"{model}-{self.s.config}-{dtype}.onnx"
+            try:
+                if not path.exists():
+                    # Export into a side folder, then move: a killed export leaves no half file.
+                    partial = self.model_dir / ".partial"
+                    partial.mkdir(parents=True, exist_ok=True)
+                    self.export_fn(model, partial / path.name, config=self.s.config, dtype=dtype,
+                                   opset=self.s.opset, verify=False, seed=self.s.seed)
+                    for f in partial.glob(path.name + "*"):  # the model and any external-data file
+                        f.replace(self.model_dir / f.name)
+                self._exports[key] = path
+            except Exception as exc:  # noqa: BLE001 - recorded in every row of this model
+                self._exports[key] = exc
+        result = self._exports[key]
+        if isinstance(result, BaseException):
+            raise RowError(f"export failed: {_first_line(result)}") from result
+        return result
+
+    def _workload(self, model: str, dtype: str, batch: int) -> Workload:
+        key = (model, dtype, batch)
+        if key not in self._works:
+            try:
+                self._works[key] = self._make_workload(model, dtype, batch)
+            except Exception as exc:  # noqa: BLE001 - recorded in every row of this workload
+                self._works[key] = exc
+        result = self._works[key]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _make_workload(self, model: str, dtype: str, batch: int) -> Workload:
+        import onnx
+
+        from tritonnx.bench.providers import torch_dtype
+
+        path = self._export(model, dtype)
+        entry = self.zoo.get(model)
+        inputs = list(entry.example_inputs(self.s.config, batch=batch, seq_len=self.s.seq_len, seed=self.s.seed))
+        graph = onnx.load(str(path), load_external_data=False).graph
+        init = {i.name for i in graph.initializer}
+        graph_inputs = [vi for vi in graph.input if vi.name not in init]
+        if len(graph_inputs) != len(inputs):
+            raise InvalidArgument(
+                f"{model}: the ONNX file has {len(graph_inputs)} inputs, example_inputs gave {len(inputs)}"
+            )
+        names, feeds = [], []
+        float_dtype = torch_dtype(dtype)
+        for vi, x in zip(graph_inputs, inputs):
+            names.append(vi.name)
+            want = _onnx_torch_dtype(vi.type.tensor_type.elem_type)
+            if want is None:
+                want = float_dtype if x.is_floating_point() else x.dtype
+            feeds.append(x.to(device=self.device, dtype=want).contiguous())
+        config, seed = self.s.config, self.s.seed
+        return Workload(
+            model=model, config=config, dtype=dtype, batch=batch, onnx_path=path,
+            build_module=lambda: entry.build(config, seed=seed), input_names=names, inputs=feeds,
+            device=self.device, seq_len=self.s.seq_len,
+            options={} if self.s.tf32 else {"tf32": False},
+        )
+
+    def _reference(self, work: Workload) -> tuple[list | None, str]:
+        """onnxruntime's outputs for the workload (CUDA provider when there is one, else CPU);
+        fp16 falls back to the fp32 file when onnxruntime cannot run the fp16 one."""
+        key = (work.model, work.dtype, work.batch)
+        if key in self._refs:
+            return self._refs[key]
+        from tritonnx.bench.ort import OrtRunner
+
+        result: tuple[list | None, str] = (None, "no reference")
+        try:
+            feeds = work.feeds
+            if self.device.type == "cuda":
+                try:
+                    runner = OrtRunner(work.onnx_path, feeds, cuda_graph=False, exhaustive=False)
+                except RuntimeError:
+                    feeds = {k: v.cpu() for k, v in feeds.items()}
+                    runner = OrtRunner(work.onnx_path, feeds)
+            else:
+                runner = OrtRunner(work.onnx_path, feeds)
+            outs = [o.detach().cpu().clone() for o in runner()]
+            result = (outs, f"onnxruntime {runner.provider} {work.dtype}")
+            del runner
+        except Exception as exc:  # noqa: BLE001 - try fp32, else rows say why
+            if work.dtype != "fp32":
+                try:
+                    path32 = self._export(work.model, "fp32")
+                    feeds = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in work.feeds.items()}
+                    runner = OrtRunner(path32, feeds)
+                    outs = [o.detach().cpu().clone() for o in runner()]
+                    result = (outs, f"onnxruntime {runner.provider} fp32 (fp16 failed: {_first_line(exc)[:80]})")
+                except Exception as exc32:  # noqa: BLE001
+                    result = (None, f"no reference: {_first_line(exc32)}")
+            else:
+                result = (None, f"no reference: {_first_line(exc)}")
+        self._refs[key] = result
+        return result
+
+    def _cost(self, work: Workload):
+        key = (work.model, work.dtype, work.batch)
+        if key not in self._costs:
+            try:
+                self._costs[key] = count_file(work.onnx_path, {n: list(x.shape) for n, x in
+                                                               zip(work.input_names, work.inputs)})
+            except Exception:  # noqa: BLE001 - no roofline then
+                self._costs[key] = None
+        return self._costs[key]
+
+    # one row --------------------------------------------------------------------------------
+    def run_row(self, plan: RowPlan, deadline: float | None = None) -> dict:
+        row = {
+            "model": plan.model, "config": plan.config, "batch": plan.batch, "dtype": plan.dtype,
+            "provider": plan.provider, "status": "ok", "note": "", "device": self.device_name,
+            "median_ms": None, "p20_ms": None, "p80_ms": None, "samples_ms": None, "timing": None,
+            "max_rel_err": None, "reference": None, "peak_mem_mib": None, "compile_cold_s": None,
+            "compile_warm_s": None, "flops": None, "bytes": None, "roofline": None, "input_shapes": None,
+            "tf32": self.s.tf32,
+        }
+        provider = make_provider(plan.provider)
+        reason = provider.missing(self.device)
+        if reason:
+            row.update(status="missing", note=reason)
+            return row
+        try:
+            work = self._workload(plan.model, plan.dtype, plan.batch)
+        except Exception as exc:  # noqa: BLE001 - the row says it
+            row.update(status="error", note=_first_line(exc))
+            return row
+        row["input_shapes"] = {n: list(x.shape) for n, x in zip(work.input_names, work.inputs)}
+        cost = self._cost(work)
+        if cost is not None:
+            row["flops"], row["bytes"] = cost.flops, cost.bytes
+        reference, ref_note = self._reference(work)
+        row["reference"] = ref_note
+        fn = None
+        try:
+            fn, row["compile_cold_s"], mem = self._prepare(provider, work)
+            if self.device.type == "cuda":
+                fn2, row["compile_warm_s"], _ = self._prepare(make_provider(plan.provider), work)
+                del fn2
+            timing = time_fn(fn, self.device, quick=self.s.quick, deadline=deadline)
+            row.update(median_ms=timing.median_ms, p20_ms=timing.p20_ms, p80_ms=timing.p80_ms,
+                       samples_ms=list(timing.samples_ms), timing=timing.method)
+            outputs = [o.detach().cpu() for o in fn()]
+            _sync(self.device)
+            row["peak_mem_mib"] = mem()
+            err, cmp_note = compare(outputs, reference)
+            row["max_rel_err"] = err
+            row["note"] = "; ".join(x for x in (provider.note(), cmp_note) if x)
+            row["roofline"] = devices.roofline_fraction(
+                row["flops"], row["bytes"], row["median_ms"], plan.dtype,
+                device_name=self.device_name, tf32=self.s.tf32,
+            ) if self.device.type == "cuda" else None
+        except Exception as exc:  # noqa: BLE001 - a failing provider is a visible row, the sweep goes on
+            row.update(status="error", note=_first_line(exc), traceback=traceback.format_exc(limit=8))
+        finally:
+            del fn
+            self._free()
+        return row
+
+    def _prepare(self, provider, work: Workload):
+        """(run fn, seconds to create + first run, peak-memory reader in MiB or None)."""
+        import torch
+
+        on_cuda = self.device.type == "cuda"
+        if on_cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            base_alloc = torch.cuda.memory_allocated(self.device)
+            free_before = torch.cuda.mem_get_info(self.device)[0]
+        t0 = time.perf_counter()
+        fn = provider.prepare(work)
+        fn()
+        _sync(self.device)
+        seconds = time.perf_counter() - t0
+
+        def mem():
+            if not on_cuda:
+                return None
+            if provider.memory == "device":
+                return (free_before - torch.cuda.mem_get_info(self.device)[0]) / 2**20
+            return (torch.cuda.max_memory_allocated(self.device) - base_alloc) / 2**20
+
+        return fn, seconds, mem
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # the sweep ------------------------------------------------------------------------------
+    def run(self) -> BenchResult:
+        from tqdm import tqdm
+
+        env = self._env()
+        done = {report.row_key(r) for r in report.load_rows(self.out)}
+        plans = plan_rows(self.s)
+        pending = [p for p in plans if p.key not in done]
+        skipped = len(plans) - len(pending)
+        if skipped:
+            self.log(f"resuming {self.out}: {skipped} rows already there, {len(pending)} to run")
+        start = time.monotonic()
+        deadline = start + self.s.time_budget if self.s.time_budget is not None else None
+        not_run: list[str] = []
+        ran = 0
+        bar = tqdm(total=len(pending), unit="row", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for i, plan in enumerate(pending):
+                if deadline is not None and time.monotonic() >= deadline:
+                    not_run = [p.label() for p in pending[i:]]
+                    break
+                bar.set_description(plan.label())
+                row = self.run_row(plan, deadline)
+                row["time_utc"] = _utc()
+                report.append_row(self.out, row)
+                ran += 1
+                bar.update(1)
+        finally:
+            bar.close()
+        if not_run:
+            self.log(f"time budget of {self.s.time_budget:g} s spent: {len(not_run)} rows not run "
+                     f"(run again with --resume {self.out}):")
+            for label in not_run:
+                self.log(f"  not run: {label}")
+        rows = report.load_rows(self.out)
+        kernel_rows = report.load_rows(self.out, report.KERNELS_FILE)
+        written = report.write_all(self.out, env, rows, not_run, kernel_rows=kernel_rows)
+        return BenchResult(self.out, env, report.derive(rows), not_run, written, ran)
+
+
+def _utc() -> str:
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _onnx_torch_dtype(elem_type: int):
+    import onnx
+    import torch
+
+    table = {
+        onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float16,
+        onnx.TensorProto.BFLOAT16: torch.bfloat16, onnx.TensorProto.DOUBLE: torch.float64,
+        onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32,
+        onnx.TensorProto.BOOL: torch.bool, onnx.TensorProto.UINT8: torch.uint8, onnx.TensorProto.INT8: torch.int8,
+    }
+    return table.get(elem_type)
+

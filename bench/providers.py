@@ -1,0 +1,228 @@
+"""The benchmark's providers: what runs one workload, each on the same ONNX file or module.
+
+- ``tritonnx``: `tritonnx.InferenceSession` with fusion on (our Triton kernels for the fused nodes).
+- ``tritonnx-unfused``: the same session with fusion off (``fusion=False``): what fusion gives.
+- ``onnxruntime``: onnxruntime at its best (`bench.ort.OrtRunner`): CUDA provider, EXHAUSTIVE
+  conv search, IOBinding, CUDA graphs where accepted; the CPU provider when there is no GPU.
+- ``torch``: the torch module the file was exported from, same weights, eager.
+- ``torch.compile``: that module under ``torch.compile(mode="max-autotune")`` (GPU only by default).
+
+Each provider's `prepare(work)` returns a callable that runs the model once on the workload's
+feeds (already on the device) and returns the outputs as a list of torch tensors; `missing`
+says why a provider cannot run here (the row then says so), None when it can.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tritonnx.errors import InvalidArgument
+
+ALL_PROVIDERS = ("tritonnx", "onnxruntime", "tritonnx-unfused", "torch", "torch.compile")
+#: Defaults: every provider on a GPU; no torch.compile on the CPU (its compiles are the slow part).
+GPU_DEFAULT_PROVIDERS = ALL_PROVIDERS
+CPU_DEFAULT_PROVIDERS = ("tritonnx", "tritonnx-unfused", "onnxruntime", "torch")
+#: The provider the speed-up column divides by, and whose output is the agreement reference.
+BASELINE = "onnxruntime"
+
+
+@dataclass
+class Workload:
+    """One (model, config, dtype, batch) to run: the ONNX file, the module, the feeds."""
+
+    model: str
+    config: str
+    dtype: str
+    batch: int
+    onnx_path: Path
+    build_module: Callable[[], object]  # -> torch.nn.Module (fp32, eval) with the exported weights
+    input_names: list[str]
+    inputs: list  # torch tensors on `device`, in `input_names` order, in the row's dtype
+    device: object  # torch.device
+    seq_len: int | None = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def feeds(self) -> dict:
+        return dict(zip(self.input_names, self.inputs))
+
+
+def flatten_outputs(out) -> list:
+    """A module's output (tensor, tuple, list, nested) as a flat list of tensors, in order."""
+    if isinstance(out, (tuple, list)):
+        flat = []
+        for item in out:
+            flat.extend(flatten_outputs(item))
+        return flat
+    if isinstance(out, dict):
+        return flatten_outputs(list(out.values()))
+    return [out]
+
+
+def torch_dtype(dtype: str):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+
+
+class Provider:
+    """Base: a named way to run a workload."""
+
+    name = ""
+    #: How peak memory is read: "torch" (the caching allocator's peak) or "device" (free memory drop).
+    memory = "torch"
+
+    def missing(self, device) -> str | None:
+        return None
+
+    def prepare(self, work: Workload) -> Callable[[], list]:
+        raise NotImplementedError
+
+    def note(self) -> str:
+        return ""
+
+
+class TritonnxProvider(Provider):
+    """`tritonnx.InferenceSession` on the workload's device, fused or not."""
+
+    def __init__(self, fused: bool = True):
+        self.fused = fused
+        self.name = "tritonnx" if fused else "tritonnx-unfused"
+        self._note = ""
+
+    def missing(self, device) -> str | None:
+        try:
+            importlib.import_module("tritonnx.runtime")
+            from tritonnx import InferenceSession  # noqa: F401
+        except (ImportError, AttributeError) as exc:
+            return f"tritonnx runtime not available: {exc}"
+        return None
+
+    def prepare(self, work: Workload) -> Callable[[], list]:
+        import tritonnx
+
+        device = work.device
+        providers = (
+            ["TritonExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+            if device.type == "cuda" else ["TritonExecutionProvider", "CPUExecutionProvider"]
+        )
+        sess = tritonnx.InferenceSession(str(work.onnx_path), providers=providers, fusion=self.fused,
+                                         **work.options)
+        feeds = work.feeds
+        self._note = ""
+        try:
+            self._note = "providers: " + ",".join(sess.get_providers())
+        except Exception:  # noqa: BLE001 - a note only
+            pass
+        if hasattr(sess, "run_torch"):
+            def run():
+                return flatten_outputs(sess.run_torch(None, feeds))
+            return run
+
+        import numpy as np
+        import torch
+
+        host = {k: v.detach().cpu().numpy() for k, v in feeds.items()}
+        self._note += "; numpy feeds (host copies)"
+
+        def run_numpy():
+            return [torch.from_numpy(np.asarray(a)) for a in sess.run(None, host)]
+        return run_numpy
+
+    def note(self) -> str:
+        return self._note
+
+
+class OnnxruntimeProvider(Provider):
+    name = "onnxruntime"
+    memory = "device"
+
+    def __init__(self):
+        self._note = ""
+
+    def missing(self, device) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime not installed (tritonnx[gpu] on a GPU machine, tritonnx[cpu] on a CPU one)"
+        if device.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            return (f"onnxruntime-gpu missing: onnxruntime {ort.__version__} has only "
+                    f"{', '.join(ort.get_available_providers())}")
+        return None
+
+    def prepare(self, work: Workload) -> Callable[[], list]:
+        from tritonnx.bench.ort import OrtRunner
+
+        runner = OrtRunner(work.onnx_path, work.feeds, tf32=work.options.get("tf32", True))
+        self._note = f"{runner.provider}" + (f"; {runner.note}" if runner.note else "")
+        return runner
+
+    def note(self) -> str:
+        return self._note
+
+
+class TorchProvider(Provider):
+    """The exported module itself, same weights, eager or under torch.compile."""
+
+    def __init__(self, compiled: bool = False):
+        self.compiled = compiled
+        self.name = "torch.compile" if compiled else "torch"
+
+    def missing(self, device) -> str | None:
+        if self.compiled:
+            import torch
+
+            if not hasattr(torch, "compile"):
+                return "torch.compile not in this torch"
+        return None
+
+    def prepare(self, work: Workload) -> Callable[[], list]:
+        import torch
+
+        module = work.build_module()
+        float_dtype = torch_dtype(work.dtype)
+        module = module.to(device=work.device, dtype=float_dtype).eval()
+        if self.compiled:
+            module = torch.compile(module, mode="max-autotune")
+        inputs = list(work.inputs)
+
+        def run():
+            with torch.inference_mode():
+                return flatten_outputs(module(*inputs))
+        return run
+
+    def note(self) -> str:
+        return "mode=max-autotune" if self.compiled else ""
+
+
+def make_provider(name: str) -> Provider:
+    """A fresh provider by its CLI name; unknown names raise InvalidArgument listing the valid ones."""
+    if name == "tritonnx":
+        return TritonnxProvider(fused=True)
+    if name == "tritonnx-unfused":
+        return TritonnxProvider(fused=False)
+    if name == "onnxruntime":
+        return OnnxruntimeProvider()
+    if name == "torch":
+        return TorchProvider(compiled=False)
+    if name == "torch.compile":
+        return TorchProvider(compiled=True)
+    raise InvalidArgument(f"unknown provider {name!r}: expected one of {', '.join(ALL_PROVIDERS)}")
+
+
+def default_providers(on_gpu: bool) -> list[str]:
+    return list(GPU_DEFAULT_PROVIDERS if on_gpu else CPU_DEFAULT_PROVIDERS)
+
+
+def parse_providers(text: str | None, *, on_gpu: bool) -> list[str]:
+    """'--providers' value -> ordered provider names (DESIGN order: torch.compile last)."""
+    if not text:
+        return default_providers(on_gpu)
+    if text == "all":
+        return list(ALL_PROVIDERS)
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    for name in names:
+        make_provider(name)  # validates
+    return [p for p in ALL_PROVIDERS if p in names]

@@ -1,0 +1,143 @@
+import argparse
+import json
+
+import pytest
+import torch
+
+from conftest import fake_export
+from tritonnx.bench import report
+from tritonnx.bench.harness import BenchSettings, Harness, order_models, plan_rows
+from tritonnx.bench.providers import CPU_DEFAULT_PROVIDERS, parse_providers
+from tritonnx.commands import bench as bench_cmd
+from tritonnx.errors import InvalidArgument
+
+PROVIDERS = ["onnxruntime", "torch"]
+
+
+def _settings(tmp_path, **kw):
+    args = dict(models=["fake_mlp"], out=tmp_path / "res", config="tiny", batches=[1, 3],
+                dtypes=["fp32"], providers=PROVIDERS, quick=True)
+    args.update(kw)
+    return BenchSettings(**args)
+
+
+def _run(settings, zoo):
+    return Harness(settings, zoo=zoo, export_fn=fake_export(zoo), device="cpu", progress=False,
+                   log=lambda msg: None).run()
+
+
+def test_provider_selection_and_order():
+    assert parse_providers(None, on_gpu=False) == list(CPU_DEFAULT_PROVIDERS)
+    assert "torch.compile" not in CPU_DEFAULT_PROVIDERS
+    assert parse_providers(None, on_gpu=True)[-1] == "torch.compile"
+    assert parse_providers("torch.compile,torch,tritonnx", on_gpu=True) == ["tritonnx", "torch", "torch.compile"]
+    with pytest.raises(InvalidArgument, match="tritonnx-unfused"):
+        parse_providers("tensorrt", on_gpu=True)
+
+
+def test_model_order_and_plan():
+    known = ["mlp", "resnet18", "lenet5", "char_lstm", "vgg16"]
+    assert order_models(["all"], known) == ["lenet5", "vgg16", "resnet18", "char_lstm", "mlp"]
+    with pytest.raises(InvalidArgument, match="nosuch"):
+        order_models(["nosuch"], known)
+    s = BenchSettings(models=["a", "b"], out=None, batches=[1, 64], dtypes=["fp16", "fp32"],
+                      providers=["tritonnx", "onnxruntime", "torch.compile"])
+    labels = [p.label() for p in plan_rows(s)]
+    assert labels[:3] == ["a b1 fp16 tritonnx", "a b1 fp16 onnxruntime", "a b64 fp16 tritonnx"]
+    assert all("torch.compile" in x for x in labels[-8:]) and len(labels) == 24
+
+
+def test_sweep_rows_agreement_and_files(tmp_path, fake_zoo):
+    result = _run(_settings(tmp_path, providers=PROVIDERS + ["tritonnx"]), fake_zoo)
+    rows = {(r["batch"], r["provider"]): r for r in result.rows}
+    assert len(rows) == 6 and result.not_run == []
+    for batch in (1, 3):
+        ort, eager = rows[batch, "onnxruntime"], rows[batch, "torch"]
+        assert ort["status"] == eager["status"] == "ok"
+        assert ort["speedup_vs_ort"] == 1.0 and eager["max_rel_err"] < 1e-5
+        assert eager["timing"] == "cpu-wall" and eager["roofline"] is None
+        assert eager["flops"] == 2 * batch * (8 * 16 + 16 * 4) + batch * (16 + 16 + 4)
+        assert eager["input_shapes"] == {"input": [batch, 8]}
+        assert rows[batch, "tritonnx"]["status"] in ("ok", "missing")
+    assert fake_zoo.exports == 1  # one ONNX file for every provider and batch
+    for name in (report.ROWS_FILE, report.ENV_FILE, report.TABLE_MD, report.TABLE_CSV, report.RESULTS_FILE):
+        assert (result.out / name).exists()
+    env = json.loads((result.out / report.ENV_FILE).read_text())
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__ and "commit" in env
+
+
+def test_fp16_rows_use_an_fp16_model(tmp_path, fake_zoo):
+    result = _run(_settings(tmp_path, dtypes=["fp16"], batches=[2]), fake_zoo)
+    ort = next(r for r in result.rows if r["provider"] == "onnxruntime")
+    assert ort["status"] == "ok" and "fp16" in ort["reference"]
+    assert (tmp_path / "res" / "models" / "fake_mlp-tiny-fp16.onnx").exists()
+
+
+def test_resume_redoes_nothing_and_budget_lists_what_did_not_run(tmp_path, fake_zoo):
+    s = _settings(tmp_path, time_budget=1e-9)
+    first = _run(s, fake_zoo)
+    assert first.ran == 0 and len(first.not_run) == 4  # the budget is checked before each row
+    assert first.not_run[0] == "fake_mlp b1 fp32 onnxruntime"
+    assert json.loads((s.out / report.RESULTS_FILE).read_text())["not_run"] == first.not_run
+    s.time_budget = None
+    second = _run(s, fake_zoo)
+    assert second.ran == 4 and second.not_run == []
+    third = _run(s, fake_zoo)
+    assert third.ran == 0 and len(third.rows) == 4
+    env = json.loads((s.out / report.ENV_FILE).read_text())
+    assert len(env["commands"]) == 3
+
+
+def test_result_set_of_another_device_is_refused(tmp_path, fake_zoo):
+    s = _settings(tmp_path)
+    s.out.mkdir(parents=True)
+    (s.out / report.ENV_FILE).write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3"}))
+    with pytest.raises(InvalidArgument, match="one result set per device"):
+        _run(s, fake_zoo)
+
+
+def test_failures_are_visible_rows(tmp_path, fake_zoo):
+    result = _run(_settings(tmp_path, models=["broken", "fake_mlp"], batches=[1]), fake_zoo)
+    broken = [r for r in result.rows if r["model"] == "broken"]
+    assert [r["status"] for r in broken] == ["error", "error"]
+    assert broken[0]["note"] == "export failed: RuntimeError: cannot export 'broken'"
+    assert all(r["status"] == "ok" for r in result.rows if r["model"] == "fake_mlp")
+    assert "ERROR: export failed" in report.render(result.rows)
+
+
+def _args(**kw):
+    base = dict(models=None, config=None, batch=None, dtype=None, providers=None, out=None, resume=None,
+                time_budget=None, format="table", kernels=None, quick=False, seq_len=None, seed=0,
+                opset=18, no_tf32=False, no_progress=True)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_cli_defaults_per_machine(tmp_path):
+    known = ["mlp", "lenet5", "char_lstm", "vgg16"]
+    cpu = bench_cmd.settings_from_args(_args(out=str(tmp_path)), on_gpu=False, known_models=known)
+    assert (cpu.config, cpu.batches, cpu.dtypes) == ("tiny", [1], ["fp32"])
+    assert cpu.models == ["mlp", "lenet5", "char_lstm"] and "torch.compile" not in cpu.providers
+    gpu = bench_cmd.settings_from_args(_args(), on_gpu=True, known_models=known)
+    assert (gpu.config, gpu.batches, gpu.dtypes) == ("paper", [1, 64], ["fp16", "fp32"])
+    assert gpu.models == ["lenet5", "vgg16", "char_lstm", "mlp"] and gpu.providers[-1] == "torch.compile"
+    assert gpu.out.parent.name == "bench-results"
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(batch="1,x"), "integers"), (dict(batch="0"), "positive"), (dict(dtype="int8"), "fp32, fp16, bf16"),
+    (dict(dtype="bf16"), "kernel dtype"), (dict(resume="/nonexistent/dir"), "no such result folder"),
+    (dict(models="lenet5,nosuch"), "nosuch"), (dict(time_budget=-1.0), "positive"),
+])
+def test_cli_bad_arguments(kw, match):
+    with pytest.raises(InvalidArgument, match=match):
+        bench_cmd.settings_from_args(_args(**kw), on_gpu=False, known_models=["lenet5"])
+
+
+def test_kernels_without_gpu_say_so(tmp_path, capsys):
+    from tritonnx.cli import main
+
+    assert main(["bench", "--kernels", "conv,rnn", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "conv:" in err and "rnn:" in err
+    assert main(["bench", "--kernels", "nosuch", "--out", str(tmp_path)]) == 2

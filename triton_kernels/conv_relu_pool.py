@@ -14,14 +14,16 @@ onnxruntime do with ``ceil_mode``). For max-pooling with a monotone non-decreasi
 reduces the raw accumulators first and applies bias and activation once. Average pooling applies
 them per tap (the activation does not commute with the mean).
 
-Layouts: NCHW at the boundary (input, residual, output: any strides). Weights are prepacked
-once (`pack_conv_weight`) from ONNX ``[O, C_g, R, S]`` into ``[K_g, O]`` with ``K_g = C_g*R*S``
-in (c, r, s) order, so a K-tile of B is contiguous along O. The activations are not repacked:
-an implicit-GEMM A tile is gathered straight from NCHW (contiguous along the output width).
-Unmeasured choice (no GPU here): it saves the NCHW<->NHWC transposes at the fused node's
-boundary; an NHWC-internal variant is the first thing to try when the benchmark says so.
+Layouts: logical NCHW at the boundary, any strides (input, residual, output). Weights are
+prepacked once (`pack_conv_weight`) from ONNX ``[O, C_g, R, S]`` into ``[R*S*C_g, O]`` (K rows in
+(r, s, c) order), so a K step reads BLOCK_K input channels of one filter tap and a B tile is
+contiguous along O. Activations are best kept channels-last (torch's ``channels_last``: NCHW
+shape, NHWC strides): the A tile is then contiguous along K and the output tile along O, which
+is what lets Triton pipeline the loads (cp.async, seen in the sm_80/sm_90 builds) and vectorise
+the stores. Plain NCHW inputs work too (gathered loads). The standard choice, unmeasured here
+(no GPU): the runtime hands the kernel channels-last tensors and lets its outputs stay so.
 
-Implicit GEMM: M = N * PH * PW pooled positions, N-dim = O_g channels, K = C_g*R*S. Each program
+Implicit GEMM: M = N * PH * PW pooled positions, N-dim = O_g channels, K = R*S*C_g. Each program
 owns a BLOCK_M x BLOCK_N tile of POOLED outputs of one group; for each pool tap (i, j) it runs
 the full K loop for the conv outputs under that tap (`tl.dot`, fp32 accumulation) and reduces the
 tap into the pooled accumulator, so the conv output never reaches memory. Non-overlapping pools
@@ -56,8 +58,8 @@ DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 # ---------------------------------------------------------------------------------------------
 @triton.jit
 def _conv_tap(
-    x_ptr, w_ptr, n_idx, oh, ow, tap_ok, offs_n, n_ok, g,
-    C_G, H, W, K_G, COUT_G,
+    x_ptr, w_ptr, n_idx, oh, ow, tap_ok, chan, n_ok, g,
+    C_G, H, W,
     stride_xn, stride_xc, stride_xh, stride_xw,
     stride_wk, stride_wn,
     CONV_SH, CONV_SW, CONV_PT, CONV_PL, CONV_DH, CONV_DW,
@@ -65,26 +67,27 @@ def _conv_tap(
     ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """fp32 [BLOCK_M, BLOCK_N]: the conv outputs at (n_idx, oh, ow) x channels offs_n of group g."""
+    """fp32 [BLOCK_M, BLOCK_N]: the conv outputs at (n_idx, oh, ow) x channels `chan` of group g.
+
+    One flat loop over K = (r, s, channel block): a K step reads BLOCK_K input channels of one
+    filter tap, contiguous when the input is channels-last (stride_xc == 1).
+    """
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     ih0 = oh * CONV_SH - CONV_PT
     iw0 = ow * CONV_SW - CONV_PL
     x_base = x_ptr + n_idx * stride_xn + (g * C_G) * stride_xc
-    w_base = w_ptr + (g * COUT_G + offs_n) * stride_wn
-    for k0 in range(0, K_G, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        k_ok = offs_k < K_G
-        c = offs_k // (KH * KW)
-        rs = offs_k % (KH * KW)
-        r = rs // KW
-        s = rs % KW
-        ih = ih0[:, None] + (r * CONV_DH)[None, :]
-        iw = iw0[:, None] + (s * CONV_DW)[None, :]
-        a_mask = tap_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a_ptrs = x_base[:, None] + c[None, :] * stride_xc + ih * stride_xh + iw * stride_xw
-        a = tl.load(a_ptrs, mask=a_mask, other=0.0)
-        b_ptrs = w_base[None, :] + offs_k[:, None] * stride_wk
-        b = tl.load(b_ptrs, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+    c_blocks = tl.cdiv(C_G, BLOCK_K)
+    for kk in range(0, KH * KW * c_blocks):
+        rs = kk // c_blocks
+        offs_c = (kk % c_blocks) * BLOCK_K + tl.arange(0, BLOCK_K)
+        c_ok = offs_c < C_G
+        ih = ih0 + (rs // KW) * CONV_DH
+        iw = iw0 + (rs % KW) * CONV_DW
+        row_ok = tap_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        a_ptrs = (x_base + ih * stride_xh + iw * stride_xw)[:, None] + (offs_c * stride_xc)[None, :]
+        a = tl.load(a_ptrs, mask=row_ok[:, None] & c_ok[None, :], other=0.0)
+        b_ptrs = w_ptr + ((rs * C_G + offs_c) * stride_wk)[:, None] + (chan * stride_wn)[None, :]
+        b = tl.load(b_ptrs, mask=c_ok[:, None] & n_ok[None, :], other=0.0)
         if DOT_FP32:
             acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
         elif ALLOW_TF32:
@@ -108,12 +111,13 @@ def _epilogue(v, bias, ACTIVATION: tl.constexpr, alpha, clip_min, clip_max):
 
 
 def _prune(configs, named_args, **kwargs):
-    """Drop tiles much wider than the group's channels and tiles over the shared-memory budget."""
-    cout_g = named_args["COUT_G"]
+    """Drop tiles much wider than the group's channels (N and K) and over the shared-memory budget."""
+    cout_g, c_g = named_args["COUT_G"], named_args["C_G"]
     elem = named_args["x_ptr"].element_size()
     kept = [
         c for c in configs
-        if (c.kwargs["BLOCK_N"] <= max(32, triton.next_power_of_2(cout_g)))
+        if c.kwargs["BLOCK_N"] <= max(32, triton.next_power_of_2(cout_g))
+        and c.kwargs["BLOCK_K"] <= max(16, triton.next_power_of_2(c_g))
         and _smem_bytes(c, elem) <= _SMEM_BUDGET
     ]
     return kept or configs[:1]
@@ -135,26 +139,20 @@ def conv_configs(*, interpret: bool | None = None) -> list[triton.Config]:
     interpret = INTERPRET if interpret is None else interpret
 
     def keep(bm: int, bn: int, bk: int, warps: int, stages: int) -> bool:
-        if warps == 8 and bm * bn < 128 * 128:
+        if bm == 128 and bn == 32:
             return False
-        if warps == 4 and bm * bn > 128 * 128:
-            return False
-        return stages * (bm * bk + bk * bn) * 2 <= _SMEM_BUDGET  # 16-bit operands
+        return stages * (bm * bk + bk * bn) * 4 <= _SMEM_BUDGET  # fits even with fp32 operands
 
+    first = (128, 64, 32, 4, 3)
+    shapes = [
+        (bm, bn, bk, 8 if bm * bn >= 128 * 128 else 4, 4 if bk == 16 else 3)
+        for bm in (64, 128)
+        for bn in (32, 64, 128)
+        for bk in (16, 32, 64)
+    ]
     configs = [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
-        for bm, bn, bk, warps, stages in [
-            (128, 64, 32, 4, 3),
-            *[
-                (bm, bn, bk, warps, stages)
-                for bm in (64, 128)
-                for bn in (32, 64, 128)
-                for bk in (32, 64)
-                for warps in (4, 8)
-                for stages in (2, 3, 4)
-                if (bm, bn, bk, warps, stages) != (128, 64, 32, 4, 3)
-            ],
-        ]
+        for bm, bn, bk, warps, stages in [first] + [c for c in shapes if c != first]
         if keep(bm, bn, bk, warps, stages)
     ]
     return configs[:1] if interpret else configs
@@ -162,7 +160,7 @@ def conv_configs(*, interpret: bool | None = None) -> list[triton.Config]:
 
 @triton.autotune(
     configs=conv_configs(),
-    key=["M_BUCKET", "COUT_G", "K_G", "C_G", "KH", "KW", "POOL_KIND", "POOL_KH", "POOL_KW"],
+    key=["M_BUCKET", "COUT_G", "C_G", "KH", "KW", "POOL_KIND", "POOL_KH", "POOL_KW"],
     prune_configs_by={"early_config_prune": _prune},
     cache_results=True,
 )
@@ -171,7 +169,7 @@ def conv_relu_pool_kernel(
     # pointers
     x_ptr, w_ptr, b_ptr, r_ptr, y_ptr,
     # sizes
-    N_BATCH, C_G, H, W, COUT_G, K_G, OH, OW, PH, PW, M_TOTAL, M_BUCKET,
+    N_BATCH, C_G, H, W, COUT_G, OH, OW, PH, PW, M_TOTAL, M_BUCKET,
     # strides
     stride_xn, stride_xc, stride_xh, stride_xw,
     stride_wk, stride_wn,
@@ -212,8 +210,8 @@ def conv_relu_pool_kernel(
 
     if POOL_KIND == 0:
         acc = _conv_tap(
-            x_ptr, w_ptr, n_idx, ph, pw, m_ok, offs_n, n_ok, g,
-            C_G, H, W, K_G, COUT_G,
+            x_ptr, w_ptr, n_idx, ph, pw, m_ok, chan, n_ok, g,
+            C_G, H, W,
             stride_xn, stride_xc, stride_xh, stride_xw, stride_wk, stride_wn,
             CONV_SH, CONV_SW, CONV_PT, CONV_PL, CONV_DH, CONV_DW,
             KH, KW, ALLOW_TF32, DOT_FP32, BLOCK_M, BLOCK_N, BLOCK_K,
@@ -238,8 +236,8 @@ def conv_relu_pool_kernel(
                 ow = w0 + j
                 tap_ok = m_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
                 acc = _conv_tap(
-                    x_ptr, w_ptr, n_idx, oh, ow, tap_ok, offs_n, n_ok, g,
-                    C_G, H, W, K_G, COUT_G,
+                    x_ptr, w_ptr, n_idx, oh, ow, tap_ok, chan, n_ok, g,
+                    C_G, H, W,
                     stride_xn, stride_xc, stride_xh, stride_xw, stride_wk, stride_wn,
                     CONV_SH, CONV_SW, CONV_PT, CONV_PL, CONV_DH, CONV_DW,
                     KH, KW, ALLOW_TF32, DOT_FP32, BLOCK_M, BLOCK_N, BLOCK_K,
@@ -308,7 +306,7 @@ def pool_out_size(size: int, k: int, stride: int, pad_begin: int, pad_end: int, 
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PackedConvWeight:
-    """Conv weights packed once for the kernel: ``data`` is [C_g*R*S, O] (K rows, (c, r, s) order)."""
+    """Conv weights packed once for the kernel: ``data`` is [R*S*C_g, O] (K rows in (r, s, c) order)."""
 
     data: torch.Tensor
     out_channels: int
@@ -318,13 +316,13 @@ class PackedConvWeight:
 
 
 def pack_conv_weight(w: torch.Tensor, group: int = 1) -> PackedConvWeight:
-    """ONNX weights [O, C/group, R, S] -> `PackedConvWeight` ([K_g, O], contiguous, same dtype)."""
+    """ONNX weights [O, C/group, R, S] -> `PackedConvWeight` ([R*S*C_g, O], contiguous, same dtype)."""
     if w.dim() != 4:
         raise InvalidArgument(f"conv weight: expected a 4-D [O, C/group, R, S] tensor, got shape {tuple(w.shape)}")
     o, cg, r, s = w.shape
     if group < 1 or o % group:
         raise InvalidArgument(f"conv weight: {o} output channels are not divisible by group={group}")
-    return PackedConvWeight(w.reshape(o, cg * r * s).t().contiguous(), o, cg, (r, s), group)
+    return PackedConvWeight(w.permute(2, 3, 1, 0).reshape(r * s * cg, o).contiguous(), o, cg, (r, s), group)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,9 +381,9 @@ def conv_relu_pool(
         pool: "none" | "max" | "avg"; ``pool_kernel``, ``pool_strides`` (default = kernel),
             ``pool_pads`` (top, left, bottom, right), ``ceil_mode``, ``count_include_pad`` (avg).
         allow_tf32: fp32 inputs may use tf32 tensor cores.
-        out: optional preallocated output of the right shape and dtype.
+        out: optional preallocated output of the right shape and dtype (any strides).
     Returns:
-        [N, O, PH, PW] in x's dtype (PH, PW = OH, OW without a pool).
+        [N, O, PH, PW] in x's dtype (PH, PW = OH, OW without a pool); channels-last when x is.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise InvalidArgument(f"conv input: expected a 4-D NCHW tensor, got {getattr(x, 'shape', type(x))}")
@@ -446,18 +444,19 @@ def conv_relu_pool(
                 f"residual: expected shape {[n, cout, oh, ow]} on {x.device}, got {list(residual.shape)} on {residual.device}")
 
     if out is None:
-        out = torch.empty((n, cout, ph_, pw_), dtype=x.dtype, device=x.device)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        out = torch.empty((n, cout, ph_, pw_), dtype=x.dtype, device=x.device,
+                          memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     elif tuple(out.shape) != (n, cout, ph_, pw_) or out.dtype != x.dtype:
         raise InvalidArgument(f"out: expected {[n, cout, ph_, pw_]} {x.dtype}, got {list(out.shape)} {out.dtype}")
 
     m_total = n * ph_ * pw_
     cout_g = cout // group
-    k_g = packed.in_channels_per_group * kh * kw
     res = residual if residual is not None else out
     grid = lambda meta: (triton.cdiv(m_total, meta["BLOCK_M"]), triton.cdiv(cout_g, meta["BLOCK_N"]), group)  # noqa: E731
     conv_relu_pool_kernel[grid](
         x, packed.data, bias if bias is not None else out, res, out,
-        n, packed.in_channels_per_group, h, wd, cout_g, k_g, oh, ow, ph_, pw_, m_total,
+        n, packed.in_channels_per_group, h, wd, cout_g, oh, ow, ph_, pw_, m_total,
         max(0, int(math.log2(m_total))),
         *x.stride(),
         *packed.data.stride(),

@@ -128,7 +128,36 @@ def test_strided_input_and_packed_weight():
     xs = x.to(memory_format=torch.channels_last)
     packed = pack_conv_weight(wt.to(DEVICE))
     ref = conv_relu_pool_reference(_upcast(x), _upcast(wt), _upcast(b), **MAX2)
-    _check(conv_relu_pool(xs.to(DEVICE), packed, b.to(DEVICE), **MAX2), ref, "fp32")
+    y = conv_relu_pool(xs.to(DEVICE), packed, b.to(DEVICE), **MAX2)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    _check(y, ref, "fp32")
+
+
+def _random_case(gen):
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=gen))]
+
+    r, s = pick([1, 2, 3, 5]), pick([1, 3, 4])
+    group = pick([1, 1, 2])
+    c, o = group * pick([1, 3, 5]), group * pick([2, 3, 6])
+    conv_kw = dict(strides=(pick([1, 2, 3]), pick([1, 2])), pads=tuple(pick([0, 1, 2]) for _ in range(4)),
+                   dilations=(pick([1, 2]), 1), group=group)
+    epi = dict(activation=pick(["relu", "none", "leaky_relu", "clip"]), alpha=0.1, clip_min=-0.5, clip_max=0.7)
+    pool = pick(["none", "max", "avg"])
+    if pool != "none":
+        k = pick([2, 3])
+        epi.update(pool=pool, pool_kernel=(k, k), pool_strides=(pick([1, 2]),) * 2, ceil_mode=pick([False, True]),
+                   pool_pads=tuple(pick([0, k // 2]) for _ in range(4)), count_include_pad=pick([False, True]))
+    return (pick([1, 2]), c, pick([9, 11, 12]), pick([8, 10, 13]), o, r, s, conv_kw, epi)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_attributes(seed):
+    case = _random_case(torch.Generator().manual_seed(seed))
+    try:
+        _run(case, ["fp32", "fp16", "bf16"][seed % 3])
+    except InvalidArgument as e:
+        pytest.skip(f"invalid random combination: {e}")
 
 
 # ----------------------------------------------------------------------- reference and helpers

@@ -13,6 +13,29 @@ from torch import nn
 from .registry import Tensor, ZooEntry, register
 
 
+class _LRNFunction(torch.autograd.Function):
+    """`F.local_response_norm` whose ONNX export is the one LRN node (not its decomposition)."""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        if x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
+            return nn.functional.local_response_norm(x.float(), size, alpha, beta, k).to(x.dtype)
+        return nn.functional.local_response_norm(x, size, alpha, beta, k)
+
+    @staticmethod
+    def symbolic(g, x, size, alpha, beta, k):
+        return g.op("LRN", x, size_i=size, alpha_f=alpha, beta_f=beta, bias_f=k)
+
+
+class LRN(nn.LocalResponseNorm):
+    """Local response normalisation across channels, b = a / (k + alpha/n * sum a^2)^beta
+    (the paper's alpha is per element; torch's and ONNX's alpha is divided by n); exports as
+    ONNX LRN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
+
+
 def _conv_relu(cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, stride, pad), nn.ReLU()]
 
@@ -64,8 +87,8 @@ class AlexNet(nn.Module):
         c1, c2, c3, c4, c5 = channels
         lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
         self.features = nn.Sequential(
-            *_conv_relu(in_channels, c1, 11, 4, 2), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
-            *_conv_relu(c1, c2, 5, 1, 2), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+            *_conv_relu(in_channels, c1, 11, 4, 2), LRN(**lrn), nn.MaxPool2d(3, 2),
+            *_conv_relu(c1, c2, 5, 1, 2), LRN(**lrn), nn.MaxPool2d(3, 2),
             *_conv_relu(c2, c3, 3, 1, 1),
             *_conv_relu(c3, c4, 3, 1, 1),
             *_conv_relu(c4, c5, 3, 1, 1), nn.MaxPool2d(3, 2),
@@ -131,8 +154,8 @@ class GoogLeNet(nn.Module):
         s1, s2, s3 = stem
         lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
         self.stem = nn.Sequential(
-            *_conv_relu(in_channels, s1, 7, 2, 3), nn.MaxPool2d(3, 2, 1), nn.LocalResponseNorm(**lrn),
-            *_conv_relu(s1, s2, 1), *_conv_relu(s2, s3, 3, 1, 1), nn.LocalResponseNorm(**lrn),
+            *_conv_relu(in_channels, s1, 7, 2, 3), nn.MaxPool2d(3, 2, 1), LRN(**lrn),
+            *_conv_relu(s1, s2, 1), *_conv_relu(s2, s3, 3, 1, 1), LRN(**lrn),
             nn.MaxPool2d(3, 2, 1),
         )
         blocks: list[nn.Module] = []

@@ -51,6 +51,8 @@ def tensor_from_proto(tensor: onnx.TensorProto, device) -> Any:
     array = onnx.numpy_helper.to_array(tensor)
     if array.dtype.kind in "OSU":
         return array
+    if not array.flags.writeable:
+        array = array.copy()
     return dtypes.from_numpy(array, device)
 
 

@@ -125,7 +125,24 @@ def load_model(source, *, check: bool = True) -> onnx.ModelProto:
             raise InvalidGraph(f"{what}: invalid ONNX model: {first}") from None
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
+    name_nodes(model)
     return model
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every unnamed node a unique name ("<OpType>_<n>") so errors and reports can name it."""
+    taken = {n.name for n in iter_nodes(model.graph) if n.name}
+    counter = 0
+    for node in iter_nodes(model.graph):
+        if node.name:
+            continue
+        while True:
+            candidate = f"{node.op_type}_{counter}"
+            counter += 1
+            if candidate not in taken:
+                break
+        node.name = candidate
+        taken.add(candidate)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -192,6 +209,7 @@ def convert_opset(model: onnx.ModelProto, ops: OpRegistry, what: str = "model") 
     missing = unsupported_nodes(model, ops)
     if not missing:
         return model
+    original = missing
     opset = default_opset(model)
     standard_missing = [m for m in missing if m.domain == ""]
     if standard_missing and opset < PREFERRED_OPSET:
@@ -205,8 +223,7 @@ def convert_opset(model: onnx.ModelProto, ops: OpRegistry, what: str = "model") 
             if not unsupported_nodes(converted, ops):
                 return converted
             note = f" (also after conversion to opset {PREFERRED_OPSET})"
-        if converted is not None:
-            missing = unsupported_nodes(converted, ops)
+        missing = original
     else:
         note = ""
     raise NotImplemented(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import os
-import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -254,7 +253,6 @@ class InferenceSession:
         if self._sess_options.optimized_model_filepath:
             onnx.save(rewritten, self._sess_options.optimized_model_filepath)
         self._executor = Executor(rewritten, self._ops, self._ctx)
-        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- settings
     @staticmethod
@@ -376,6 +374,8 @@ class InferenceSession:
         array = np.asarray(value)
         if array.dtype.kind in "OSU":
             raise NotImplemented(f"input {name!r}: string tensors are not supported")
+        if not array.flags.writeable:
+            array = array.copy()
         try:
             return dtypes.from_numpy(array, self.device)
         except InvalidArgument as exc:

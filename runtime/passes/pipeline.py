@@ -92,29 +92,10 @@ PASSES: tuple[tuple[str, Callable[[ir.Model, PassState], None]], ...] = (
 )
 
 
-def name_nodes(model: onnx.ModelProto) -> None:
-    """Give every unnamed node a unique name ("<OpType>_<n>"), so reports can name it."""
-    from tritonnx.runtime.loader import iter_nodes
-
-    taken = {n.name for n in iter_nodes(model.graph) if n.name}
-    counter = 0
-    for node in iter_nodes(model.graph):
-        if node.name:
-            continue
-        while True:
-            candidate = f"{node.op_type}_{counter}"
-            counter += 1
-            if candidate not in taken:
-                break
-        node.name = candidate
-        taken.add(candidate)
-
-
 def run_passes(model: onnx.ModelProto, state: PassState) -> onnx.ModelProto:
     """Run `PASSES` on a copy of `model`; return the rewritten proto (report in `state`)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    name_nodes(copy)
     ir_model = ir.serde.deserialize_model(copy)
     for _name, fn in PASSES:
         fn(ir_model, state)

@@ -269,13 +269,14 @@ def _step_body(
     )
 
 
-def recurrent_step_configs() -> list:
+def recurrent_step_configs(interpret: bool = INTERPRET) -> list:
     """Autotune configs of `recurrent_step_kernel` (BLOCK_K, warps, stages; BLOCK_J and BLOCK_B
-    are fixed by the packing and the batch). The interpreter gets only the first."""
+    are fixed by the packing and the batch). Every config has 64 gate rows and >= 4 warps
+    (wgmma on sm_90). The interpreter gets only the first."""
     configs = [triton.Config({"BLOCK_K": bk}, num_warps=w, num_stages=st)
                for bk in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
     keep = [c for c in configs if not (c.kwargs["BLOCK_K"] == 128 and c.num_warps == 4)]
-    return keep[:1] if INTERPRET else keep
+    return keep[:1] if interpret else keep
 
 
 @triton.autotune(configs=recurrent_step_configs(), key=["H", "BLOCK_B", "CELL"],
@@ -311,6 +312,11 @@ def recurrent_persistent_configs() -> list:
     """Launch configs of `recurrent_persistent_kernel` (not autotuned: a persistent launch
     cannot be re-run for timing without resetting its barrier; the wrapper picks by KPAD)."""
     return [triton.Config({}, num_warps=4, num_stages=1), triton.Config({}, num_warps=8, num_stages=1)]
+
+
+def persistent_config(tile_bytes: int):
+    """4 warps up to a 32 KB weight tile, 8 above (compile report: no spills up to 64 KB)."""
+    return recurrent_persistent_configs()[0 if tile_bytes <= 32 * 1024 else 1]
 
 
 @triton.jit
@@ -499,8 +505,10 @@ def _kpad(hidden: int) -> int:
     return max(16, triton.next_power_of_2(hidden))
 
 
-#: Bytes of held recurrent weights per program the persistent kernel is allowed (registers,
-#: 4-8 warps). UNMEASURED default: to be set from the compile report and a GPU sweep.
+#: Bytes of held recurrent weights per program the persistent kernel is allowed. From the sm_90
+#: compile report (triton 3.6; the tile is kept in shared memory as the wgmma operand): 64 KB
+#: tiles (fp16 H <= 512, fp32 H <= 256) build with 8 warps without spills; 128 KB tiles spill
+#: (stack 72-1856 B). Not yet timed on a GPU.
 PERSISTENT_TILE_BYTES = 64 * 1024
 #: (cell, dtype name, hidden, batch bucket) -> "step" | "persistent", measured on a GPU by
 #: `bench/kernels/rnn.py` (`mode_table_from_rows`). Empty until a GPU run fills it; then the
@@ -645,7 +653,7 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
             raise InvalidArgument(f"{packed.cell}: the persistent kernel does not fit hidden={H}, "
                                   f"batch={batch} on this device (grid or tile too large)")
         kpad = _kpad(H)
-        cfg = recurrent_persistent_configs()[0 if kpad * TILE_ROWS * packed.rp.element_size() <= 32768 else 1]
+        cfg = persistent_config(kpad * TILE_ROWS * packed.rp.element_size())
         flags = torch.zeros(nd, device=xp.device, dtype=torch.int32)
         # interpreter: programs run one after another, so no barrier; one launch per step unless
         # each direction is a single program (then the launch runs the whole sequence)

@@ -136,6 +136,8 @@ def summary(rows: list[dict], target: str = "tritonnx") -> list[str]:
         ratios = [compiled[m] / r["median_ms"] for m, r in mine.items() if m in compiled and r.get("median_ms")]
         if ratios:
             line += f"; vs torch.compile geomean {geomean(ratios):.2f}x"
+        if any(r.get("timing") == "cpu-wall" for r in mine.values()):
+            line += f" ({CPU_BANNER})"
         lines.append(line)
     return lines
 

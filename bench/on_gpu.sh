@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# One lent GPU machine's whole job, resumable (DESIGN.md "Benchmarks", GPU.md, issue 9).
+#
+#   bench/on_gpu.sh STATEDIR [--budget SECONDS] [--steps env,install,ort,tests,kernels,models,gather] [--dry-run]
+#
+# STATEDIR: a git-ignored folder of the repo (e.g. .gpu-state), NOT $OUT: it survives between
+# commands while the machine is warm. Each step logs into STATEDIR/logs/<step>.log and leaves
+# STATEDIR/steps/<step>.done when finished; a done step is skipped on the next call. Steps bound
+# to the machine (env, install, ort) are redone on a fresh machine (other boot id).
+#   env      nvidia-smi, driver, GPU, Python and package versions, the commit
+#   install  the project into python3 without touching its packages (--no-deps, editable)
+#   ort      onnxruntime-gpu from carried .ortparts/part-NN (+ wheel.sha256), apart from the
+#            preinstalled CPU build (PYTHONPATH=$ORT_SITE); parts accumulate while warm
+#   tests    pytest -m gpu
+#   kernels  tritonnx bench --kernels conv,rnn
+#   models   tritonnx bench (paper configs, batch 1,64, fp16 then fp32, every provider),
+#            --time-budget from what is left, --resume: done when nothing is left to run
+#   gather   at most 8 files into $OUT: summary.txt (steps, times, log tails), state.tgz
+#            (STATEDIR without models; put it back into STATEDIR to resume after a cold
+#            start), table.md, kernels.md, results.json, speedup.png, env.json
+# --budget: seconds for this call (default 540, under the 10-minute command limit); each step
+# has its own cap and never runs past what is left. --dry-run: CPU, the current Python
+# ($PYTHON or python3), installs nothing, tiny configs, "skipped: no GPU" for GPU-only parts.
+set -uo pipefail
+
+usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+STATEDIR=""; BUDGET=""; STEPS="env,install,ort,tests,kernels,models,gather"; DRY=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --budget) BUDGET="${2:?--budget needs seconds}"; shift 2 ;;
+    --budget=*) BUDGET="${1#*=}"; shift ;;
+    --steps) STEPS="${2:?--steps needs a list}"; shift 2 ;;
+    --steps=*) STEPS="${1#*=}"; shift ;;
+    --dry-run) DRY=1; shift ;;
+    -h|--help) usage ;;
+    -*) echo "on_gpu.sh: unknown option $1" >&2; usage ;;
+    *) [ -z "$STATEDIR" ] || { echo "on_gpu.sh: one STATEDIR only" >&2; usage; }; STATEDIR="$1"; shift ;;
+  esac
+done
+[ -n "$STATEDIR" ] || usage
+for s in ${STEPS//,/ }; do
+  case "$s" in env|install|ort|tests|kernels|models|gather) ;;
+    *) echo "on_gpu.sh: unknown step '$s' (env,install,ort,tests,kernels,models,gather)" >&2; exit 2 ;;
+  esac
+done
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+mkdir -p "$STATEDIR/logs" "$STATEDIR/steps"
+STATEDIR="$(cd "$STATEDIR" && pwd)"
+RESULTS="$STATEDIR/results"
+ORT_DIR="${ORT_DIR:-/tmp/ort}"
+ORT_SITE="${ORT_SITE:-/tmp/ortsite}"
+BOOT_ID="$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || hostname)"
+if [ "$DRY" = 1 ]; then
+  PY="${PYTHON:-python3}"; BUDGET="${BUDGET:-120}"
+  DRY_MODELS="${ON_GPU_DRY_MODELS:-mlp}"
+else
+  PY="${PYTHON:-python3}"; BUDGET="${BUDGET:-540}"
+fi
+START=$(date +%s)
+HAS_GPU=0
+if [ "$DRY" = 0 ] && nvidia-smi -L >/dev/null 2>&1; then HAS_GPU=1; fi
+[ -d "$ORT_SITE/onnxruntime" ] && export PYTHONPATH="$ORT_SITE${PYTHONPATH:+:$PYTHONPATH}"
+
+say() { echo "[on_gpu $(date -u +%H:%M:%S)] $*"; }
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+is_done() {  # step [machine]: done, and (for machine steps) on this machine
+  local f="$STATEDIR/steps/$1.done"
+  [ -f "$f" ] || return 1
+  [ "${2:-}" = machine ] && ! grep -q "boot=$BOOT_ID" "$f" && return 1
+  return 0
+}
+mark_done() { echo "boot=$BOOT_ID time=$(date -u +%FT%TZ) seconds=$2" > "$STATEDIR/steps/$1.done"; }
+record() { printf '%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$1" "$2" "$3" >> "$STATEDIR/steps.tsv"; }
+
+# run_step NAME CAP [machine] -- command...: skips done steps, caps the time, logs, marks done on rc 0
+run_step() {
+  local name="$1" cap="$2" kind="$3"; shift 4
+  if is_done "$name" "$kind"; then say "$name: already done, skipped"; return 0; fi
+  local rem; rem=$(left)
+  if [ "$rem" -le 5 ]; then say "$name: not run: budget spent"; record "$name" "not-run" 0; return 1; fi
+  [ "$cap" -gt "$rem" ] && cap=$rem
+  say "$name: running (cap ${cap}s, log $STATEDIR/logs/$name.log)"
+  local t0 rc; t0=$(date +%s)
+  timeout -k 10 "$cap" bash -c "$*" >> "$STATEDIR/logs/$name.log" 2>&1; rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  tail -n 3 "$STATEDIR/logs/$name.log" | sed "s/^/  $name| /"
+  if [ $rc -eq 0 ]; then mark_done "$name" "$dt"; record "$name" ok "$dt"; say "$name: done in ${dt}s"
+  elif [ $rc -eq 3 ]; then record "$name" partial "$dt"; say "$name: partial after ${dt}s (resumes next call)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then record "$name" timeout "$dt"; say "$name: time cap hit after ${dt}s (resumes next call)"
+  else record "$name" "failed rc=$rc" "$dt"; say "$name: FAILED rc=$rc after ${dt}s (see log)"; fi
+  return $rc
+}
+
+# Restore a state.tgz brought back from an earlier (cold) machine.
+if [ -f "$STATEDIR/state.tgz" ]; then
+  say "restoring $STATEDIR/state.tgz"
+  tar -xzf "$STATEDIR/state.tgz" -C "$STATEDIR" && mv "$STATEDIR/state.tgz" "$STATEDIR/state.tgz.restored"
+fi
+
+step_env() {
+  echo "== $(date -u +%FT%TZ) boot $BOOT_ID dry_run=$DRY"
+  if [ "$HAS_GPU" = 1 ]; then nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  else echo "nvidia-smi: skipped: no GPU"; fi
+  echo "commit: $(git -C "$REPO" rev-parse HEAD 2>/dev/null) $(git -C "$REPO" status --porcelain --untracked-files=no | wc -l) modified"
+  "$PY" - <<'EOF'
+import importlib.metadata as md, platform, sys
+print("python", platform.python_version(), sys.executable)
+for d in ("torch", "triton", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "onnxruntime-gpu", "numpy", "tabulate", "tqdm", "matplotlib", "pytest", "tritonnx"):
+    try:
+        print(f"{d} {md.version(d)}")
+    except md.PackageNotFoundError:
+        print(f"{d} -")
+import torch
+print("cuda available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+EOF
+}
+
+step_install() {
+  if [ "$DRY" = 1 ]; then echo "dry run: installs nothing"
+  else "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO" || return 1; fi
+  "$PY" -c "import tritonnx, tritonnx.bench, tritonnx.runtime; print('tritonnx', tritonnx.__version__, tritonnx.__file__)"
+}
+
+step_ort() {
+  if [ "$HAS_GPU" = 0 ]; then
+    echo "onnxruntime-gpu: skipped: no GPU"
+    "$PY" -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" || true
+    return 0
+  fi
+  if [ -d "$ORT_SITE/onnxruntime" ]; then echo "onnxruntime-gpu already in $ORT_SITE"; else
+    mkdir -p "$ORT_DIR"
+    cp -f "$REPO"/.ortparts/part-* "$REPO"/.ortparts/wheel.sha256 "$ORT_DIR"/ 2>/dev/null || true
+    ls -la "$ORT_DIR"
+    local whl
+    if [ -f "$ORT_DIR/wheel.sha256" ]; then whl="$ORT_DIR/$(awk '{print $2}' "$ORT_DIR/wheel.sha256")"
+    else whl="$ORT_DIR/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"; fi
+    if ! ls "$ORT_DIR"/part-* >/dev/null 2>&1; then
+      echo "onnxruntime-gpu: no parts carried (.ortparts/part-NN, GPU.md): CUDA rows of onnxruntime will say it is missing"
+      return 0
+    fi
+    cat "$ORT_DIR"/part-* > "$whl"
+    if [ -f "$ORT_DIR/wheel.sha256" ]; then
+      (cd "$ORT_DIR" && sha256sum -c wheel.sha256) || { echo "onnxruntime-gpu: parts incomplete ($(ls "$ORT_DIR"/part-* | wc -l) so far): carry the next one"; rm -f "$whl"; return 3; }
+    elif ! "$PY" -c "import sys, zipfile; sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() is not None)" "$whl" 2>/dev/null; then
+      echo "onnxruntime-gpu: parts incomplete ($(ls "$ORT_DIR"/part-* | wc -l) so far): carry the next one"; rm -f "$whl"; return 3
+    fi
+    "$PY" -m pip install -q --no-deps --target "$ORT_SITE" "$whl" || return 1
+    export PYTHONPATH="$ORT_SITE${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  "$PY" -c "import torch, onnxruntime as o; print('onnxruntime', o.__version__, o.__file__, o.get_available_providers()); assert 'CUDAExecutionProvider' in o.get_available_providers()"
+}
+
+step_tests() {
+  if [ "$HAS_GPU" = 0 ]; then echo "pytest -m gpu: skipped: no GPU"; return 0; fi
+  "$PY" -m pytest -m gpu -q -p no:cacheprovider -rfE tests
+  local rc=$?
+  # Failing tests are a result (in the log), not a reason to spend the next call on them again.
+  [ $rc -le 1 ] || [ $rc -eq 5 ]
+}
+
+step_kernels() {
+  mkdir -p "$RESULTS"; rm -f "$RESULTS/kernels.jsonl"
+  local budget=$(( $(left) - 30 ))
+  [ "$budget" -lt 10 ] && budget=10
+  TRITONNX_KERNELS=triton "$PY" -m tritonnx bench --kernels conv,rnn --out "$RESULTS" --format markdown --time-budget "$budget" \
+    $([ "$DRY" = 1 ] && echo --quick)
+}
+
+step_models() {
+  local budget=$(( $(left) - 45 )) out_arg="--out"
+  [ "$budget" -lt 10 ] && budget=10
+  [ -f "$RESULTS/env.json" ] && out_arg="--resume"
+  mkdir -p "$RESULTS"
+  if [ "$DRY" = 1 ]; then
+    TRITONNX_KERNELS=triton "$PY" -m tritonnx bench --models "$DRY_MODELS" --config tiny --batch 1 --dtype fp32 \
+      --time-budget "$budget" "$out_arg" "$RESULTS" --format markdown --no-progress || return 1
+  else
+    "$PY" -m tritonnx bench --config paper --batch 1,64 --dtype fp16,fp32 \
+      --time-budget "$budget" "$out_arg" "$RESULTS" --format markdown --no-progress || return 1
+  fi
+  # Done only when the sweep ran every row; otherwise the next call resumes it.
+  "$PY" -c "import json, sys; sys.exit(3 if json.load(open(sys.argv[1]))['not_run'] else 0)" "$RESULTS/results.json"
+}
+
+step_gather() {
+  local out="${OUT:-$STATEDIR/out}"
+  mkdir -p "$out"
+  {
+    echo "on_gpu.sh $(date -u +%FT%TZ) boot $BOOT_ID dry_run=$DRY budget=$BUDGET"
+    echo "== steps (time, step, status, seconds)"; cat "$STATEDIR/steps.tsv" 2>/dev/null
+    echo "== done"; ls "$STATEDIR/steps"
+    for f in "$STATEDIR"/logs/*.log; do echo "== tail of $(basename "$f")"; tail -n 40 "$f"; done
+  } > "$out/summary.txt"
+  tar -czf "$out/state.tgz" -C "$STATEDIR" --exclude=./results/models --exclude=./out --exclude='./state.tgz*' .
+  for f in table.md kernels.md results.json speedup.png env.json; do
+    [ -f "$RESULTS/$f" ] && cp "$RESULTS/$f" "$out/$f"
+  done
+  ls -la "$out"
+}
+
+export REPO STATEDIR RESULTS ORT_DIR ORT_SITE BOOT_ID PY DRY HAS_GPU START BUDGET
+export DRY_MODELS="${DRY_MODELS:-}"
+export -f say left step_env step_install step_ort step_tests step_kernels step_models
+
+say "STATEDIR=$STATEDIR budget=${BUDGET}s dry_run=$DRY python=$PY gpu=$HAS_GPU steps=$STEPS"
+status=0
+for s in ${STEPS//,/ }; do
+  case "$s" in
+    env)     run_step env 60 machine -- step_env || status=1 ;;
+    install) run_step install 180 machine -- step_install || status=1 ;;
+    ort)     run_step ort 240 machine -- step_ort || status=1
+             [ -d "$ORT_SITE/onnxruntime" ] && export PYTHONPATH="$ORT_SITE${PYTHONPATH:+:$PYTHONPATH}" ;;
+    tests)   run_step tests 300 once -- step_tests || status=1 ;;
+    kernels) run_step kernels 240 once -- step_kernels || status=1 ;;
+    models)  run_step models 100000 once -- step_models || status=1 ;;
+    gather)  step_gather > "$STATEDIR/logs/gather.log" 2>&1 && say "gather: $(ls "${OUT:-$STATEDIR/out}" | wc -l) files in ${OUT:-$STATEDIR/out}: $(ls "${OUT:-$STATEDIR/out}" | tr '\n' ' ')" || status=1 ;;
+  esac
+done
+say "finished in $(( $(date +%s) - START ))s (status $status)"
+exit $status

@@ -85,6 +85,7 @@ import contextvars
 import importlib
 import pkgutil
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -229,7 +230,12 @@ def builtin_rules() -> RuleRegistry:
     with _loaded_lock:
         if not _loaded:
             for info in pkgutil.iter_modules(__path__):
-                importlib.import_module(f"{__name__}.{info.name}")
+                try:
+                    importlib.import_module(f"{__name__}.{info.name}")
+                except Exception as exc:  # like a plugin: warn, and go on without its rules
+                    warnings.warn(f"tritonnx: fusion-rule module {info.name} failed to import: "
+                                  f"{type(exc).__name__}: {exc}; its rules are not applied",
+                                  RuntimeWarning, stacklevel=2)
             _loaded = True
     return RULES
 

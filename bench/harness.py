@@ -354,6 +354,7 @@ class Harness:
         fn = None
         try:
             fn, row["compile_cold_s"], mem = self._prepare(provider, work)
+            row["peak_mem_mib"] = mem()  # before a second session exists
             if self.device.type == "cuda":
                 fn2, row["compile_warm_s"], _ = self._prepare(make_provider(plan.provider), work)
                 del fn2
@@ -362,7 +363,6 @@ class Harness:
                        samples_ms=list(timing.samples_ms), timing=timing.method)
             outputs = [o.detach().cpu() for o in fn()]
             _sync(self.device)
-            row["peak_mem_mib"] = mem()
             err, cmp_note = compare(outputs, reference)
             row["max_rel_err"] = err
             row["note"] = "; ".join(x for x in (provider.note(), cmp_note) if x)

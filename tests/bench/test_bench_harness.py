@@ -141,3 +141,21 @@ def test_kernels_without_gpu_say_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "conv:" in err and "rnn:" in err
     assert main(["bench", "--kernels", "nosuch", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_end_to_end_with_the_real_zoo(tmp_path, capsys):
+    """`tritonnx bench` as `make bench` runs it, on the smallest zoo model: real export, runtime
+    and onnxruntime; JSON on stdout."""
+    from tritonnx.cli import main
+
+    out = tmp_path / "res"
+    rc = main(["bench", "--models", "mlp", "--providers", "tritonnx,onnxruntime,torch", "--out", str(out),
+               "--format", "json", "--no-progress"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    rows = {r["provider"]: r for r in printed["rows"]}
+    assert set(rows) == {"tritonnx", "onnxruntime", "torch"}
+    assert rows["onnxruntime"]["status"] == "ok" and rows["torch"]["max_rel_err"] < 1e-4
+    assert rows["tritonnx"]["status"] == "ok", rows["tritonnx"]["note"]
+    assert rows["tritonnx"]["max_rel_err"] < 1e-4 and rows["tritonnx"]["config"] == "tiny"
+    assert (out / "models" / "mlp-tiny-fp32.onnx").exists()

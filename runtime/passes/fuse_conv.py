@@ -1,0 +1,305 @@
+"""Conv fusions into ``tritonnx::ConvReluPool`` (domain "tritonnx", version 1).
+
+Algebra (A = Relu | LeakyRelu(alpha) | Clip(min, max); BatchNorm already folded into the Conv):
+
+    MaxPool ∘ A ∘ Conv          -> ConvReluPool(pool="max")   max(A(z + b)) == A(max(z) + b), A monotone
+    AveragePool ∘ A ∘ Conv      -> ConvReluPool(pool="avg")   mean of A(z + b) over the window
+    A ∘ Add(Conv(x), r)         -> ConvReluPool(X, W, B, R)    A(z + b + r)       (ResNet's residual)
+    A ∘ Conv                    -> ConvReluPool(pool="none")
+
+One `FusionRule` ("conv_relu_pool", priority 100) holds every pattern. onnxscript's rewriter
+visits nodes in graph order and tries each pattern rooted at the visited node, so the Relu of a
+Conv->Relu->MaxPool chain is visited (and would match A ∘ Conv) before its MaxPool: the A ∘ Conv
+check therefore declines when the activation's only consumer is a pool the pool pattern accepts.
+
+A match is declined, with the reason recorded for `session.fusion_report()`, when: the Conv is
+not 2-D, its weights are not constant, its dtype is not fp32/fp16/bf16, a Clip bound is not a
+constant, a pool has dilations, a second output (MaxPool Indices) or pads not smaller than its
+window, a max pool follows a non-monotone LeakyRelu (alpha < 0), the residual Add broadcasts, or
+an intermediate value has another use (onnxscript refuses those before a check runs; `explain`
+names them). Groups (grouped and depthwise convolutions) are supported by the kernel.
+
+The fused node carries the Conv's attributes (``auto_pad``, ``pads``, ``strides``,
+``dilations``, ``group``, ``kernel_shape``), the activation (``activation``, ``alpha``,
+``clip_min``, ``clip_max``) and the pool (``pool``, ``pool_kernel``, ``pool_strides``,
+``pool_pads``, ``pool_auto_pad``, ``ceil_mode``, ``count_include_pad``); the handler is
+`tritonnx.runtime.ops.fused_conv.ConvReluPool`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import MatchResult, RewriteRuleClassBase
+
+from tritonnx.runtime.passes import FusionRule, custom_schema, register_rule
+
+ACT_OPS = ("Relu", "LeakyRelu", "Clip")
+POOL_OPS = {"MaxPool": "max", "AveragePool": "avg"}
+FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
+
+
+# ----------------------------------------------------------------------------- checks
+def _single_use(value: ir.Value, what: str) -> str | None:
+    if value.is_graph_output():
+        return f"{what} output {value.name!r} is a graph output"
+    n = len(value.uses())
+    if n != 1:
+        return f"{what} output {value.name!r} has {n} uses"
+    return None
+
+
+def conv_problem(conv: ir.Node) -> str | None:
+    """Why this Conv cannot be the fused kernel's convolution (None: it can)."""
+    if len(conv.inputs) < 2 or conv.inputs[1] is None:
+        return "Conv has no weight input"
+    x, w = conv.inputs[0], conv.inputs[1]
+    if w.const_value is None:
+        return f"weights {w.name!r} are not constant (not an initializer or Constant)"
+    if len(w.const_value.shape) != 4:
+        return f"not a 2-D convolution (weight rank {len(w.const_value.shape)})"
+    if x.dtype is not None and x.dtype not in FLOAT_TYPES:
+        return f"dtype {x.dtype.name}: the kernel supports float, float16 and bfloat16"
+    pads = conv.attributes.get_ints("pads", None)
+    if pads is not None and min(pads) < 0:
+        return f"negative pads {list(pads)}"
+    return None
+
+
+def act_problem(act: ir.Node, *, before_max_pool: bool = False) -> str | None:
+    """Why this Relu/LeakyRelu/Clip cannot be the kernel's activation (None: it can)."""
+    if act.op_type == "Clip":
+        for i, name in ((1, "min"), (2, "max")):
+            if len(act.inputs) > i and act.inputs[i] is not None and act.inputs[i].const_value is None:
+                return f"Clip {name} bound {act.inputs[i].name!r} is not a constant"
+    if act.op_type == "LeakyRelu" and before_max_pool and act.attributes.get_float("alpha", 0.01) < 0:
+        return "MaxPool after LeakyRelu with alpha < 0 (not monotone)"
+    return None
+
+
+def pool_problem(pool: ir.Node) -> str | None:
+    """Why this MaxPool/AveragePool cannot be fused into the kernel's epilogue (None: it can)."""
+    attrs = pool.attributes
+    kernel = attrs.get_ints("kernel_shape", None)
+    if kernel is None or len(kernel) != 2:
+        return f"{pool.op_type} is not 2-D (kernel_shape {kernel})"
+    if len(pool.outputs) > 1 and pool.outputs[1].uses():
+        return "MaxPool Indices output is used"
+    if any(d != 1 for d in attrs.get_ints("dilations", None) or ()):
+        return f"{pool.op_type} dilations {list(attrs.get_ints('dilations'))} are not supported"
+    if attrs.get_int("storage_order", 0) != 0:
+        return "MaxPool storage_order=1 is not supported"
+    pads = attrs.get_ints("pads", None) or (0, 0, 0, 0)
+    if any(p >= k for p, k in zip(pads, tuple(kernel) * 2)) or min(pads) < 0:
+        return f"{pool.op_type} pads {list(pads)} not in [0, kernel {list(kernel)})"
+    return None
+
+
+def residual_problem(add: ir.Node, conv_out: ir.Value) -> str | None:
+    """Why this Add cannot be the kernel's residual add (None: it can)."""
+    other = add.inputs[1] if add.inputs[0] is conv_out else add.inputs[0]
+    if other is None or other.shape is None or conv_out.shape is None:
+        return "residual Add: shapes unknown"
+    if other.shape != conv_out.shape:
+        return f"residual Add broadcasts ({other.shape} + {conv_out.shape})"
+    if other.dtype is not None and conv_out.dtype is not None and other.dtype != conv_out.dtype:
+        return f"residual Add mixes {other.dtype.name} and {conv_out.dtype.name}"
+    return None
+
+
+# ----------------------------------------------------------------------------- attributes
+def _scalar(value: ir.Value | None, default: float) -> float:
+    if value is None or value.const_value is None:
+        return default
+    return float(np.asarray(value.const_value.numpy()).reshape(-1)[0])
+
+
+def _fused_attributes(conv: ir.Node, act: ir.Node | None, pool: ir.Node | None) -> dict:
+    a = conv.attributes
+    w_shape = conv.inputs[1].const_value.shape
+    attrs = {
+        "auto_pad": a.get_string("auto_pad", "NOTSET"),
+        "pads": list(a.get_ints("pads", None) or (0, 0, 0, 0)),
+        "strides": list(a.get_ints("strides", None) or (1, 1)),
+        "dilations": list(a.get_ints("dilations", None) or (1, 1)),
+        "group": a.get_int("group", 1),
+        "kernel_shape": [int(w_shape[2]), int(w_shape[3])],
+        "activation": "none",
+    }
+    if act is not None:
+        if act.op_type == "Relu":
+            attrs["activation"] = "relu"
+        elif act.op_type == "LeakyRelu":
+            attrs.update(activation="leaky_relu", alpha=act.attributes.get_float("alpha", 0.01))
+        else:
+            lo = _scalar(act.inputs[1] if len(act.inputs) > 1 else None, -math.inf)
+            hi = _scalar(act.inputs[2] if len(act.inputs) > 2 else None, math.inf)
+            attrs.update(activation="clip", clip_min=max(lo, -3.0e38), clip_max=min(hi, 3.0e38))
+    attrs["pool"] = "none"
+    if pool is not None:
+        p = pool.attributes
+        kernel = list(p.get_ints("kernel_shape"))
+        attrs.update(
+            pool=POOL_OPS[pool.op_type],
+            pool_kernel=kernel,
+            pool_strides=list(p.get_ints("strides", None) or (1, 1)),
+            pool_pads=list(p.get_ints("pads", None) or (0, 0, 0, 0)),
+            pool_auto_pad=p.get_string("auto_pad", "NOTSET"),
+            ceil_mode=p.get_int("ceil_mode", 0),
+            count_include_pad=p.get_int("count_include_pad", 0),
+        )
+    return attrs
+
+
+def _emit(op, conv: ir.Node, residual: ir.Value | None, attrs: dict):
+    inputs = [conv.inputs[0], conv.inputs[1], conv.inputs[2] if len(conv.inputs) > 2 else None, residual]
+    while inputs[-1] is None:
+        inputs.pop()
+    return op.ConvReluPool(*inputs, _domain="tritonnx", _version=1, **attrs)
+
+
+# ----------------------------------------------------------------------------- patterns
+def _act_pattern(op, kind: str, v):
+    if kind == "Relu":
+        return op.Relu(v, _outputs=["act_out"])
+    if kind == "LeakyRelu":
+        return op.LeakyRelu(v, _outputs=["act_out"])
+    return op.Clip(v, _allow_other_inputs=True, _outputs=["act_out"])
+
+
+class ConvActPool(RewriteRuleClassBase):
+    """Pool ∘ A ∘ Conv -> tritonnx::ConvReluPool(pool="max"|"avg")."""
+
+    def __init__(self, act: str, pool: str):
+        super().__init__(f"Conv{act}{pool}")
+        self.act, self.pool = act, pool
+
+    def pattern(self, op, x):
+        conv_out = op.Conv(x, _allow_other_inputs=True, _outputs=["conv_out"])
+        act_out = _act_pattern(op, self.act, conv_out)
+        return getattr(op, self.pool)(act_out, _outputs=["pool_out"])
+
+    def check(self, context, x, conv_out, act_out, pool_out, **_) -> MatchResult:
+        result = MatchResult()
+        why = (conv_problem(conv_out.producer()) or act_problem(act_out.producer(), before_max_pool=self.pool == "MaxPool")
+               or pool_problem(pool_out.producer()))
+        return result.fail(why) if why else result
+
+    def rewrite(self, op, x, conv_out, act_out, pool_out, **_):
+        conv = conv_out.producer()
+        return _emit(op, conv, None, _fused_attributes(conv, act_out.producer(), pool_out.producer()))
+
+
+class ConvAddAct(RewriteRuleClassBase):
+    """A ∘ Add(Conv(x), r) -> tritonnx::ConvReluPool(X, W, B, R) (either Add operand order)."""
+
+    def __init__(self, act: str, conv_first: bool):
+        super().__init__(f"Conv{'Add' if conv_first else 'RevAdd'}{act}")
+        self.act, self.conv_first = act, conv_first
+
+    def pattern(self, op, x, r):
+        conv_out = op.Conv(x, _allow_other_inputs=True, _outputs=["conv_out"])
+        added = op.Add(conv_out, r) if self.conv_first else op.Add(r, conv_out)
+        return _act_pattern(op, self.act, added)
+
+    def check(self, context, x, r, conv_out, act_out, **_) -> MatchResult:
+        result = MatchResult()
+        add = act_out.producer().inputs[0].producer()
+        why = conv_problem(conv_out.producer()) or act_problem(act_out.producer()) or residual_problem(add, conv_out)
+        return result.fail(why) if why else result
+
+    def rewrite(self, op, x, r, conv_out, act_out, **_):
+        conv = conv_out.producer()
+        return _emit(op, conv, r, _fused_attributes(conv, act_out.producer(), None))
+
+
+def _pool_takes(act_out: ir.Value) -> bool:
+    """True when act_out's only consumer is a pool that the pool pattern will fuse."""
+    uses = act_out.uses()
+    if len(uses) != 1 or act_out.is_graph_output():
+        return False
+    user = uses[0].node
+    return (user.op_type in POOL_OPS and user.domain in ("", "ai.onnx") and pool_problem(user) is None
+            and act_problem(act_out.producer(), before_max_pool=user.op_type == "MaxPool") is None)
+
+
+class ConvAct(RewriteRuleClassBase):
+    """A ∘ Conv -> tritonnx::ConvReluPool(pool="none")."""
+
+    def __init__(self, act: str):
+        super().__init__(f"Conv{act}")
+        self.act = act
+
+    def pattern(self, op, x):
+        conv_out = op.Conv(x, _allow_other_inputs=True, _outputs=["conv_out"])
+        return _act_pattern(op, self.act, conv_out)
+
+    def check(self, context, x, conv_out, act_out, **_) -> MatchResult:
+        result = MatchResult()
+        if _pool_takes(act_out):
+            return result.fail("left to the Conv+activation+pool pattern")
+        why = conv_problem(conv_out.producer()) or act_problem(act_out.producer())
+        return result.fail(why) if why else result
+
+    def rewrite(self, op, x, conv_out, act_out, **_):
+        conv = conv_out.producer()
+        return _emit(op, conv, None, _fused_attributes(conv, act_out.producer(), None))
+
+
+# ----------------------------------------------------------------------------- explain
+def explain(node: ir.Node) -> str | None:
+    """Why a Conv was left unfused (the first problem found along its would-be chain)."""
+    why = conv_problem(node)
+    if why:
+        return why
+    out = node.outputs[0]
+    why = _single_use(out, "Conv")
+    if why:
+        return why
+    user = out.uses()[0].node
+    if user.op_type == "Add":
+        why = residual_problem(user, out) or _single_use(user.outputs[0], "residual Add")
+        if why:
+            return why
+        user = user.outputs[0].uses()[0].node
+        if user.op_type not in ACT_OPS:
+            return f"residual Add output goes to {user.op_type}, not to Relu/LeakyRelu/Clip"
+        return act_problem(user)
+    if user.op_type not in ACT_OPS:
+        return f"Conv output goes to {user.op_type}, not to Relu/LeakyRelu/Clip (or Add then one of them)"
+    return act_problem(user)
+
+
+def _infer(ctx) -> None:
+    """Output element type = X's; shape left to the handler (onnx checker needs no shape)."""
+    import onnx
+
+    out = onnx.TypeProto()
+    out.tensor_type.elem_type = ctx.get_input_type(0).tensor_type.elem_type
+    ctx.set_output_type(0, out)
+
+
+SCHEMA = custom_schema(
+    "ConvReluPool",
+    inputs=["X", "W", "B?", "R?"],
+    outputs=["Y"],
+    attributes={
+        "auto_pad": "string", "pads": "ints", "strides": "ints", "dilations": "ints", "group": "int",
+        "kernel_shape": "ints", "activation": "string", "alpha": "float", "clip_min": "float",
+        "clip_max": "float", "pool": "string", "pool_kernel": "ints", "pool_strides": "ints",
+        "pool_pads": "ints", "pool_auto_pad": "string", "ceil_mode": "int", "count_include_pad": "int",
+    },
+    types=("tensor(float)", "tensor(float16)", "tensor(bfloat16)"),
+    doc="Fused Conv + bias (+ residual R) + activation + pool (tritonnx.triton_kernels.conv_relu_pool).",
+    infer=_infer,
+)
+
+RULES = tuple(
+    [ConvActPool.rule(act, pool) for pool in POOL_OPS for act in ACT_OPS]
+    + [ConvAddAct.rule(act, first) for act in ACT_OPS for first in (True, False)]
+    + [ConvAct.rule(act) for act in ACT_OPS]
+)
+
+register_rule(FusionRule(name="conv_relu_pool", priority=100, candidates=("Conv",), rules=RULES,
+                         explain=explain, schemas=(SCHEMA,)))

@@ -8,6 +8,9 @@ from rnn_testutil import INPUTS, TOL, random_inputs, rel_err
 from tritonnx.errors import InvalidArgument
 from tritonnx.triton_kernels import recurrent, rnn_reference
 
+# triton 3.6's interpreter converts 1-element arrays to ints the way numpy deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning")
+
 KERNEL = {"LSTM": recurrent.lstm, "GRU": recurrent.gru, "RNN": recurrent.rnn}
 REF = {"LSTM": rnn_reference.lstm, "GRU": rnn_reference.gru, "RNN": rnn_reference.rnn}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

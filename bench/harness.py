@@ -4,8 +4,9 @@ Order of work (DESIGN.md, "Benchmarks"), most valuable first: dtypes as given (f
 fp32 by default on a GPU); models in `MODEL_ORDER` then the rest of the zoo; each model at
 every batch size with every provider in ``tritonnx, onnxruntime, tritonnx-unfused, torch``;
 then all torch.compile rows last (its compiles are slow). Each finished row is appended to
-``rows.jsonl`` at once; `--resume` skips the rows already there; a time budget stops before
-the next row and lists what did not run.
+``rows.jsonl`` at once; `--resume` skips the rows already there (except rows of a provider
+that was missing: they are tried again); a time budget stops before the next row and lists
+what did not run.
 
 Every row of one (model, dtype, batch) uses the same ONNX file, the same feeds (on the device),
 the same reference (onnxruntime's output), and torch rows the module with the same weights.
@@ -414,7 +415,8 @@ class Harness:
         from tqdm import tqdm
 
         env = self._env()
-        done = {report.row_key(r) for r in report.load_rows(self.out)}
+        # A "missing" provider may be there now (e.g. onnxruntime-gpu installed since): retried.
+        done = {report.row_key(r) for r in report.load_rows(self.out) if r.get("status") != "missing"}
         plans = plan_rows(self.s)
         pending = [p for p in plans if p.key not in done]
         skipped = len(plans) - len(pending)

@@ -10,7 +10,9 @@
 #   env      nvidia-smi, driver, GPU, Python and package versions, the commit
 #   install  the project into python3 without touching its packages (--no-deps, editable)
 #   ort      onnxruntime-gpu from carried .ortparts/part-NN (+ wheel.sha256), apart from the
-#            preinstalled CPU build (PYTHONPATH=$ORT_SITE); parts accumulate while warm
+#            preinstalled CPU build (PYTHONPATH=$ORT_SITE); parts accumulate in $ORT_DIR while
+#            the machine is warm: carry one part per call with `--steps env,install,ort`
+#            (each a few seconds, back to back), then run the whole script
 #   tests    pytest -m gpu
 #   kernels  tritonnx bench --kernels conv,rnn
 #   models   tritonnx bench (paper configs, batch 1,64, fp16 then fp32, every provider),

@@ -159,3 +159,16 @@ def test_cli_end_to_end_with_the_real_zoo(tmp_path, capsys):
     assert rows["tritonnx"]["status"] == "ok", rows["tritonnx"]["note"]
     assert rows["tritonnx"]["max_rel_err"] < 1e-4 and rows["tritonnx"]["config"] == "tiny"
     assert (out / "models" / "mlp-tiny-fp32.onnx").exists()
+
+
+def test_resume_retries_rows_of_a_missing_provider(tmp_path, fake_zoo, monkeypatch):
+    from tritonnx.bench import providers
+
+    s = _settings(tmp_path, batches=[1])
+    monkeypatch.setattr(providers.TorchProvider, "missing", lambda self, device: "no torch today")
+    first = _run(s, fake_zoo)
+    assert {r["provider"]: r["status"] for r in first.rows} == {"onnxruntime": "ok", "torch": "missing"}
+    monkeypatch.undo()
+    second = _run(s, fake_zoo)
+    assert second.ran == 1
+    assert {r["provider"]: r["status"] for r in second.rows} == {"onnxruntime": "ok", "torch": "ok"}

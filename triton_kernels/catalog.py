@@ -28,16 +28,18 @@ Adding a kernel (the only step a new kernel needs to be covered by the gate):
         flags={"HAS_BIAS": (0, 1)},         # every value is compiled at least once per dtype x arch
         signature=_my_signature,
         matmul=True,                        # does a tl.dot: tensor-core instructions are checked
-        expect_tensor_core=lambda cfg, dtype, arch: cfg.kwargs["BLOCK_M"] >= 64 and cfg.num_warps >= 4,
+        expect_tensor_core=lambda cfg, dtype, flags, arch: cfg.kwargs["BLOCK_M"] >= 64 and cfg.num_warps >= 4,
         spills={},                          # config id -> why a spilling config is kept
     ))
 
 (The built-in entries are registered at the bottom of this module, by the compile-gate owner.)
 
 Sampling: the full product configs x flag combinations can be large; `plan()` then compiles,
-per dtype and arch, `max(#configs, #values of any flag)` jobs that pair config i with the i-th
-value of every flag (rotated per dtype and arch), so every config and every flag value is
-compiled at least once per dtype and arch. `plan(full=True)` compiles the whole product.
+per dtype and arch, `max(#configs, #cover)` jobs, where the cover is a (greedy) set of valid
+flag combinations holding every claimed value of every flag: job i pairs config i with cover
+combination i, then the other valid combinations (the cheapest first when the entry gives a
+`cost`; the pairs are rotated per dtype and arch so they differ), so every config and every flag value is compiled at least once per dtype and arch.
+Rows say `sampled`. `plan(full=True)` compiles the whole product.
 
 Arch limits (`ARCHS`): shared memory per block 227 KB on sm_90, 163 KB on sm_80; 65536
 registers per SM. Kernel modules may import `SMEM_LIMITS` from here for their `keep()` filters
@@ -132,17 +134,19 @@ def _short(value) -> str:
 
 def unwrap_jit(obj):
     """The jit function under `@triton.autotune` / `@triton.heuristics` wrappers."""
-    seen = 0
-    while not hasattr(obj, "arg_names") and hasattr(obj, "fn") and seen < 8:
-        obj, seen = obj.fn, seen + 1
-    if not hasattr(obj, "arg_names"):
-        raise InvalidArgument(f"{obj!r} is not a @triton.jit function")
-    return obj
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    for _ in range(8):
+        if isinstance(obj, (JITFunction, InterpretedFunction)):
+            return obj
+        obj = getattr(obj, "fn", None)
+    raise InvalidArgument(f"{obj!r} is not a @triton.jit function")
 
 
 def make_spec(fn, config, *, pointers: dict[str, str], constexprs: dict[str, Any] | None = None,
               int64: tuple[str, ...] = (), floats: tuple[str, ...] = (),
-              divisible: tuple[str, ...] = (), aligned: bool = True,
+              divisible: tuple[str, ...] = (), ones: tuple[str, ...] = (), aligned: bool = True,
               options: dict[str, Any] | None = None) -> CompileSpec:
     """Build a `CompileSpec` the way Triton's launcher would specialise a real call.
 
@@ -155,6 +159,8 @@ def make_spec(fn, config, *, pointers: dict[str, str], constexprs: dict[str, Any
             kernel's default values.
         int64 / floats: scalar args passed as i64 / fp32 (every other scalar is i32).
         divisible: scalar args the launcher passes as multiples of 16 (tt.divisibility hint).
+        ones: scalar args the launcher passes as 1 (unit strides): Triton's launcher turns an int
+            equal to 1 into the constant 1, so they are compiled as constexpr 1.
         aligned: pointers are 16-byte aligned (torch allocations are): tt.divisibility 16.
         options: extra compile options.
 
@@ -165,21 +171,20 @@ def make_spec(fn, config, *, pointers: dict[str, str], constexprs: dict[str, Any
     names = list(fn.arg_names)
     consts = dict(config.kwargs)
     consts.update(constexprs or {})
-    unknown = sorted(set(consts) | set(pointers) | set(int64) | set(floats) | set(divisible)
-                     - set(names))
+    consts.update({name: 1 for name in ones})
+    unknown = sorted(set(consts) | set(pointers) | set(int64) | set(floats) | set(divisible))
     unknown = [n for n in unknown if n not in names]
     if unknown:
         raise InvalidArgument(f"kernel {fn.__name__}: no argument(s) {unknown}; its arguments are "
                               f"{names}")
-    params = getattr(fn, "params", None)
+    params = list(inspect.signature(fn.fn).parameters.values())
     signature, attrs = {}, {}
     for index, name in enumerate(names):
-        param = params[index] if params is not None else None
-        is_constexpr = bool(param is not None and getattr(param, "is_constexpr", False))
-        if name in consts or is_constexpr:
+        param = params[index]
+        if name in consts or _is_constexpr(param.annotation):
             signature[name] = "constexpr"
             if name not in consts:
-                default = getattr(param, "default", inspect.Parameter.empty)
+                default = param.default
                 if default is inspect.Parameter.empty:
                     raise InvalidArgument(f"kernel {fn.__name__}: constexpr {name!r} has no value "
                                           f"in the config or the flags and no default")
@@ -204,6 +209,14 @@ def make_spec(fn, config, *, pointers: dict[str, str], constexprs: dict[str, Any
     return CompileSpec(signature, consts, opts, attrs)
 
 
+def _is_constexpr(annotation) -> bool:
+    import triton.language as tl
+
+    if isinstance(annotation, str):
+        return annotation.split(".")[-1] == "constexpr"
+    return annotation is tl.constexpr
+
+
 SignatureBuilder = Callable[[Any, str, dict, Any], CompileSpec]
 
 
@@ -219,12 +232,19 @@ class KernelEntry:
             `arch="sm_90"` or `capability=90` if it takes such a parameter.
         dtypes: the dtypes the kernel claims ("fp32", "fp16", "bf16").
         signature: (fn, dtype, flags, config) -> CompileSpec (see `make_spec`).
-        flags: constexpr flag name -> the values the kernel claims.
+        flags: flag name -> the values the kernel claims (the signature builder turns them into
+            constexprs), or a callable dtype -> such a dict (e.g. ALLOW_TF32 only for fp32).
+        valid: (dtype, flags) -> bool: the flag combinations the launcher can produce
+            (default: all of the product).
+        cost: flags -> relative compile cost; a sample pairs the configs beyond the flag
+            cover with the cheapest combinations (keeps the CI gate short).
         matmul: the kernel does a matrix product (tl.dot): tensor-core instructions are
             checked (wgmma on sm_90, mma on sm_80).
-        expect_tensor_core: (config, dtype, arch) -> bool: the configs that must reach the
-            arch's tensor-core instruction (None: at least one config per fp16/bf16 x arch).
-        spills: config id -> the reason a config that spills registers is kept.
+        expect_tensor_core: (config, dtype, flags, arch) -> bool: the jobs that must reach the
+            arch's tensor-core instruction (wgmma on sm_90, mma on sm_80). Whatever it says,
+            a matmul kernel needs at least one such config per fp16/bf16 x arch.
+        spills: config id -> the reason a config that spills registers is kept; or a callable
+            (report row) -> that reason, or None when the spill is not accepted.
         note: one line for the report.
         sources: extra source files whose text is part of the cache key (helpers imported
             from other modules).
@@ -235,10 +255,12 @@ class KernelEntry:
     configs: Callable[..., list]
     dtypes: tuple[str, ...]
     signature: SignatureBuilder
-    flags: dict[str, tuple] = field(default_factory=dict)
+    flags: dict[str, tuple] | Callable[[str], dict[str, tuple]] = field(default_factory=dict)
+    valid: Callable[[str, dict], bool] | None = None
+    cost: Callable[[dict], float] | None = None
     matmul: bool = False
-    expect_tensor_core: Callable[[Any, str, str], bool] | None = None
-    spills: dict[str, str] = field(default_factory=dict)
+    expect_tensor_core: Callable[[Any, str, dict, str], bool] | None = None
+    spills: dict[str, str] | Callable[[dict], str | None] = field(default_factory=dict)
     note: str = ""
     sources: tuple[str, ...] = ()
 
@@ -264,10 +286,45 @@ class KernelEntry:
             raise InvalidArgument(f"kernel entry {self.name}: no configs for {arch}")
         return configs
 
-    def flag_values(self) -> list[dict]:
-        """Every flag combination (the full product)."""
-        keys = sorted(self.flags)
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.flags[k] for k in keys))]
+    def flags_for(self, dtype: str) -> dict[str, tuple]:
+        """Flag name -> claimed values, for `dtype`."""
+        flags = self.flags(dtype) if callable(self.flags) else self.flags
+        return {k: tuple(v) for k, v in flags.items()}
+
+    def flag_values(self, dtype: str) -> list[dict]:
+        """Every valid flag combination for `dtype` (the full product, filtered by `valid`)."""
+        flags = self.flags_for(dtype)
+        keys = sorted(flags)
+        combos = [dict(zip(keys, combo)) for combo in itertools.product(*(flags[k] for k in keys))]
+        if self.valid is not None:
+            combos = [c for c in combos if self.valid(dtype, c)]
+        if not combos:
+            raise InvalidArgument(f"kernel entry {self.name}: no valid flag combination for {dtype}")
+        return combos
+
+    def flag_cover(self, dtype: str) -> list[dict]:
+        """Valid combinations that together hold every claimed value of every flag (greedy)."""
+        combos = self.flag_values(dtype)
+        flags = self.flags_for(dtype)
+        todo = {(k, v) for k, vs in flags.items() for v in vs}
+        present = {(k, c[k]) for c in combos for k in c}
+        missing = todo - present
+        if missing:
+            raise InvalidArgument(f"kernel entry {self.name} ({dtype}): no valid combination has "
+                                  f"{sorted(missing, key=str)}")
+        cost = self.cost or (lambda flags: 0.0)
+        cover = []
+        while todo:
+            best = max(combos, key=lambda c: (len(todo & set(c.items())), -cost(c)))
+            cover.append(best)
+            todo -= set(best.items())
+        return cover
+
+    def spill_reason(self, row: dict) -> str | None:
+        """Why a spilling compile (a report row) is accepted, or None."""
+        if callable(self.spills):
+            return self.spills(row)
+        return self.spills.get(row["config"])
 
     def source_hash(self) -> str:
         """sha256 over the kernel module's source, the extra sources and this entry's signature
@@ -312,15 +369,29 @@ def _source_path(target: str) -> str:
 
 
 _REGISTRY: dict[str, KernelEntry] = {}
+_REFS: dict[str, str] = {}
 
 
-def register(entry: KernelEntry) -> KernelEntry:
-    """Add (or replace) an entry. Dtypes are checked and canonicalised."""
+def register(entry: KernelEntry, *, ref: str | None = None) -> KernelEntry:
+    """Add (or replace) an entry. Dtypes are checked and canonicalised.
+
+    `ref`: how a compile worker process finds the entry when it is not registered at import of
+    this module ("/path/file.py:ATTR" or "module:ATTR" naming the `KernelEntry`); e.g. tests.
+    """
     dtypes = tuple(canonical_dtype(d) for d in entry.dtypes)
     if dtypes != entry.dtypes:
         entry = KernelEntry(**{**entry.__dict__, "dtypes": dtypes})
     _REGISTRY[entry.name] = entry
+    if ref is not None:
+        _REFS[entry.name] = ref
+    else:
+        _REFS.pop(entry.name, None)
     return entry
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    _REFS.pop(name, None)
 
 
 def names() -> list[str]:
@@ -377,8 +448,7 @@ def plan(selected: list[KernelEntry] | None = None, archs=DEFAULT_ARCHS, *, full
     jobs = []
     selected = entries() if selected is None else selected
     for entry in selected:
-        ref = (entry_refs or {}).get(entry.name, entry.name)
-        keys = sorted(entry.flags)
+        ref = (entry_refs or {}).get(entry.name) or _REFS.get(entry.name, entry.name)
         for arch_i, arch in enumerate(archs):
             arch = canonical_arch(arch)
             configs = entry.config_list(arch)
@@ -386,18 +456,13 @@ def plan(selected: list[KernelEntry] | None = None, archs=DEFAULT_ARCHS, *, full
             for dtype_i, dtype in enumerate(entry.dtypes):
                 if dtypes is not None and dtype not in dtypes:
                     continue
-                combos = entry.flag_values()
-                n_sample = max([len(configs)] + [len(entry.flags[k]) for k in keys])
-                if full or len(configs) * len(combos) <= n_sample:
+                combos = entry.flag_values(dtype)
+                product = len(configs) * len(combos)
+                if full or product <= max(len(configs), len(entry.flag_cover(dtype))):
                     pairs = [(ci, combo) for ci in range(len(configs)) for combo in combos]
                     sampled = False
                 else:
-                    rot = dtype_i + 2 * arch_i
-                    pairs = []
-                    for i in range(n_sample):
-                        combo = {k: entry.flags[k][(i + rot + j) % len(entry.flags[k])]
-                                 for j, k in enumerate(keys)}
-                        pairs.append((i % len(configs), combo))
+                    pairs = _sample(entry, dtype, combos, len(configs), dtype_i + 2 * arch_i)
                     sampled = True
                 for ci, combo in pairs:
                     jobs.append(Job(entry.name, ref, ci, ids[ci], dtype,
@@ -405,8 +470,102 @@ def plan(selected: list[KernelEntry] | None = None, archs=DEFAULT_ARCHS, *, full
     return jobs
 
 
+def _sample(entry: KernelEntry, dtype: str, combos: list[dict], n_configs: int,
+            rot: int) -> list[tuple[int, dict]]:
+    """max(#configs, #cover) (config, flags) pairs: every config once or more, the flag cover
+    (every flag value) once or more, then the other valid combinations, rotated by `rot` so
+    dtypes and archs pair configs with different flags."""
+    cover = entry.flag_cover(dtype)
+    rest = [c for c in combos if c not in cover]
+    if entry.cost is not None:
+        rest.sort(key=entry.cost)
+    elif rest:
+        r = rot % len(rest)
+        rest = rest[r:] + rest[:r]
+    r = rot % len(cover)
+    order = cover[r:] + cover[:r] + rest
+    n = max(n_configs, len(cover))
+    return [((i + rot) % n_configs, order[i % len(order)]) for i in range(n)]
+
+
 def _register_builtins() -> None:
-    """The kernels on main. Each registration names only what its module already exposes."""
+    """The kernels on main. Each registration uses only what its kernel module exposes."""
+    register(_conv_entry())
+
+
+# --- tritonnx.triton_kernels.conv_relu_pool -------------------------------------------------
+_CONV = "tritonnx.triton_kernels.conv_relu_pool"
+#: pool flag -> (POOL_KIND, POOL_KH, POOL_KW, COUNT_INCLUDE_PAD)
+_CONV_POOLS = {"none": (0, 1, 1, 0), "max2": (1, 2, 2, 0), "max3": (1, 3, 3, 0),
+               "avg2": (2, 2, 2, 0), "avg3_pad": (2, 3, 3, 1)}
+_CONV_ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3}
+
+
+def _conv_configs():
+    """`conv_configs()` as on a GPU (the parent process may run under the interpreter, where
+    the module's default is its first config only)."""
+    return importlib.import_module(_CONV).conv_configs(interpret=False)
+
+
+def _conv_flags(dtype: str) -> dict[str, tuple]:
+    return {
+        "kernel": (1, 3, 5, 7, 11),  # KH = KW: the zoo's conv sizes
+        "pool": tuple(_CONV_POOLS),
+        "activation": tuple(_CONV_ACTIVATIONS),
+        "bias": (0, 1),
+        "residual": (0, 1),
+        "tf32": (0, 1) if dtype == "fp32" else (0,),
+    }
+
+
+def _conv_valid(dtype: str, flags: dict) -> bool:
+    return not (flags["residual"] and flags["pool"] != "none")  # the launcher's rule
+
+
+def _conv_cost(flags: dict) -> float:
+    # compile time grows with the unrolled pool taps; ptxas dominates
+    _, pkh, pkw, _ = _CONV_POOLS[flags["pool"]]
+    return pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
+
+
+def _conv_signature(fn, dtype, flags, config):
+    kind, pkh, pkw, cip = _CONV_POOLS[flags["pool"]]
+    return make_spec(
+        fn, config,
+        pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "r_ptr": dtype, "y_ptr": dtype},
+        constexprs={"KH": flags["kernel"], "KW": flags["kernel"], "POOL_KIND": kind,
+                    "POOL_KH": pkh, "POOL_KW": pkw, "COUNT_INCLUDE_PAD": bool(cip),
+                    "HAS_BIAS": bool(flags["bias"]), "HAS_RESIDUAL": bool(flags["residual"]),
+                    "ACTIVATION": _CONV_ACTIVATIONS[flags["activation"]],
+                    "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False},
+        floats=("alpha", "clip_min", "clip_max"),
+        # contiguous NCHW tensors and the packed [K, O] weight: unit innermost strides; the
+        # packed weight's row stride is O (a multiple of 16 beyond LeNet).
+        ones=("stride_xw", "stride_wn", "stride_rw", "stride_yw"),
+        divisible=("stride_wk",),
+    )
+
+
+def _conv_expect_tc(config, dtype, flags, arch) -> bool:
+    # Every conv tile has BLOCK_M >= 64 and >= 4 warps: wgmma on sm_90 (mma on sm_80) for
+    # 16-bit operands and for fp32 with tf32; fp32 without tf32 is an fp32 FMA product.
+    return dtype != "fp32" or bool(flags["tf32"])
+
+
+def _conv_entry() -> KernelEntry:
+    return KernelEntry(
+        name="conv_relu_pool",
+        kernel=f"{_CONV}:conv_relu_pool_kernel",
+        configs=_conv_configs,
+        dtypes=("fp32", "fp16", "bf16"),
+        signature=_conv_signature,
+        flags=_conv_flags,
+        valid=_conv_valid,
+        cost=_conv_cost,
+        matmul=True,
+        expect_tensor_core=_conv_expect_tc,
+        note="implicit-GEMM Conv+bias+act(+residual)+pool",
+    )
 
 
 _register_builtins()

@@ -50,7 +50,7 @@ def _matmul_signature(fn, dtype, flags, config):
 MATMUL = catalog.KernelEntry(
     name="test_matmul", kernel=f"{HERE}:matmul_kernel", configs=matmul_configs,
     dtypes=("fp16",), signature=_matmul_signature, matmul=True,
-    expect_tensor_core=lambda cfg, dtype, arch: cfg.kwargs["BLOCK_M"] >= 64 and cfg.num_warps >= 4,
+    expect_tensor_core=lambda cfg, dtype, flags, arch: cfg.kwargs["BLOCK_M"] >= 64 and cfg.num_warps >= 4,
 )
 
 
@@ -97,4 +97,16 @@ def _broken_signature(fn, dtype, flags, config):
 BROKEN = catalog.KernelEntry(
     name="test_broken", kernel=f"{HERE}:broken_kernel", configs=broken_configs,
     dtypes=("fp16",), signature=_broken_signature, matmul=True,
+)
+
+
+def _crash_signature(fn, dtype, flags, config):
+    import os
+
+    os._exit(3)  # a compiler crash takes its worker process down
+
+
+CRASH = catalog.KernelEntry(
+    name="test_crash", kernel=f"{HERE}:scale_kernel", configs=scale_configs,
+    dtypes=("fp32",), signature=_crash_signature, flags={"RELU": (0,)},
 )

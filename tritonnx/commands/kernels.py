@@ -1,13 +1,126 @@
-"""`tritonnx kernels`: not built yet (its issue fills this module in)."""
+"""`tritonnx kernels`: the kernel catalog, and its ahead-of-time compile report for sm_90 / sm_80.
+
+    tritonnx kernels                         # the registered kernels, their configs and flags
+    tritonnx kernels --report [--arch sm_90,sm_80] [--format table|json] [--kernel NAME]
+                     [--dtype fp16] [--full] [--summary] [--check] [--jobs N] [--no-cache]
+
+No GPU is needed: each kernel x config x dtype (x flag variant) is compiled with
+`triton.compile` for the arch in worker processes (`tritonnx.triton_kernels.aot`).
+"""
 from __future__ import annotations
 
-from tritonnx.errors import NotImplemented
+import json
+import sys
+import time
+
+from tritonnx.errors import InvalidArgument
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("kernels", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "kernels", help="list the Triton kernels; --report compiles them for sm_90/sm_80 (no GPU needed)",
+        description="List the registered Triton kernels, or (--report) compile every kernel x config x "
+        "dtype x flag variant for the GPU archs without a GPU and report shared memory, registers, "
+        "spills and tensor-core instructions.")
+    parser.add_argument("--report", action="store_true", help="compile and report (else: list the catalog)")
+    parser.add_argument("--arch", default="sm_90,sm_80", help="comma-separated archs (default: sm_90,sm_80)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--kernel", default=None, help="comma-separated kernel names (default: all)")
+    parser.add_argument("--dtype", default=None, help="comma-separated dtypes (default: each kernel's)")
+    parser.add_argument("--full", action="store_true",
+                        help="compile the full product configs x flag combinations (default: a sample "
+                        "covering every config and every flag value per dtype and arch)")
+    parser.add_argument("--summary", action="store_true",
+                        help="one row per kernel x dtype x arch instead of one per compile")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the compile gate fails")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel compile processes (default: CPUs)")
+    parser.add_argument("--no-cache", action="store_true", help="ignore and do not write the result cache")
     parser.set_defaults(func=run)
 
 
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def run(args) -> int:
-    raise NotImplemented("'tritonnx kernels' is not available in this version yet")
+    from tritonnx.triton_kernels import catalog
+
+    names = _split(args.kernel)
+    selected = catalog.entries(names)
+    archs = [catalog.canonical_arch(a) for a in _split(args.arch) or []]
+    if not archs:
+        raise InvalidArgument("--arch: expected at least one of " + ", ".join(catalog.ARCHS))
+    dtypes = tuple(catalog.canonical_dtype(d) for d in _split(args.dtype)) if args.dtype else None
+    if not args.report:
+        return _list(selected, archs, args.format)
+    if args.jobs is not None and args.jobs < 1:
+        raise InvalidArgument(f"--jobs: expected a positive number, got {args.jobs}")
+
+    from tritonnx.triton_kernels import aot
+
+    jobs = catalog.plan(selected, archs, full=args.full, dtypes=dtypes)
+    if not jobs:
+        raise InvalidArgument("nothing to compile: no registered kernel claims the selected dtypes")
+    start = time.perf_counter()
+    rows = aot.run_jobs(jobs, workers=args.jobs, use_cache=not args.no_cache,
+                        progress=args.format == "table" and sys.stderr.isatty())
+    elapsed = time.perf_counter() - start
+    failures = aot.gate_failures(rows)
+    if args.format == "json":
+        import triton
+
+        print(json.dumps({"triton": triton.__version__, "archs": archs, "full": args.full,
+                          "rows": rows, "summary": aot.summary_rows(rows), "gate_failures": failures},
+                         indent=1, default=str))
+    else:
+        print(aot.format_summary(rows) if args.summary else aot.format_table(rows))
+        n_ok = sum(r["status"] == "ok" for r in rows)
+        n_cached = sum(bool(r["cached"]) for r in rows)
+        sampled = sorted({r["kernel"] for r in rows if r["sampled"]})
+        print(f"\n{n_ok}/{len(rows)} compiled ({n_cached} from the cache) in {elapsed:.1f} s; "
+              f"shared memory per block: " + ", ".join(f"{a} {catalog.ARCHS[a].smem_per_block // 1024} KB"
+                                                       for a in archs) + ".")
+        if sampled:
+            print("sampled (every config and every flag value per dtype and arch, not the full "
+                  f"product; --full for all): {', '.join(sampled)}")
+        if failures:
+            print(f"\ncompile gate: {len(failures)} problem(s):")
+            for line in failures:
+                print(f"  - {line}")
+        else:
+            print("compile gate: pass")
+    return 1 if (args.check and failures) else 0
+
+
+def _flags_text(entry) -> str:
+    """Every flag with the union of its values over the entry's dtypes."""
+    values: dict[str, list] = {}
+    for dtype in entry.dtypes:
+        for k, vs in entry.flags_for(dtype).items():
+            values.setdefault(k, [])
+            values[k] += [v for v in vs if v not in values[k]]
+    return "; ".join(f"{k}={'|'.join(map(str, v))}" for k, v in values.items()) or "-"
+
+
+def _list(selected, archs, fmt: str) -> int:
+    from tabulate import tabulate
+
+    from tritonnx.triton_kernels import catalog
+
+    rows = []
+    for e in selected:
+        counts = {a: len(e.config_list(a)) for a in archs}
+        flags = {d: {k: list(v) for k, v in e.flags_for(d).items()} for d in e.dtypes}
+        rows.append({"kernel": e.name, "function": e.kernel, "configs": counts, "dtypes": list(e.dtypes),
+                     "flags": flags, "flag_combinations": {d: len(e.flag_values(d)) for d in e.dtypes},
+                     "matmul": e.matmul, "note": e.note})
+    if fmt == "json":
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    table = [[r["kernel"], r["function"].rpartition(":")[2],
+              " ".join(f"{a}:{n}" for a, n in r["configs"].items()), ",".join(r["dtypes"]),
+              _flags_text(catalog.get(r["kernel"])),
+              "yes" if r["matmul"] else "no", r["note"]] for r in rows]
+    print(tabulate(table, headers=["kernel", "function", "configs", "dtypes", "flags", "matmul", "note"],
+                   tablefmt="github"))
+    return 0

@@ -1,0 +1,153 @@
+"""The kernel catalog without compiling: signature building, sampling coverage, gate rules."""
+import itertools
+from pathlib import Path
+
+import pytest
+import triton
+
+from tritonnx.errors import InvalidArgument
+from tritonnx.triton_kernels import aot, catalog
+
+FIXTURES = catalog._import(str(Path(__file__).with_name("aot_fixtures.py")))
+
+
+def test_builtin_entries_are_registered():
+    assert "conv_relu_pool" in catalog.names()
+    with pytest.raises(InvalidArgument, match="conv_relu_pool"):
+        catalog.get("no_such_kernel")
+
+
+@pytest.mark.parametrize("name", catalog.names())
+def test_entry_builds_a_signature_for_every_flag_value(name):
+    """Under the interpreter too: every cover combination x every config gives a spec whose
+    constexprs and signature name every kernel argument once."""
+    entry = catalog.get(name)
+    fn = entry.load()
+    for arch in catalog.DEFAULT_ARCHS:
+        configs = entry.config_list(arch)
+        assert configs, f"{name}: no configs for {arch}"
+        for dtype in entry.dtypes:
+            for flags, config in zip(itertools.cycle(entry.flag_cover(dtype)), configs):
+                spec = entry.signature(fn, dtype, flags, config)
+                assert list(spec.signature) == list(fn.arg_names)
+                constexprs = {k for k, v in spec.signature.items() if v == "constexpr"}
+                assert constexprs == set(spec.constexprs)
+                assert spec.options["num_warps"] == config.num_warps
+
+
+def test_conv_entry_uses_the_autotuner_configs():
+    from tritonnx.triton_kernels import conv_relu_pool
+
+    entry = catalog.get("conv_relu_pool")
+    ids = [catalog.config_id(c) for c in entry.config_list("sm_90")]
+    assert ids == [catalog.config_id(c) for c in conv_relu_pool.conv_configs(interpret=False)]
+
+
+def test_make_spec_specialises_like_the_launcher():
+    config = triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3)
+    spec = catalog.make_spec(FIXTURES.matmul_kernel, config,
+                             pointers={"a_ptr": "fp16", "b_ptr": "fp16", "c_ptr": "fp32"},
+                             divisible=("stride_am",), ones=("stride_ak",), int64=("K",))
+    assert spec.signature["a_ptr"] == "*fp16" and spec.signature["c_ptr"] == "*fp32"
+    assert spec.signature["M"] == "i32" and spec.signature["K"] == "i64"
+    assert spec.signature["stride_ak"] == "constexpr" and spec.constexprs["stride_ak"] == 1
+    assert spec.constexprs["BLOCK_M"] == 64
+    names = FIXTURES.matmul_kernel.arg_names
+    assert spec.attrs[(names.index("a_ptr"),)] == [["tt.divisibility", 16]]
+    assert spec.attrs[(names.index("stride_am"),)] == [["tt.divisibility", 16]]
+    assert (names.index("M"),) not in spec.attrs
+    assert spec.options == {"num_warps": 4, "num_stages": 3, "num_ctas": 1}
+
+
+def test_make_spec_names_unknown_and_missing_arguments():
+    config = triton.Config({"BLOCK": 256}, num_warps=4)
+    with pytest.raises(InvalidArgument, match=r"scale_kernel.*no argument\(s\) \['z_ptr'\]"):
+        catalog.make_spec(FIXTURES.scale_kernel, config, pointers={"z_ptr": "fp32"})
+    with pytest.raises(InvalidArgument, match="constexpr 'RELU' has no value"):
+        catalog.make_spec(FIXTURES.scale_kernel, config, pointers={"x_ptr": "fp32", "y_ptr": "fp32"})
+
+
+def test_names_and_aliases():
+    assert catalog.canonical_dtype("float16") == "fp16"
+    assert [catalog.canonical_arch(a) for a in ("sm_90", "sm90", "80", 90)] == ["sm_90", "sm_90", "sm_80", "sm_90"]
+    with pytest.raises(InvalidArgument, match="sm_90"):
+        catalog.canonical_arch("sm_75")
+    with pytest.raises(InvalidArgument, match="fp32"):
+        catalog.canonical_dtype("int8")
+    cfg = triton.Config({"B": 2, "A": 1}, num_warps=8, num_stages=2)
+    assert catalog.config_id(cfg) == "A=1,B=2,w8,s2"
+
+
+def _toy_entry(n_configs, flags, valid=None, cost=None):
+    configs = [triton.Config({"BLOCK": 2 ** (i + 4)}, num_warps=4) for i in range(n_configs)]
+    return catalog.KernelEntry(name="toy", kernel=f"{FIXTURES.HERE}:scale_kernel", configs=lambda: configs,
+                               dtypes=("fp32", "fp16"), signature=lambda *a: None, flags=flags,
+                               valid=valid, cost=cost)
+
+
+@pytest.mark.parametrize("n_configs", [1, 3, 7])
+def test_sample_covers_every_config_and_flag_value_per_dtype_and_arch(n_configs):
+    flags = {"A": (0, 1, 2, 3, 4), "B": (0, 1), "C": ("x", "y", "z")}
+    valid = lambda dtype, f: not (f["B"] == 1 and f["C"] == "z")  # noqa: E731
+    entry = _toy_entry(n_configs, flags, valid=valid, cost=lambda f: f["A"])
+    jobs = catalog.plan([entry], ("sm_90", "sm_80"))
+    for arch, dtype in itertools.product(("sm_90", "sm_80"), ("fp32", "fp16")):
+        mine = [j for j in jobs if j.arch == arch and j.dtype == dtype]
+        assert {j.config_index for j in mine} == set(range(n_configs))
+        for name, values in flags.items():
+            assert {dict(j.flags)[name] for j in mine} == set(values), (arch, dtype, name)
+        assert all(valid(dtype, dict(j.flags)) for j in mine)
+        assert all(j.sampled for j in mine)
+        assert len(mine) == max(n_configs, len(entry.flag_cover(dtype)))
+    # the pairs differ between archs (rotation)
+    pairs = {a: [(j.config_index, j.flags) for j in jobs if j.arch == a and j.dtype == "fp32"]
+             for a in ("sm_90", "sm_80")}
+    assert pairs["sm_90"] != pairs["sm_80"]
+
+
+def test_plan_full_product_and_small_products():
+    entry = _toy_entry(3, {"A": (0, 1)})
+    full = catalog.plan([entry], ("sm_90",), full=True)
+    assert len(full) == 3 * 2 * 2 and not any(j.sampled for j in full)
+    one_flag = _toy_entry(3, {})
+    assert len(catalog.plan([one_flag], ("sm_90",))) == 3 * 2
+    assert len(catalog.plan([entry], ("sm_90",), dtypes=("fp16",))) == 3
+
+
+def test_flag_cover_reports_impossible_values():
+    entry = _toy_entry(2, {"A": (0, 1)}, valid=lambda dtype, f: f["A"] == 0)
+    with pytest.raises(InvalidArgument, match="no valid combination has"):
+        entry.flag_cover("fp32")
+
+
+def _row(**kw):
+    row = {"kernel": "k", "config": "BLOCK=64,w4,s2", "dtype": "fp16", "flags": {}, "arch": "sm_90",
+           "status": "ok", "error": "", "shared": 1024, "smem_limit": 227 * 1024, "regs": 100,
+           "spill": 0, "tensor_core": "wgmma", "matmul": True, "expect_tensor_core": True,
+           "sampled": False, "cached": False, "blocks_per_sm": 2}
+    row.update(kw)
+    return row
+
+
+def test_gate_rules():
+    assert aot.gate_failures([_row()], spills={}) == []
+    (msg,) = aot.gate_failures([_row(status="error", error="CompilationError: at 1:2:\nx = 1\n  ^\nbad thing")], spills={})
+    assert "does not compile" in msg and "bad thing" in msg and "`x = 1`" in msg
+    (msg,) = aot.gate_failures([_row(shared=300 * 1024)], spills={})
+    assert "307200 B of shared memory" in msg and "sm_90" in msg
+    (msg,) = aot.gate_failures([_row(spill=64)], spills={})
+    assert "spills (64 B" in msg and "keep()" in msg
+    assert aot.gate_failures([_row(spill=64)], spills={"k": {"BLOCK=64,w4,s2": "measured faster"}}) == []
+    msgs = aot.gate_failures([_row(tensor_core="mma")], spills={})
+    assert any("expected wgmma" in m for m in msgs) and any("no config reaches wgmma" in m for m in msgs)
+    # a small tile may use mma.sync as long as another config of the dtype reaches wgmma
+    rows = [_row(), _row(config="BLOCK=16,w2,s2", tensor_core="mma", expect_tensor_core=False)]
+    assert aot.gate_failures(rows, spills={}) == []
+    # sm_80's tensor-core instruction is mma
+    assert aot.gate_failures([_row(arch="sm_80", tensor_core="mma", smem_limit=163 * 1024)], spills={}) == []
+
+
+def test_blocks_per_sm():
+    assert aot.blocks_per_sm("sm_90", 4, 255, 0) == 2
+    assert aot.blocks_per_sm("sm_90", 4, 32, 100 * 1024) == 2
+    assert aot.blocks_per_sm("sm_80", 8, 128, 0) == 2

@@ -407,6 +407,13 @@ def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | 
         model.graph.opset_imports.setdefault(CUSTOM_DOMAIN, CUSTOM_DOMAIN_VERSION)
 
     live = {id(n) for n in _all_nodes(model.graph)}
+    taken = {n.name for n in _all_nodes(model.graph)}
+    for _rule, node, replaced in groups:  # name a fused node after the nodes it replaced
+        wanted = "+".join(name for name, _ in replaced if name)
+        if id(node) in live and wanted and wanted not in taken:
+            taken.discard(node.name)
+            node.name = wanted
+            taken.add(wanted)
     fused = tuple(
         FusedGroup(rule=rule.name, node=node.name or "", op_type=node.op_type,
                    replaced=tuple(n for n, _ in replaced), replaced_ops=tuple(o for _, o in replaced))

@@ -1,13 +1,78 @@
-"""`tritonnx inspect`: not built yet (its issue fills this module in)."""
+"""`tritonnx inspect MODEL.onnx`: what the compiler makes of a model.
+
+Op counts before and after the passes, each fused group, each declined candidate and why,
+and the ops no handler supports; ``--save fused.onnx`` writes the rewritten model.
+"""
 from __future__ import annotations
+
+from collections import Counter
 
 from tritonnx.errors import NotImplemented
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("inspect", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "inspect", help="show op counts before/after the passes, fused groups, declined candidates",
+        description="Load an ONNX model, run tritonnx's passes and report what they did.",
+    )
+    parser.add_argument("model", help="path of the .onnx file")
+    parser.add_argument("--save", metavar="FUSED.onnx", help="write the rewritten model (valid ONNX, domain tritonnx)")
+    parser.add_argument("--no-fusion", action="store_true", help="apply no fusion rule (tritonnx.fusion=0)")
     parser.set_defaults(func=run)
 
 
+def _counts(model) -> Counter:
+    from tritonnx.runtime.loader import iter_nodes
+
+    return Counter((n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}") for n in iter_nodes(model.graph))
+
+
 def run(args) -> int:
-    raise NotImplemented("'tritonnx inspect' is not available in this version yet")
+    from tabulate import tabulate
+
+    from tritonnx.runtime import InferenceSession
+    from tritonnx.runtime.loader import load_model, unsupported_nodes
+
+    options = {"fusion": False} if args.no_fusion else {}
+    original = load_model(args.model)
+    before = _counts(original)
+    opsets = ", ".join(f"{e.domain or 'ai.onnx'} {e.version}" for e in original.opset_import)
+    print(f"model: {args.model}  (ir_version {original.ir_version}; opsets: {opsets}; "
+          f"producer: {original.producer_name or '?'} {original.producer_version})")
+    try:
+        sess = InferenceSession(args.model, **options)
+    except NotImplemented as exc:
+        import tritonnx.runtime.ops  # noqa: F401
+        from tritonnx.runtime.registry import OPS
+
+        print(tabulate(sorted(before.items()), headers=["op", "count"]))
+        print("\nunsupported ops:")
+        missing = unsupported_nodes(original, OPS)
+        for m in missing or []:
+            print(f"  {m}")
+        if not missing:
+            print(f"  {exc}")
+        return 1
+
+    inputs = [[a.name, a.type, a.shape] for a in sess.get_inputs()]
+    outputs = [[a.name, a.type, a.shape] for a in sess.get_outputs()]
+    print(tabulate(inputs + outputs, headers=["input/output", "type", "shape"]))
+    after = _counts(sess.rewritten_model())
+    rows = [[op, before.get(op, 0), after.get(op, 0)] for op in sorted(set(before) | set(after))]
+    rows.append(["(total)", sum(before.values()), sum(after.values())])
+    print()
+    print(tabulate(rows, headers=["op", "before", "after"]))
+    report = sess.fusion_report()
+    print(f"\nfusion: {'on' if report.enabled else 'off'}; kernels: {sess.context.kernels}; "
+          f"providers: {', '.join(sess.get_providers())}")
+    print(f"\nfused groups ({len(report.fused)}):")
+    for group in report.fused:
+        print(f"  {group}")
+    print(f"\ndeclined candidates ({len(report.declined)}):")
+    for d in report.declined:
+        print(f"  {d}")
+    print("\nunsupported ops: none")
+    if args.save:
+        sess.save_rewritten(args.save)
+        print(f"\nsaved the rewritten model to {args.save}")
+    return 0

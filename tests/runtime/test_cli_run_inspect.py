@@ -1,0 +1,88 @@
+"""`tritonnx run` and `tritonnx inspect` on a small Conv -> Relu -> MaxPool model."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import parser
+
+from tritonnx.cli import main
+
+W = ", ".join(f"{v:.5f}" for v in np.random.default_rng(7).standard_normal(3 * 2 * 3 * 3) * 0.3)
+MODEL_TEXT = f"""
+<ir_version: 8, opset_import: ["" : 18]>
+net (float[batch, 2, 6, 6] x) => (float[batch, 3, 3, 3] y, float[batch, 3, 6, 6] side)
+<float[3, 2, 3, 3] w = {{{W}}}, float[3] b = {{0.1, -0.2, 0.3}}>
+{{ c = Conv<pads=[1, 1, 1, 1]>(x, w, b)
+   r = Relu(c)
+   y = MaxPool<kernel_shape=[2, 2], strides=[2, 2]>(r)
+   c2 = Conv<pads=[1, 1, 1, 1]>(x, w, b)
+   side = Sigmoid(c2) }}
+"""
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "net.onnx"
+    onnx.save(parser.parse_model(MODEL_TEXT), str(path))
+    return path
+
+
+def test_run_with_input_file_matches_onnxruntime(model_path, tmp_path, capsys):
+    x = np.random.default_rng(3).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    assert main(["run", str(model_path), "--input", f"x={tmp_path / 'x.npy'}", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "file" in text and "[2, 3, 3, 3]" in text
+    saved = np.load(out)
+    ref = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(saved["y"], ref[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(saved["side"], ref[1], rtol=1e-5, atol=1e-5)
+
+
+def test_run_random_inputs_with_dim_and_profile(model_path, capsys):
+    assert main(["run", str(model_path), "--dim", "batch=3", "--profile", "--no-fusion"]) == 0
+    text = capsys.readouterr().out
+    assert "[3, 2, 6, 6]" in text and "random" in text
+    assert "not a performance figure" in text  # CPU times are labelled
+    assert "Conv" in text and "total" in text
+
+
+def test_run_bad_arguments(model_path, capsys):
+    assert main(["run", str(model_path), "--input", "nope=x.npy"]) == 2
+    assert "no input 'nope'" in capsys.readouterr().err
+    assert main(["run", str(model_path), "--dim", "batch"]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+    assert main(["run", str(model_path.parent / "missing.onnx")]) == 2
+
+
+def test_inspect_reports_and_saves(model_path, tmp_path, capsys):
+    fused = tmp_path / "fused.onnx"
+    assert main(["inspect", str(model_path), "--save", str(fused)]) == 0
+    text = capsys.readouterr().out
+    assert "before" in text and "after" in text
+    assert "declined candidates" in text and "fused groups" in text
+    assert "unsupported ops: none" in text
+    saved = onnx.load(str(fused))
+    onnx.checker.check_model(saved)
+    assert "BatchNormalization" not in text
+
+
+def test_inspect_no_fusion_declines_every_conv(model_path, capsys):
+    assert main(["inspect", str(model_path), "--no-fusion"]) == 0
+    text = capsys.readouterr().out
+    assert "fused groups (0)" in text
+    assert text.count("fusion disabled") >= 2
+
+
+def test_inspect_lists_unsupported_ops(tmp_path, capsys):
+    model = parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 18, "com.example" : 1]>
+    g (float[2] x) => (float[2] y) { t = com.example.Frob(x)
+      y = Relu(t) }
+    """)
+    path = tmp_path / "frob.onnx"
+    onnx.save(model, str(path))
+    assert main(["inspect", str(path)]) == 1
+    text = capsys.readouterr().out
+    assert "unsupported ops:" in text and "com.example::Frob" in text

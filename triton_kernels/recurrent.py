@@ -577,10 +577,13 @@ def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | 
         if tuple(sequence_lens.shape) != (batch,):
             raise InvalidArgument(f"{cell}: input 'sequence_lens' expected shape [{batch}], got "
                                   f"{list(sequence_lens.shape)}")
-        lens = sequence_lens.to(device=device, dtype=torch.int32)
-        if batch and (int(lens.min()) < 0 or int(lens.max()) > seq):
-            raise InvalidArgument(f"{cell}: input 'sequence_lens' expected values in [0, {seq}], "
-                                  f"got {lens.tolist()}")
+        if sequence_lens.device.type == "cpu":
+            if batch and (int(sequence_lens.min()) < 0 or int(sequence_lens.max()) > seq):
+                raise InvalidArgument(f"{cell}: input 'sequence_lens' expected values in [0, {seq}], "
+                                      f"got {sequence_lens.tolist()}")
+            lens = sequence_lens.to(device=device, dtype=torch.int32)
+        else:  # on the device: no host sync (CUDA-graph capture); out-of-range lengths clamp
+            lens = sequence_lens.to(device=device, dtype=torch.int32).clamp(0, seq)
     else:
         lens = torch.full((batch,), seq, dtype=torch.int32, device=device)
 

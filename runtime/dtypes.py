@@ -155,13 +155,12 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def from_numpy(a: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A numpy array as a torch tensor (bfloat16/float8 arrays of ml_dtypes included)."""
+    """A numpy array as a torch tensor (bfloat16/float8 arrays of ml_dtypes included); 0-D stays 0-D."""
     a = np.asarray(a)
     dt = a.dtype
+    c = a if a.flags.c_contiguous and a.flags.writeable else a.copy(order="C")
     if dt in _NP_TO_TORCH:
-        t = torch.from_numpy(np.ascontiguousarray(a)) if a.ndim else torch.tensor(a[()], dtype=_NP_TO_TORCH[dt])
-        return t.to(device)
+        return torch.from_numpy(c).to(device)
     tdt = torch_dtype_of_numpy(dt)
     bits = {1: np.uint8, 2: np.uint16}[dt.itemsize]
-    raw = torch.from_numpy(np.ascontiguousarray(a).view(bits).copy())
-    return raw.view(tdt).to(device)
+    return torch.from_numpy(c.view(bits).copy()).view(tdt).to(device)

@@ -547,7 +547,7 @@ def _batch_bucket(batch: int) -> int:
 def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | None = None,
         initial_h: torch.Tensor | None = None, initial_c: torch.Tensor | None = None, *,
         layout: int = 0, mode: str = "auto", allow_tf32: bool = True,
-        y_out: torch.Tensor | None = None):
+        y_out: torch.Tensor | None = None, _barrier: bool = True):
     """Run a packed LSTM/GRU/RNN on X.
 
     Args:
@@ -558,6 +558,8 @@ def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | 
         mode: "auto" (`choose_mode`), "step" or "persistent".
         y_out: optional preallocated Y (contiguous, X's dtype, Y's shape); every element is
             written (tests pass it NaN-poisoned).
+        _barrier: False runs the persistent kernel WITHOUT its grid barrier (wrong results):
+            only for the benchmark's barrier-time estimate.
     Returns:
         (Y, Y_h) or, for LSTM, (Y, Y_h, Y_c) as in ONNX, in X's dtype.
     """
@@ -617,7 +619,8 @@ def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | 
         Y.zero_()
     else:
         _recurrence(packed, xp, state, c, Y, lens, seq, batch,
-                    (stride_xt, stride_xb, stride_yt, stride_yd, stride_yb), mode, allow_tf32)
+                    (stride_xt, stride_xb, stride_yt, stride_yd, stride_yb), mode, allow_tf32,
+                    _barrier)
     h_final = state[:, seq % 2]
     outs = [h_final] + ([c] if cell == "LSTM" else [])
     if layout == 1:
@@ -634,7 +637,7 @@ def _states_in(t, layout, nd, batch, H, name, cell):
     return t.to(torch.float32)
 
 
-def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_tf32):
+def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_tf32, barrier=True):
     H, nd = packed.hidden, packed.dirs
     njb = triton.cdiv(H, packed.block_j)
     bb = _block_b(batch)
@@ -666,7 +669,7 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
             recurrent_persistent_kernel[grid](
                 packed.rp, xp, state, c, Y, lens, peep, rbh, flags,
                 s0, steps, batch, H, njb, packed.rev_mask, *strides, *scalars,
-                USE_BARRIER=not INTERPRET, KPAD=kpad, num_warps=cfg.num_warps,
+                USE_BARRIER=barrier and not INTERPRET, KPAD=kpad, num_warps=cfg.num_warps,
                 num_stages=cfg.num_stages, **meta)
         return
     for s in range(seq):

@@ -1,0 +1,149 @@
+"""Kernel benchmark of the recurrent family (contract 6): one-layer LSTM, ours vs cuDNN vs onnxruntime.
+
+Per case (hidden H, batch, seq; input size = H; forward direction) and dtype, rows for:
+- "tritonnx" mode=step: the fused step kernel, one launch per step (`recurrent.run`);
+- "tritonnx" mode=persistent: the whole sequence in one launch with the grid barrier, when its
+  grid is co-resident (else a row with no timing and the reason); its note gives the
+  barrier-time estimate ``1 - t(no barrier) / t(barrier)`` (the no-barrier run races and is
+  only timed, never checked);
+- "torch": `torch.nn.LSTM` (cuDNN) with the same weights (gate order converted);
+- "onnxruntime": the same one-node ONNX LSTM model on the CUDA execution provider (IOBinding,
+  fp16 rows on an fp16 model), as `onnxruntime_runner` sets it up.
+Every row's `max_rel_err` is Y against the float64 `rnn_reference` on the same inputs.
+Times include the input projection (one GEMM) for every provider. tf32 is allowed for fp32
+(ours, cuDNN and onnxruntime's `use_tf32` all default to on).
+
+`mode_table(rows)` turns a run's rows into `recurrent.MODE_TABLE` entries (faster of step and
+persistent per shape), to paste into `triton_kernels/recurrent.py` after a GPU run.
+"""
+from __future__ import annotations
+
+import itertools
+
+from tritonnx.bench.kernels import Budget, make_row, max_rel_err, onnxruntime_runner, require_cuda, time_cuda
+
+FAMILY = "rnn"
+HIDDEN = (128, 256, 512, 1024)
+BATCH = (1, 8, 64, 256)
+SEQ = (32, 128)
+QUICK = ((256, 1, 32), (256, 64, 32), (512, 8, 32))
+
+
+def _cases(quick: bool):
+    if quick:
+        return list(QUICK)
+    return [(h, b, s) for s in SEQ for h in HIDDEN for b in BATCH]
+
+
+def _onnx_lstm(W, R, B, dtype_name: str):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    elem = TensorProto.FLOAT16 if dtype_name == "fp16" else TensorProto.FLOAT
+    inits = [numpy_helper.from_array(t.cpu().numpy(), n) for n, t in (("W", W), ("R", R), ("B", B))]
+    hidden = int(R.shape[-1])
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=hidden)
+    graph = helper.make_graph(
+        [node], "lstm",
+        [helper.make_tensor_value_info("X", elem, ["seq", "batch", int(W.shape[-1])])],
+        [helper.make_tensor_value_info("Y", elem, ["seq", 1, "batch", hidden]),
+         helper.make_tensor_value_info("Y_h", elem, [1, "batch", hidden]),
+         helper.make_tensor_value_info("Y_c", elem, [1, "batch", hidden])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _flops_bytes(h: int, b: int, s: int, elem: int) -> tuple[float, float]:
+    flops = 2.0 * s * b * 4 * h * (h + h) + 10.0 * s * b * h
+    nbytes = float(elem * (4 * h * (h + h) + s * b * h + s * b * h))
+    return flops, nbytes
+
+
+def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = None) -> list[dict]:
+    """Rows of the contract (see `tritonnx.bench.kernels`); CUDA only."""
+    require_cuda()
+    import torch
+
+    from tritonnx.triton_kernels import gate_order, recurrent, rnn_reference
+
+    budget = Budget(time_budget)
+    rows: list[dict] = []
+    device = torch.device("cuda")
+    torch_dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    for dtype_name, (h, b, s) in itertools.product(dtypes, _cases(quick)):
+        if budget.spent():
+            break
+        dtype = torch_dtypes[dtype_name]
+        case = f"lstm h{h} seq{s}"
+        gen = torch.Generator(device="cpu").manual_seed(h * 1000 + b * 10 + s)
+        scale = 1.0 / h ** 0.5
+        W = ((torch.rand(1, 4 * h, h, generator=gen) * 2 - 1) * scale)
+        R = ((torch.rand(1, 4 * h, h, generator=gen) * 2 - 1) * scale)
+        B = ((torch.rand(1, 8 * h, generator=gen) * 2 - 1) * scale)
+        X = torch.rand(s, b, h, generator=gen) * 2 - 1
+        Wd, Rd, Bd, Xd = (t.to(device=device, dtype=dtype) for t in (W, R, B, X))
+        ref = rnn_reference.lstm(*(t.to(device=device, dtype=torch.float64) for t in (Xd, Wd, Rd, Bd)))[0]
+        flops, nbytes = _flops_bytes(h, b, s, Xd.element_size())
+        row = dict(family=FAMILY, case=case, dtype=dtype_name, batch=b, flops=flops, bytes=nbytes)
+
+        packed = recurrent.pack("LSTM", Wd, Rd, Bd, dtype=dtype, device=device)
+        for mode in ("step", "persistent"):
+            if mode == "persistent" and not recurrent.persistent_fits(packed, b, device):
+                rows.append(make_row(**row, provider="tritonnx",
+                                     note="mode=persistent: grid not co-resident or tile over budget"))
+                continue
+            try:
+                fn = lambda mode=mode: recurrent.run(packed, Xd, mode=mode)  # noqa: E731
+                err = max_rel_err(fn()[0], ref)
+                timing = time_cuda(fn)
+                note = f"mode={mode}"
+                if mode == "persistent":
+                    free = time_cuda(lambda: recurrent.run(packed, Xd, mode=mode, _barrier=False))
+                    note += f"; barrier~{max(0.0, 1 - free[0] / timing[0]):.0%} of the time"
+                rows.append(make_row(**row, provider="tritonnx", timing=timing, max_rel_err=err, note=note))
+            except Exception as exc:  # a provider that cannot run is a row with the reason
+                rows.append(make_row(**row, provider="tritonnx", note=f"mode={mode}: {type(exc).__name__}: {exc}"))
+
+        try:
+            lstm = torch.nn.LSTM(h, h).to(device=device, dtype=dtype).eval()
+            gate_order.onnx_to_torch_layer(lstm, Wd, Rd, Bd)
+            with torch.no_grad():
+                fn = lambda: lstm(Xd)  # noqa: E731
+                err = max_rel_err(fn()[0].unsqueeze(1), ref)
+                timing = time_cuda(fn)
+            rows.append(make_row(**row, provider="torch", timing=timing, max_rel_err=err,
+                                 note=f"cuDNN {torch.backends.cudnn.version()}"))
+        except Exception as exc:
+            rows.append(make_row(**row, provider="torch", note=f"{type(exc).__name__}: {exc}"))
+
+        if dtype_name == "bf16":
+            rows.append(make_row(**row, provider="onnxruntime", note="no bf16 LSTM in onnxruntime"))
+            continue
+        try:
+            runner = onnxruntime_runner(_onnx_lstm(Wd, Rd, Bd, dtype_name), {"X": Xd})
+            runner()
+            err = max_rel_err(runner.outputs[0], ref)
+            rows.append(make_row(**row, provider="onnxruntime", timing=time_cuda(runner),
+                                 max_rel_err=err, note=runner.note))
+        except Exception as exc:
+            rows.append(make_row(**row, provider="onnxruntime", note=f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def mode_table(rows: list[dict]) -> dict:
+    """{("LSTM", dtype, hidden, batch bucket): "step" | "persistent"} from benchmark rows."""
+    import triton
+
+    best: dict = {}
+    for r in rows:
+        if r["family"] != FAMILY or r["provider"] != "tritonnx" or r["median_ms"] is None:
+            continue
+        mode = r["note"].split(";")[0].removeprefix("mode=")
+        hidden = int(r["case"].split()[1][1:])
+        key = ("LSTM", r["dtype"], hidden, triton.next_power_of_2(r["batch"]))
+        if key not in best or r["median_ms"] < best[key][1]:
+            best[key] = (mode, r["median_ms"])
+    return {k: v[0] for k, v in best.items()}

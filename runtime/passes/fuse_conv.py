@@ -207,11 +207,22 @@ class ConvAddAct(RewriteRuleClassBase):
         result = MatchResult()
         add = act_out.producer().inputs[0].producer()
         why = conv_problem(conv_out.producer()) or act_problem(act_out.producer()) or residual_problem(add, conv_out)
-        return result.fail(why) if why else result
+        if why:
+            return result.fail(why)
+        other = r.producer()
+        if (other is not None and other.op_type == "Conv" and other.domain in ("", "ai.onnx")
+                and conv_problem(other) is None and _single_use(r, "Conv") is None
+                and _weight_size(other) > _weight_size(conv_out.producer())):
+            return result.fail("the other Conv of the Add is larger: it takes the residual pattern")
+        return result
 
     def rewrite(self, op, x, r, conv_out, act_out, **_):
         conv = conv_out.producer()
         return _emit(op, conv, r, _fused_attributes(conv, act_out.producer(), None))
+
+
+def _weight_size(conv: ir.Node) -> int:
+    return int(np.prod(conv.inputs[1].const_value.shape))
 
 
 def _pool_takes(act_out: ir.Value) -> bool:
@@ -258,6 +269,9 @@ def explain(node: ir.Node) -> str | None:
     if why:
         return why
     user = out.uses()[0].node
+    if user.domain == "tritonnx":
+        return (f"Conv output feeds fused node {user.name or user.op_type} as its residual input "
+                "(the other Conv of the Add took the pattern)")
     if user.op_type == "Add":
         why = residual_problem(user, out) or _single_use(user.outputs[0], "residual Add")
         if why:
@@ -272,11 +286,44 @@ def explain(node: ir.Node) -> str | None:
 
 
 def _infer(ctx) -> None:
-    """Output element type = X's; shape left to the handler (onnx checker needs no shape)."""
+    """Y: X's element type; shape [N, O, PH, PW] when X's spatial dims and W's shape are known."""
     import onnx
+    import onnx.helper
 
+    from tritonnx.triton_kernels.conv_relu_pool import auto_pads, conv_out_size, pool_out_size
+
+    def attr(name, default):
+        proto = ctx.get_attribute(name)
+        if proto is None:
+            return default
+        value = onnx.helper.get_attribute_value(proto)
+        return value.decode() if isinstance(value, bytes) else value
+
+    x_type = ctx.get_input_type(0).tensor_type
     out = onnx.TypeProto()
-    out.tensor_type.elem_type = ctx.get_input_type(0).tensor_type.elem_type
+    out.tensor_type.elem_type = x_type.elem_type
+    w_type = ctx.get_input_type(1)
+    x_dims = list(x_type.shape.dim) if x_type.HasField("shape") else []
+    w_dims = list(w_type.tensor_type.shape.dim) if w_type is not None and w_type.tensor_type.HasField("shape") else []
+    if len(x_dims) == 4 and len(w_dims) == 4 and all(d.HasField("dim_value") for d in x_dims[2:] + w_dims):
+        hw = [d.dim_value for d in x_dims[2:]]
+        kernel = [d.dim_value for d in w_dims[2:]]
+        strides, dilations = list(attr("strides", [1, 1])), list(attr("dilations", [1, 1]))
+        pads = list(attr("pads", [0, 0, 0, 0]))
+        if attr("auto_pad", "NOTSET") not in ("NOTSET", ""):
+            pads = list(auto_pads(attr("auto_pad", "NOTSET"), hw, kernel, strides, dilations))
+        hw = [conv_out_size(hw[i], kernel[i], strides[i], pads[i], pads[i + 2], dilations[i]) for i in range(2)]
+        if attr("pool", "none") != "none":
+            pk, ps = list(attr("pool_kernel", [1, 1])), list(attr("pool_strides", [1, 1]))
+            pp = list(attr("pool_pads", [0, 0, 0, 0]))
+            if attr("pool_auto_pad", "NOTSET") not in ("NOTSET", ""):
+                pp = list(auto_pads(attr("pool_auto_pad", "NOTSET"), hw, pk, ps))
+            hw = [pool_out_size(hw[i], pk[i], ps[i], pp[i], pp[i + 2], bool(attr("ceil_mode", 0))) for i in range(2)]
+        shape = out.tensor_type.shape
+        shape.dim.add().CopyFrom(x_dims[0])
+        shape.dim.add().dim_value = w_dims[0].dim_value
+        for v in hw:
+            shape.dim.add().dim_value = v
     ctx.set_output_type(0, out)
 
 

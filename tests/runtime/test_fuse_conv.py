@@ -74,6 +74,11 @@ def test_conv_relu_pool(pool, attrs, out_hw):
     rewritten, report = _check(model, fused=1, remaining=[], x_shape=(2, 3, 9, 9))
     assert report.fused[0].replaced_ops == ("Conv", "Relu", pool)
     onnx.checker.check_model(rewritten)
+    inferred = onnx.shape_inference.infer_shapes(rewritten, strict_mode=True)
+    fused_out = [v for v in inferred.graph.value_info if v.name == rewritten.graph.node[0].output[0]]
+    fused_out = fused_out or list(inferred.graph.output)
+    dims = [d.dim_value or d.dim_param for d in fused_out[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 4, out_hw, out_hw]
 
 
 def test_activations_and_auto_pad():
@@ -105,9 +110,9 @@ def test_residual_add_and_declines():
         t = Sigmoid(a1)
     }""", {"w1": (4, 3, 3, 3), "b1": (4,), "w2": (4, 4, 3, 3), "wd": (4, 3, 1, 1)})
     # c1 -> Relu (a1 also feeds Sigmoid: still fusable, the Relu itself is replaced);
-    # Add(d, c2) -> Relu: the residual pattern takes one of the two Convs; the other stays.
-    rewritten, report = _check(model, fused=2, remaining=["Conv", "Sigmoid"],
-                               declined=["not to Relu/LeakyRelu/Clip"])
+    # Add(d, c2) -> Relu: the residual pattern takes the larger Conv (c2); the 1x1 one stays.
+    rewritten, report = _check(model, fused=2, remaining=["Conv", "Sigmoid"], declined=["residual input"])
+    assert report.declined[0].node == "Conv_3"
 
 
 def test_declines_with_reasons():

@@ -127,3 +127,34 @@ def test_mode_choice_and_declines():
         recurrent.run(small, torch.randn(2, 2, 4))
     with pytest.raises(InvalidArgument, match="sequence_lens"):
         recurrent.run(small, torch.randn(2, 2, 3), torch.tensor([3, 1]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("shape", [(16, 3, 20, 37), (64, 8, 256, 256), (40, 70, 64, 100)],
+                         ids=["tiny-multiblock", "h256-b8", "b70-two-batch-blocks"])
+def test_kernel_on_gpu(shape, dtype, mode):
+    """The compiled kernels (real grid barrier across many programs) on a GPU."""
+    seq, batch, inp, hidden = shape
+    dev = torch.device("cuda")
+    lens = [seq] + [max(1, (7 * i) % seq) for i in range(1, batch)]
+    for op, attrs in (("LSTM", dict(direction="bidirectional")),
+                      ("GRU", dict(direction="bidirectional", linear_before_reset=1))):
+        feeds = random_inputs(op, seq, batch, inp, hidden, dirs=2, lens=lens, h0=True, c0=True,
+                              peep=True, seed=9, scale=1.0 / hidden ** 0.5)
+        feeds = {k: v.to(dev) if v is not None else None for k, v in feeds.items()}
+        packed_dtype = DTYPES[dtype]
+        if mode == "persistent":
+            probe = recurrent.pack(op, feeds["W"].to(packed_dtype), feeds["R"].to(packed_dtype),
+                                   **{k: v for k, v in attrs.items()})
+            if not recurrent.persistent_fits(probe, batch, dev):
+                pytest.skip("persistent grid not co-resident for this shape")
+        tol = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 5e-2}[packed_dtype]
+        low = {k: v.to(packed_dtype) if v is not None and v.is_floating_point() else v for k, v in feeds.items()}
+        want = REF[op](*[_upcast(low).get(n) for n in INPUTS[op]], **attrs)
+        y_out = torch.full(want[0].shape, float("nan"), dtype=packed_dtype, device=dev)
+        got = KERNEL[op](*[low.get(n) for n in INPUTS[op]], **attrs, mode=mode, y_out=y_out)
+        for name, g, w in zip(("Y", "Y_h", "Y_c"), got, want):
+            assert not torch.isnan(g).any(), name
+            assert rel_err(g.cpu(), w.cpu()) < tol, (op, name, rel_err(g.cpu(), w.cpu()))

@@ -22,9 +22,11 @@ for a bad argument) and leaves nothing at `path`:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -202,9 +204,28 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+@contextlib.contextmanager
+def _quiet_fds():
+    """Silence fds 1 and 2: torch 2.13's TorchScript exporter always turns its ONNX log on
+    (`setup_onnx_logging` tests a function object for truth) and dumps its IR on failure."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def _torch_export(spec: _Spec, module: nn.Module, args: tuple, tmp: Path, opset: int) -> None:
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_fds():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, args, str(tmp), dynamo=False, opset_version=opset,

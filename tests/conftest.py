@@ -9,3 +9,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# ---- zoo: tiny ONNX exports shared by every area's tests (owner: zoo/export) ----------------
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """`tiny_onnx(name, dtype="fp32") -> Path`: the zoo model's tiny config exported once per
+    test session (per xdist worker) into a temporary directory, cached by (name, dtype).
+
+    The file passed onnx.checker, strict shape inference and the export's graph checks; it is
+    not re-verified against torch here (tests/export does that). Feed it with
+    `tritonnx.zoo.get(name).example_inputs("tiny", batch=..., seq_len=...)`.
+    """
+    from tritonnx.export import export_model, file_name
+
+    root = tmp_path_factory.mktemp("tiny_onnx")
+    cache = {}
+
+    def get(name: str, dtype: str = "fp32"):
+        key = (name, dtype)
+        if key not in cache:
+            cache[key] = export_model(name, root / file_name(name, "tiny", dtype), config="tiny",
+                                      dtype=dtype, verify=False).path
+        return cache[key]
+
+    return get

@@ -1,13 +1,71 @@
-"""`tritonnx export`: not built yet (its issue fills this module in)."""
+"""`tritonnx export`: a zoo model (or all of them) to ONNX, checked and verified against torch.
+
+    tritonnx export lenet5 -o lenet5.onnx [--config tiny|paper] [--dtype fp32|fp16] [--opset N]
+    tritonnx export --all -o DIR [...]    # <name>_<config>_<dtype>.onnx, then a verify table
+"""
 from __future__ import annotations
 
-from tritonnx.errors import NotImplemented
+from pathlib import Path
+
+from tritonnx.errors import InvalidArgument
+
+DEFAULT_ALL_DIR = "tritonnx-out"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "export", help="export a zoo model (or --all) to ONNX, verified against torch",
+        description="Export zoo models to ONNX (TorchScript exporter, dynamic batch and sequence axes), "
+        "check the graph and verify it in onnxruntime against torch before the file is written.",
+    )
+    parser.add_argument("name", nargs="?", help="zoo model name (see `tritonnx zoo`)")
+    parser.add_argument("--all", action="store_true", help="export every zoo model into the directory -o")
+    parser.add_argument("-o", "--output", help=f"output file (default NAME.onnx); with --all a directory (default {DEFAULT_ALL_DIR}/)")
+    parser.add_argument("--config", default="paper", help="paper (published sizes, default) or tiny")
+    parser.add_argument("--dtype", default="fp32", help="fp32 (default) or fp16")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset, 17..20 (default 18)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and test inputs (default 0)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar with --all")
     parser.set_defaults(func=run)
 
 
+def _size(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _err(value: float) -> str:
+    return "-" if value != value else f"{value:.2e}"
+
+
 def run(args) -> int:
-    raise NotImplemented("'tritonnx export' is not available in this version yet")
+    from tritonnx.export import DEFAULT_OPSET, export_all, export_model
+
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    if args.all == bool(args.name):
+        raise InvalidArgument("give one zoo model NAME or --all (see `tritonnx zoo` for the names)")
+    if not args.all:
+        out = Path(args.output or f"{args.name}.onnx")
+        r = export_model(args.name, out, config=args.config, dtype=args.dtype, opset=opset,
+                         verify=not args.no_verify, seed=args.seed)
+        check = (f"verified in onnxruntime at batch {', '.join(str(c['batch']) for c in r.checks)}: "
+                 f"max rel err {_err(r.max_rel_err)} (tolerance {r.tolerance:g})" if r.verified else "not verified")
+        print(f"wrote {r.path} ({_size(r.size_bytes)}, {r.config}, {r.dtype}, opset {r.opset}); {check}")
+        return 0
+    from tabulate import tabulate
+
+    results = export_all(args.output or DEFAULT_ALL_DIR, config=args.config, dtype=args.dtype, opset=opset,
+                         verify=not args.no_verify, seed=args.seed, progress=not args.no_progress)
+    rows = [(r.name, str(r.path) if r.path else "-", _size(r.size_bytes) if r.ok else "-", _err(r.max_rel_err),
+             _err(r.max_abs_err), f"{r.seconds:.1f}", "ok" if r.ok else "FAIL") for r in results]
+    print(tabulate(rows, headers=("model", "file", "size", "max rel err", "max abs err", "seconds", "ok"),
+                   colalign=("left", "left", "right", "right", "right", "right", "left"), disable_numparse=True))
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"{r.name}: {r.error}")
+    print(f"{len(results) - len(failed)}/{len(results)} exported ({args.config}, {results[0].dtype if results else args.dtype}, "
+          f"opset {opset}{'' if not args.no_verify else ', not verified'})")
+    return 1 if failed else 0

@@ -1,13 +1,73 @@
-"""`tritonnx zoo`: not built yet (its issue fills this module in)."""
+"""`tritonnx zoo`: the table of zoo models (or one model's details with `tritonnx zoo NAME`)."""
 from __future__ import annotations
 
-from tritonnx.errors import NotImplemented
+import re
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("zoo", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "zoo", help="list the model zoo (name, family, paper, parameters, inputs)",
+        description="List the zoo's models, or show one model's configs, inputs and outputs.",
+    )
+    parser.add_argument("name", nargs="?", help="show this model's details")
+    parser.add_argument("--config", default="paper", help="config whose input shapes to show (paper|tiny; default paper)")
     parser.set_defaults(func=run)
 
 
+def short_paper(paper: str) -> str:
+    """"Szegedy, Liu, ..., 2015, CVPR" -> "Szegedy et al. 2015, CVPR" (the first reference)."""
+    first = paper.split(";")[0].strip()
+    parts = [p.strip() for p in first.split(",")]
+    year = next((i for i, p in enumerate(parts) if re.fullmatch(r"\d{4}", p)), None)
+    if year is None or year == 0:
+        return first
+    if year == 1 or "et al." in parts[0]:
+        authors = parts[0]
+    elif year == 2:
+        authors = f"{parts[0]} & {parts[1]}"
+    else:
+        authors = f"{parts[0]} et al."
+    return f"{authors} {parts[year]}, {', '.join(parts[year + 1:])}".rstrip(", ")
+
+
+def human(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _scalar_or_flat(value) -> bool:
+    if isinstance(value, dict):
+        return False
+    return not isinstance(value, tuple) or all(isinstance(v, int) for v in value)
+
+
 def run(args) -> int:
-    raise NotImplemented("'tritonnx zoo' is not available in this version yet")
+    from tabulate import tabulate
+
+    from tritonnx import zoo
+
+    if args.name:
+        entry = zoo.get(args.name)
+        entry.config(args.config)
+        rows = [
+            ("name", entry.name), ("family", entry.family), ("paper", entry.paper),
+            ("description", entry.description), ("sequence model", "yes" if entry.is_sequence else "no"),
+            ("dynamic axes", ", ".join(f"{t}: {dict(a)}" for t, a in entry.dynamic_axes.items())),
+        ]
+        for config in entry.configs:
+            rows.append((f"{config}: params", f"{entry.param_count(config):,}"))
+            rows.append((f"{config}: inputs", entry.describe_inputs(config)))
+            rows.append((f"{config}: sizes", ", ".join(f"{k}={v}" for k, v in entry.config(config).items() if _scalar_or_flat(v))))
+        rows.append(("outputs", ", ".join(entry.output_names)))
+        print(tabulate(rows, tablefmt="plain"))
+        return 0
+    rows = []
+    for name in zoo.names():
+        entry = zoo.get(name)
+        rows.append((name, entry.family, short_paper(entry.paper), human(entry.param_count("paper")),
+                     human(entry.param_count("tiny")), entry.describe_inputs(args.config)))
+    print(tabulate(rows, headers=("model", "family", "paper", "params (paper)", "params (tiny)", f"inputs ({args.config})"),
+                   colalign=("left", "left", "left", "right", "right", "left")))
+    return 0

@@ -1,0 +1,69 @@
+"""`tritonnx export NAME -o FILE` and `--all -o DIR`; bad input gives one line and exit 2."""
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from tritonnx.cli import main
+
+
+def test_export_one(tmp_path, capsys):
+    out = tmp_path / "sub" / "lenet.onnx"
+    assert main(["export", "lenet5", "-o", str(out), "--config", "tiny", "--dtype", "fp16", "--opset", "17"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"wrote {out} (") and "tiny, fp16, opset 17" in line and "verified in onnxruntime at batch 1, 3" in line
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["tritonnx.dtype"] == "fp16" and props["tritonnx.zoo_name"] == "lenet5"
+
+
+def test_export_all_table(tmp_path, capsys, monkeypatch):
+    from tritonnx.export import exporter
+    monkeypatch.setattr(exporter.zoo, "names", lambda: ["mlp", "gru_lm"])
+    assert main(["export", "--all", "-o", str(tmp_path), "--config", "tiny", "--no-progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["model", "file", "size", "max", "rel", "err", "max", "abs", "err", "seconds", "ok"]
+    assert [line.split()[0] for line in out[2:4]] == ["mlp", "gru_lm"]
+    assert all(line.split()[-1] == "ok" for line in out[2:4])
+    assert "e-0" in out[2]  # errors in scientific notation
+    assert out[-1] == "2/2 exported (tiny, fp32, opset 18)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gru_lm_tiny_fp32.onnx", "mlp_tiny_fp32.onnx"]
+
+
+def test_export_all_reports_failures(tmp_path, capsys, monkeypatch):
+    from tritonnx.export import exporter
+    monkeypatch.setattr(exporter.zoo, "names", lambda: ["mlp"])
+    monkeypatch.setitem(exporter.TOLERANCE, "fp32", 0.0)
+    assert main(["export", "--all", "-o", str(tmp_path), "--config", "tiny", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "mlp: mlp (fp32) disagrees with torch" in out and "0/1 exported" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "vgg", "-o", "x.onnx"], "unknown zoo model 'vgg'; available: mlp, lenet5"),
+    (["export", "mlp", "--dtype", "bf16"], "'bf16' is a kernel dtype, not an export dtype"),
+    (["export", "mlp", "--dtype", "fp8"], "unsupported export dtype 'fp8'"),
+    (["export", "mlp", "--opset", "13"], "unsupported opset 13; the exporter supports 17..20"),
+    (["export", "mlp", "--config", "huge"], "zoo model 'mlp' has no config 'huge'"),
+    (["export"], "give one zoo model NAME or --all"),
+    (["export", "mlp", "--all"], "give one zoo model NAME or --all"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tritonnx export: error: ") and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    assert main(["export", "mlp", "--config", "tiny", "-o", str(tmp_path / "f" / "m.onnx")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_console_error_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "tritonnx", "export", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr

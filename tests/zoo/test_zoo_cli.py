@@ -1,0 +1,40 @@
+"""`tritonnx zoo`: the table, one model's details, an unknown name."""
+from tritonnx import zoo
+from tritonnx.cli import main
+from tritonnx.commands.zoo import short_paper
+
+
+def test_zoo_table_lists_every_model(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["model", "family", "paper"] and "params (paper)" in lines[0] and "inputs (paper)" in lines[0]
+    assert [line.split()[0] for line in lines[2:]] == zoo.names()
+    row = next(line for line in lines if line.startswith("vgg16"))
+    assert "138.4M" in row and "input[batch,3,224,224]" in row and "Simonyan & Zisserman 2014" in row
+    assert "source[batch,src_seq] int64, target[batch,tgt_seq] int64" in out
+
+
+def test_zoo_table_tiny_inputs(capsys):
+    assert main(["zoo", "--config", "tiny"]) == 0
+    assert "input[batch,1,20,20]" in capsys.readouterr().out
+
+
+def test_zoo_details(capsys):
+    assert main(["zoo", "lstm_lm"]) == 0
+    out = capsys.readouterr().out
+    assert "Zaremba, Sutskever, Vinyals, 2014" in out and "19,780,400" in out and "hidden=650" in out
+    assert "tokens: {0: 'batch', 1: 'seq'}" in out
+
+
+def test_zoo_unknown_name_is_one_line(capsys):
+    assert main(["zoo", "lenet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("tritonnx zoo: error: unknown zoo model 'lenet'; available: mlp, lenet5")
+
+
+def test_short_paper():
+    assert short_paper("LeCun, Bottou, Bengio, Haffner, 1998, Proc. IEEE") == "LeCun et al. 1998, Proc. IEEE"
+    assert short_paper("Hinton, Salakhutdinov, 2006, Science") == "Hinton & Salakhutdinov 2006, Science"
+    assert short_paper("Elman, 1990, Cognitive Science; LeCun, Bengio, Hinton, 2015, Nature") == "Elman 1990, Cognitive Science"

@@ -427,6 +427,8 @@ class Harness:
         not_run: list[str] = []
         ran = 0
         bar = tqdm(total=len(pending), unit="row", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        interrupted = False
+        i = 0
         try:
             for i, plan in enumerate(pending):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -438,16 +440,21 @@ class Harness:
                 report.append_row(self.out, row)
                 ran += 1
                 bar.update(1)
+        except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: keep what finished, write the files
+            interrupted = True
+            not_run = [p.label() for p in pending[i:]]
         finally:
             bar.close()
         if not_run:
-            self.log(f"time budget of {self.s.time_budget:g} s spent: {len(not_run)} rows not run "
-                     f"(run again with --resume {self.out}):")
+            why = "interrupted" if interrupted else f"time budget of {self.s.time_budget:g} s spent"
+            self.log(f"{why}: {len(not_run)} rows not run (run again with --resume {self.out}):")
             for label in not_run:
                 self.log(f"  not run: {label}")
         rows = report.load_rows(self.out)
         kernel_rows = report.load_rows(self.out, report.KERNELS_FILE)
         written = report.write_all(self.out, env, rows, not_run, kernel_rows=kernel_rows)
+        if interrupted:
+            raise KeyboardInterrupt
         return BenchResult(self.out, env, report.derive(rows), not_run, written, ran)
 
 

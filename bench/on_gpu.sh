@@ -86,12 +86,12 @@ run_step() {
   [ "$cap" -gt "$rem" ] && cap=$rem
   say "$name: running (cap ${cap}s, log $STATEDIR/logs/$name.log)"
   local t0 rc; t0=$(date +%s)
-  timeout -k 10 "$cap" bash -c "$*" >> "$STATEDIR/logs/$name.log" 2>&1; rc=$?
+  timeout -s INT -k 20 "$cap" bash -c "$*" >> "$STATEDIR/logs/$name.log" 2>&1; rc=$?
   local dt=$(( $(date +%s) - t0 ))
   tail -n 3 "$STATEDIR/logs/$name.log" | sed "s/^/  $name| /"
   if [ $rc -eq 0 ]; then mark_done "$name" "$dt"; record "$name" ok "$dt"; say "$name: done in ${dt}s"
   elif [ $rc -eq 3 ]; then record "$name" partial "$dt"; say "$name: partial after ${dt}s (resumes next call)"
-  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then record "$name" timeout "$dt"; say "$name: time cap hit after ${dt}s (resumes next call)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ] || [ $rc -eq 130 ]; then record "$name" timeout "$dt"; say "$name: time cap hit after ${dt}s (resumes next call)"
   else record "$name" "failed rc=$rc" "$dt"; say "$name: FAILED rc=$rc after ${dt}s (see log)"; fi
   return $rc
 }

@@ -172,3 +172,26 @@ def test_resume_retries_rows_of_a_missing_provider(tmp_path, fake_zoo, monkeypat
     second = _run(s, fake_zoo)
     assert second.ran == 1
     assert {r["provider"]: r["status"] for r in second.rows} == {"onnxruntime": "ok", "torch": "ok"}
+
+
+def test_interrupt_keeps_finished_rows_and_writes_the_files(tmp_path, fake_zoo, monkeypatch):
+    from tritonnx.bench import providers
+
+    def interrupted(self, work):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(providers.TorchProvider, "prepare", interrupted)
+    s = _settings(tmp_path, batches=[1])
+    with pytest.raises(KeyboardInterrupt):
+        _run(s, fake_zoo)
+    results = json.loads((s.out / report.RESULTS_FILE).read_text())
+    assert [r["provider"] for r in results["rows"]] == ["onnxruntime"]
+    assert results["not_run"] == ["fake_mlp b1 fp32 torch"]
+
+
+def test_cli_help_names_the_cpu_models():
+    from tritonnx.bench.harness import CPU_DEFAULT_MODELS
+    from tritonnx.cli import build_parser
+
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["bench"].format_help().split())
+    assert ",".join(CPU_DEFAULT_MODELS) in help_text

@@ -403,6 +403,12 @@ class Harness:
 
         return fn, seconds, mem
 
+    def _forget_other_workloads(self, model: str, dtype: str) -> None:
+        """Drop feeds and references of other (model, dtype) pairs: device memory stays flat."""
+        for cache in (self._works, self._refs):
+            for key in [k for k in cache if k[:2] != (model, dtype)]:
+                del cache[key]
+
     def _free(self) -> None:
         gc.collect()
         if self.device.type == "cuda":
@@ -435,6 +441,7 @@ class Harness:
                     not_run = [p.label() for p in pending[i:]]
                     break
                 bar.set_description(plan.label())
+                self._forget_other_workloads(plan.model, plan.dtype)
                 row = self.run_row(plan, deadline)
                 row["time_utc"] = _utc()
                 report.append_row(self.out, row)

@@ -177,12 +177,18 @@ def _status_note(row: dict) -> str:
     return f"{status.upper()}: {note}" if note else status.upper()
 
 
-def table_rows(rows: list[dict], columns=COLUMNS) -> list[list[str]]:
+def table_rows(rows: list[dict], columns=COLUMNS, *, note_width: int | None = None) -> list[list[str]]:
     table = []
     for row in rows:
         cells = []
         for _, key in columns:
-            cells.append(_status_note(row) if key == "note" else _fmt(key, row.get(key)))
+            if key == "note":
+                note = _status_note(row)
+                if note_width and len(note) > note_width:
+                    note = note[: note_width - 3] + "..."
+                cells.append(note)
+            else:
+                cells.append(_fmt(key, row.get(key)))
         table.append(cells)
     return table
 
@@ -209,7 +215,11 @@ def render(rows: list[dict], fmt: str = "table", *, env: dict | None = None, col
         return buf.getvalue()
     headers = [title for title, _ in columns]
     tablefmt = "github" if fmt == "markdown" else "simple"
-    body = tabulate(table_rows(rows, columns), headers=headers, tablefmt=tablefmt, disable_numparse=True)
+    # The terminal table keeps notes short (the files have them whole).
+    cells = table_rows(rows, columns, note_width=None if fmt == "markdown" else 100)
+    if fmt == "markdown":
+        cells = [[c.replace("|", "\\|") for c in r] for r in cells]
+    body = tabulate(cells, headers=headers, tablefmt=tablefmt, disable_numparse=True)
     lines = []
     warn = banner(rows)
     if fmt == "markdown":

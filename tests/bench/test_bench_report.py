@@ -66,3 +66,10 @@ def test_append_load_and_write_all(tmp_path):
     assert written["png"].read_bytes()[:4] == b"\x89PNG"
     results = json.loads(written["json"].read_text())
     assert results["not_run"] == ["vgg16 b64 fp16 torch"] and len(results["summary"]) == 1
+
+
+def test_long_notes_short_in_terminal_whole_and_escaped_in_markdown():
+    note = "x" * 150 + " a|b"
+    rows = report.derive([_row("lenet5", "tritonnx", 1.0, note=note)])
+    assert "x" * 97 + "..." in report.render(rows, "table")
+    assert "a\\|b" in report.render(rows, "markdown")

@@ -86,11 +86,13 @@ class OrtRunner:
 
         self.ort = import_onnxruntime()
         self.model = _model_bytes(model)
-        self.feeds = dict(feeds)
+        self.feeds = {k: v.contiguous() for k, v in feeds.items()}
         devices = {t.device.type for t in self.feeds.values()}
         self.on_cuda = devices == {"cuda"}
+        self.device_type = "cuda" if self.on_cuda else "cpu"
         self.notes: list[str] = []
         self.tf32 = tf32
+        self.device_id = 0
         if self.on_cuda:
             available = self.ort.get_available_providers()
             if "CUDAExecutionProvider" not in available:
@@ -99,18 +101,14 @@ class OrtRunner:
                     "onnxruntime-gpu is not installed"
                 )
             self.device_id = next(iter(self.feeds.values())).device.index or 0
-            self._build_cuda(cuda_graph, exhaustive, torch)
-        else:
-            self.sess = cpu_session(self.model)
-            self.provider = "CPUExecutionProvider"
-            self._np_feeds = {k: v.detach().contiguous().numpy() for k, v in self.feeds.items()}
-            self.outputs = []
+        elif devices != {"cpu"}:
+            raise RuntimeError(f"onnxruntime runner: feeds on {sorted(devices)}: expected all on one CUDA device or the CPU")
+        self._build(cuda_graph, exhaustive, torch)
 
     @property
     def note(self) -> str:
         return "; ".join(self.notes)
 
-    # CUDA -----------------------------------------------------------------------------
     def _cuda_options(self, torch, exhaustive: bool, cuda_graph: bool) -> dict:
         return {
             "device_id": str(self.device_id),
@@ -120,35 +118,37 @@ class OrtRunner:
             "use_tf32": "1" if self.tf32 else "0",
         }
 
-    def _cuda_session(self, torch, exhaustive: bool, cuda_graph: bool):
+    def _session(self, torch, exhaustive: bool, cuda_graph: bool):
+        if not self.on_cuda:
+            return cpu_session(self.model)
         providers = [("CUDAExecutionProvider", self._cuda_options(torch, exhaustive, cuda_graph))]
         if not cuda_graph:
             providers.append("CPUExecutionProvider")
         return self.ort.InferenceSession(self.model, session_options(self.ort), providers=providers)
 
-    def _bind(self, sess, torch):
+    def _bind(self, sess):
+        """IOBinding of every input and output on the torch tensors' memory (no copies)."""
         binding = sess.io_binding()
         for name, t in self.feeds.items():
-            t = t.contiguous()
-            self.feeds[name] = t
-            binding.bind_input(name, "cuda", self.device_id, _numpy_dtype(t), tuple(t.shape), t.data_ptr())
+            binding.bind_input(name, self.device_type, self.device_id, _numpy_dtype(t), tuple(t.shape), t.data_ptr())
         for name, t in zip(self.output_names, self.outputs):
-            binding.bind_output(name, "cuda", self.device_id, _numpy_dtype(t), tuple(t.shape), t.data_ptr())
+            binding.bind_output(name, self.device_type, self.device_id, _numpy_dtype(t), tuple(t.shape), t.data_ptr())
         return binding
 
-    def _build_cuda(self, cuda_graph: bool, exhaustive: bool, torch) -> None:
+    def _build(self, cuda_graph: bool, exhaustive: bool, torch) -> None:
         # Output shapes come from one plain run (IOBinding needs them to bind torch buffers).
-        plain = self._cuda_session(torch, exhaustive, cuda_graph=False)
+        plain = self._session(torch, exhaustive, cuda_graph=False)
         self.output_names = [o.name for o in plain.get_outputs()]
         host = {k: v.detach().cpu().numpy() for k, v in self.feeds.items()}
         first = plain.run(self.output_names, host)
-        self.outputs = [torch.from_numpy(np.ascontiguousarray(a)).to(f"cuda:{self.device_id}") for a in first]
+        device = f"cuda:{self.device_id}" if self.on_cuda else "cpu"
+        self.outputs = [torch.from_numpy(np.array(a, copy=True)).to(device) for a in first]
         self.provider = plain.get_providers()[0]
         self.sess, self.binding = plain, None
-        if cuda_graph:
+        if self.on_cuda and cuda_graph:
             try:
-                sess = self._cuda_session(torch, exhaustive, cuda_graph=True)
-                binding = self._bind(sess, torch)
+                sess = self._session(torch, exhaustive, cuda_graph=True)
+                binding = self._bind(sess)
                 sess.run_with_iobinding(binding)  # warm-up + capture
                 sess.run_with_iobinding(binding)
                 torch.cuda.synchronize()
@@ -157,16 +157,12 @@ class OrtRunner:
             except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
                 self.notes.append(f"cuda graph refused: {str(exc).splitlines()[0][:120]}")
         if self.binding is None:
-            self.binding = self._bind(self.sess, torch)
+            self.binding = self._bind(self.sess)
             self.sess.run_with_iobinding(self.binding)
-        self.notes.append("EXHAUSTIVE conv search" if exhaustive else "default conv search")
-
-    # run ------------------------------------------------------------------------------
-    def __call__(self):
         if self.on_cuda:
-            self.sess.run_with_iobinding(self.binding)
-            return self.outputs
-        import torch
+            self.notes.append("EXHAUSTIVE conv search" if exhaustive else "default conv search")
 
-        self.outputs = [torch.from_numpy(np.asarray(a)) for a in self.sess.run(None, self._np_feeds)]
+    def __call__(self):
+        """One run into the bound output tensors; returns them (`outputs`)."""
+        self.sess.run_with_iobinding(self.binding)
         return self.outputs

@@ -278,22 +278,23 @@ def PRelu(X, slope):
 @register("Clip", since=1)
 def Clip_1(input, *, min=-3.4028234663852886e38, max=3.4028234663852886e38, consumed_inputs=None):
     """ONNX Clip (opsets 1-10): bounds as attributes."""
-    return Clip(input, torch.tensor(min), torch.tensor(max))
+    return Clip(input, torch.tensor(min, device=input.device), torch.tensor(max, device=input.device))
 
 
 @register("Clip", since=11)
 def Clip(input, min=None, max=None):
-    """ONNX Clip (opset 11+): clip(input, min, max); absent bounds are unbounded; min > max gives max."""
-    lo = None if min is None else scalar(min)
-    hi = None if max is None else scalar(max)
-    if lo is None and hi is None:
+    """ONNX Clip (opset 11+): clip(input, min, max); absent bounds are unbounded; min > max gives max.
+
+    The bounds stay tensors (no host sync, CUDA-graph safe)."""
+    if min is None and max is None:
         return input.clone()
     if needs_widening(input):
-        return via_numpy(lambda x: np.clip(x, lo, hi).astype(x.dtype), input)
-    out = torch.clamp(input, lo, hi)
-    if lo is not None and hi is not None and lo > hi:
-        out = torch.full_like(input, hi)
-    return out
+        lo = None if min is None else scalar(min)
+        hi = None if max is None else scalar(max)
+        return via_numpy(lambda x: np.minimum(np.maximum(x, lo if lo is not None else x), hi if hi is not None else x).astype(x.dtype), input)
+    lo = None if min is None else min.to(device=input.device, dtype=input.dtype).reshape(())
+    hi = None if max is None else max.to(device=input.device, dtype=input.dtype).reshape(())
+    return torch.clamp(input, lo, hi)
 
 
 # --- Cast ------------------------------------------------------------------------------------

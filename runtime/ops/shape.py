@@ -19,10 +19,14 @@ from tritonnx.runtime.registry import register
 
 
 def _device(ctx, *ts):
+    """The session's device when known, else the first tensor's, else the CPU."""
+    dev = getattr(ctx, "device", None)
+    if dev is not None:
+        return torch.device(dev)
     for t in ts:
         if isinstance(t, torch.Tensor):
             return t.device
-    return getattr(ctx, "device", None) or torch.device("cpu")
+    return torch.device("cpu")
 
 
 # --- Reshape, Flatten, Transpose, Squeeze, Unsqueeze -----------------------------------------
@@ -206,10 +210,12 @@ def Slice(data, starts, ends, axes=None, steps=None):
     return _slice(data, starts, ends, axes, steps)
 
 
-def _fix_indices(op: str, indices: torch.Tensor, size: int) -> torch.Tensor:
-    idx = indices.long()
+def _fix_indices(op: str, indices: torch.Tensor, size: int, device) -> torch.Tensor:
+    """int64 indices on `device`, negatives counted from the end; checked on the CPU only
+    (a check on the GPU would sync with the host; torch's own index check fires there)."""
+    idx = indices.to(device=device, dtype=torch.int64)
     idx = torch.where(idx < 0, idx + size, idx)
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+    if idx.device.type == "cpu" and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
         bad = indices.reshape(-1)[((idx < 0) | (idx >= size)).reshape(-1)][0].item()
         raise InvalidArgument(f"{op}: index {bad} is out of range for an axis of size {size}")
     return idx
@@ -219,7 +225,7 @@ def _fix_indices(op: str, indices: torch.Tensor, size: int) -> torch.Tensor:
 def Gather(data, indices, *, axis=0):
     """ONNX Gather: data.take(indices, axis) with negative indices counted from the end."""
     a = norm_axis(axis, data.dim(), "Gather")
-    idx = _fix_indices("Gather", indices, data.shape[a])
+    idx = _fix_indices("Gather", indices, data.shape[a], data.device)
     out = data.index_select(a, idx.reshape(-1))
     return out.reshape(list(data.shape[:a]) + list(indices.shape) + list(data.shape[a + 1:]))
 
@@ -228,7 +234,7 @@ def Gather(data, indices, *, axis=0):
 def GatherElements(data, indices, *, axis=0):
     """ONNX GatherElements: torch.gather with negative indices counted from the end."""
     a = norm_axis(axis, data.dim(), "GatherElements")
-    return torch.gather(data, a, _fix_indices("GatherElements", indices, data.shape[a]))
+    return torch.gather(data, a, _fix_indices("GatherElements", indices, data.shape[a], data.device))
 
 
 # --- Shape, Size, Constant, ConstantOfShape, Range, Expand, Tile -----------------------------

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from tritonnx.triton_kernels import catalog
 
-#: Bump when the row format or the compile procedure changes (part of the cache key).
+#: Bump when the row format or the compile procedure (`compile_job`) changes: part of the cache
+#: key, with the Triton version and the kernel's source hash.
 AOT_FORMAT = 1
 _MARK = "@@tritonnx-aot "
 DEFAULT_JOB_TIMEOUT = 600.0
@@ -53,12 +54,8 @@ def _triton_version() -> str:
     return triton.__version__
 
 
-def _machinery_hash() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-
-
 def job_key(job: catalog.Job, source_hash: str) -> str:
-    payload = json.dumps([AOT_FORMAT, _triton_version(), _machinery_hash(), source_hash, job.kernel, job.config,
+    payload = json.dumps([AOT_FORMAT, _triton_version(), source_hash, job.kernel, job.config,
                           job.config_index, job.dtype, [list(f) for f in job.flags], job.arch],
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -296,17 +293,17 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
         misses.append(i)
 
     if misses:
-        _compile_parallel(jobs, misses, rows, workers, timeout, progress)
-        if use_cache:
-            for i in misses:
-                row = rows[i]
-                if row is None or row.get("worker_failure") or not row.get("cacheable", True):
-                    continue
-                path = cache / keys[i][:2] / f"{keys[i]}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(row, default=str))
-                os.replace(tmp, path)
+        def store(i: int) -> None:  # each result is cached as soon as it comes
+            row = rows[i]
+            if not use_cache or row is None or row.get("worker_failure") or not row.get("cacheable", True):
+                return
+            path = cache / keys[i][:2] / f"{keys[i]}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(row, default=str))
+            os.replace(tmp, path)
+
+        _compile_parallel(jobs, misses, rows, workers, timeout, progress, store)
 
     out = []
     for job, row in zip(jobs, rows):
@@ -329,7 +326,7 @@ def _expect_tc(entry: catalog.KernelEntry | None, job: catalog.Job) -> bool | No
         return None
 
 
-def _compile_parallel(jobs, misses, rows, workers, timeout, progress) -> None:
+def _compile_parallel(jobs, misses, rows, workers, timeout, progress, on_done) -> None:
     n = max(1, min(workers or os.cpu_count() or 1, len(misses)))
     todo: queue.Queue = queue.Queue()
     for i in misses:
@@ -356,6 +353,7 @@ def _compile_parallel(jobs, misses, rows, workers, timeout, progress) -> None:
                 except (RuntimeError, TimeoutError, OSError) as exc:
                     worker = None
                     rows[i] = _base_row(jobs[i]) | {"error": str(exc), "worker_failure": True}
+                on_done(i)
                 if bar is not None:
                     with lock:
                         bar.update(1)

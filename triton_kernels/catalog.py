@@ -39,7 +39,9 @@ per dtype and arch, `max(#configs, #cover)` jobs, where the cover is a (greedy) 
 flag combinations holding every claimed value of every flag: job i pairs config i with cover
 combination i, then the other valid combinations (the cheapest first when the entry gives a
 `cost`; the pairs are rotated per dtype and arch so they differ), so every config and every flag value is compiled at least once per dtype and arch.
-Rows say `sampled`. `plan(full=True)` compiles the whole product.
+Flags an entry declares `per_arch_flags` (dtype-independent code, e.g. the recurrent
+activations on fp32 gates) are covered once per arch, spread over the dtypes. Rows say
+`sampled`. `plan(full=True)` compiles the whole product.
 
 Arch limits (`ARCHS`): shared memory per block 227 KB on sm_90, 163 KB on sm_80; 65536
 registers per SM. Kernel modules may import `SMEM_LIMITS` from here for their `keep()` filters
@@ -238,6 +240,11 @@ class KernelEntry:
             (default: all of the product).
         cost: flags -> relative compile cost; a sample pairs the configs beyond the flag
             cover with the cheapest combinations (keeps the CI gate short).
+        compatible: (config, dtype, flags) -> bool: the pairs the launcher can produce when
+            it picks the config from the flags (e.g. warps by tile size); default: all.
+        per_arch_flags: flags whose code does not depend on the dtype (e.g. activations
+            applied to the fp32 accumulator): a sample covers their values once per arch,
+            spread over the dtypes, instead of once per dtype and arch.
         matmul: the kernel does a matrix product (tl.dot): tensor-core instructions are
             checked (wgmma on sm_90, mma on sm_80).
         expect_tensor_core: (config, dtype, flags, arch) -> bool: the jobs that must reach the
@@ -258,6 +265,8 @@ class KernelEntry:
     flags: dict[str, tuple] | Callable[[str], dict[str, tuple]] = field(default_factory=dict)
     valid: Callable[[str, dict], bool] | None = None
     cost: Callable[[dict], float] | None = None
+    compatible: Callable[[Any, str, dict], bool] | None = None
+    per_arch_flags: tuple[str, ...] = ()
     matmul: bool = False
     expect_tensor_core: Callable[[Any, str, dict, str], bool] | None = None
     spills: dict[str, str] | Callable[[dict], str | None] = field(default_factory=dict)
@@ -302,18 +311,19 @@ class KernelEntry:
             raise InvalidArgument(f"kernel entry {self.name}: no valid flag combination for {dtype}")
         return combos
 
-    def flag_cover(self, dtype: str) -> list[dict]:
-        """Valid combinations that together hold every claimed value of every flag (greedy)."""
+    def flag_cover(self, dtype: str, done: frozenset = frozenset()) -> list[dict]:
+        """Valid combinations that together hold every claimed value of every flag (greedy),
+        less the (flag, value) pairs in `done` (per-arch flags already covered)."""
         combos = self.flag_values(dtype)
         flags = self.flags_for(dtype)
-        todo = {(k, v) for k, vs in flags.items() for v in vs}
+        todo = {(k, v) for k, vs in flags.items() for v in vs} - set(done)
         present = {(k, c[k]) for c in combos for k in c}
         missing = todo - present
-        if missing:
+        if missing:  # noqa: SIM102
             raise InvalidArgument(f"kernel entry {self.name} ({dtype}): no valid combination has "
                                   f"{sorted(missing, key=str)}")
         cost = self.cost or (lambda flags: 0.0)
-        cover = []
+        cover = [] if todo else [min(combos, key=cost)]
         while todo:
             best = max(combos, key=lambda c: (len(todo & set(c.items())), -cost(c)))
             cover.append(best)
@@ -453,29 +463,35 @@ def plan(selected: list[KernelEntry] | None = None, archs=DEFAULT_ARCHS, *, full
             arch = canonical_arch(arch)
             configs = entry.config_list(arch)
             ids = [config_id(c) for c in configs]
+            done: set = set()  # (flag, value) of per-arch flags compiled for this arch
             for dtype_i, dtype in enumerate(entry.dtypes):
                 if dtypes is not None and dtype not in dtypes:
                     continue
                 combos = entry.flag_values(dtype)
-                product = len(configs) * len(combos)
-                if full or product <= max(len(configs), len(entry.flag_cover(dtype))):
-                    pairs = [(ci, combo) for ci in range(len(configs)) for combo in combos]
-                    sampled = False
+                ok = entry.compatible or (lambda config, dtype, flags: True)
+                product = [(ci, combo) for ci in range(len(configs)) for combo in combos
+                           if ok(configs[ci], dtype, combo)]
+                cover = entry.flag_cover(dtype, frozenset(done))
+                if full or len(product) <= max(len(configs), len(cover)):
+                    pairs, sampled = product, False
                 else:
-                    pairs = _sample(entry, dtype, combos, len(configs), dtype_i + 2 * arch_i)
+                    pairs = _sample(entry, dtype, combos, configs, dtype_i + 2 * arch_i,
+                                    cover)
                     sampled = True
+                done |= {(k, v) for _, c in pairs for k, v in c.items() if k in entry.per_arch_flags}
                 for ci, combo in pairs:
                     jobs.append(Job(entry.name, ref, ci, ids[ci], dtype,
                                     tuple(sorted(combo.items())), arch, sampled))
     return jobs
 
 
-def _sample(entry: KernelEntry, dtype: str, combos: list[dict], n_configs: int,
-            rot: int) -> list[tuple[int, dict]]:
-    """max(#configs, #cover) (config, flags) pairs: every config once or more, the flag cover
-    (every flag value) once or more, then the other valid combinations, rotated by `rot` so
-    dtypes and archs pair configs with different flags."""
-    cover = entry.flag_cover(dtype)
+def _sample(entry: KernelEntry, dtype: str, combos: list[dict], configs: list,
+            rot: int, cover: list[dict]) -> list[tuple[int, dict]]:
+    """(config index, flags) pairs: every config once (with the next flag-cover combination it
+    is compatible with, else the next other valid one), then every cover combination not yet
+    compiled (with a compatible config), so every config and every flag value appear at least
+    once. The cover is rotated by `rot` so dtypes and archs pair configs with different flags."""
+    ok = entry.compatible or (lambda config, dtype, flags: True)
     rest = [c for c in combos if c not in cover]
     if entry.cost is not None:
         rest.sort(key=entry.cost)
@@ -483,14 +499,34 @@ def _sample(entry: KernelEntry, dtype: str, combos: list[dict], n_configs: int,
         r = rot % len(rest)
         rest = rest[r:] + rest[:r]
     r = rot % len(cover)
-    order = cover[r:] + cover[:r] + rest
-    n = max(n_configs, len(cover))
-    return [((i + rot) % n_configs, order[i % len(order)]) for i in range(n)]
+    todo = cover[r:] + cover[:r]
+    pairs = []
+    n = len(configs)
+    for i in range(n):
+        ci = (i + rot) % n
+        pick = next((c for c in todo if ok(configs[ci], dtype, c)), None)
+        if pick is not None:
+            todo.remove(pick)
+        else:
+            pick = next((c for c in rest + cover if ok(configs[ci], dtype, c)), None)
+            if pick is None:
+                raise InvalidArgument(f"kernel entry {entry.name} ({dtype}): config "
+                                      f"{config_id(configs[ci])} is compatible with no valid flags")
+        pairs.append((ci, pick))
+    for combo in todo:
+        ci = next((ci for ci in range(n) if ok(configs[ci], dtype, combo)), None)
+        if ci is None:
+            raise InvalidArgument(f"kernel entry {entry.name} ({dtype}): flags {combo} are "
+                                  f"compatible with no config")
+        pairs.append((ci, combo))
+    return pairs
 
 
 def _register_builtins() -> None:
     """The kernels on main. Each registration uses only what its kernel module exposes."""
     register(_conv_entry())
+    register(_recurrent_entry("recurrent_step"))
+    register(_recurrent_entry("recurrent_persistent"))
 
 
 # --- tritonnx.triton_kernels.conv_relu_pool -------------------------------------------------
@@ -546,6 +582,20 @@ def _conv_signature(fn, dtype, flags, config):
     )
 
 
+def _conv_spills(row: dict) -> str | None:
+    """Why a spilling conv compile is accepted for now (seen in the report, triton 3.6; all
+    with 255 registers per thread; none timed on a GPU yet)."""
+    pool = row["flags"]["pool"]
+    if pool != "none":
+        return (f"pool {pool}: the pooled accumulator and each tap's conv accumulator are live "
+                f"across the unrolled pool taps; every tile spills some there (up to ~1.3 KB seen "
+                f"at 64x64, fp32). Kept until a GPU timing says whether to prune (owner: conv)")
+    if row["spill"] <= 64:
+        return ("<= 64 B of stack (residual/tf32 epilogue at 255 registers): a few spilled "
+                "values per tile, L1-resident")
+    return None
+
+
 def _conv_expect_tc(config, dtype, flags, arch) -> bool:
     # Every conv tile has BLOCK_M >= 64 and >= 4 warps: wgmma on sm_90 (mma on sm_80) for
     # 16-bit operands and for fp32 with tf32; fp32 without tf32 is an fp32 FMA product.
@@ -564,7 +614,154 @@ def _conv_entry() -> KernelEntry:
         cost=_conv_cost,
         matmul=True,
         expect_tensor_core=_conv_expect_tc,
+        spills=_conv_spills,
         note="implicit-GEMM Conv+bias+act(+residual)+pool",
+    )
+
+
+# --- tritonnx.triton_kernels.recurrent --------------------------------------------------------
+_RNN = "tritonnx.triton_kernels.recurrent"
+#: cell flag -> (CELL, GP): GP gate slots per unit (GRU's 3 padded to 4), BLOCK_J = 64 / GP.
+#: "GRU_lbr0" is GRU with linear_before_reset=0 (two phases per step).
+_RNN_CELLS = {"LSTM": (0, 4), "GRU": (1, 4), "RNN": (2, 1), "GRU_lbr0": (3, 4)}
+_RNN_TILE_ROWS = 64
+_RNN_DEFAULT_ACTIVATIONS = "sigmoid,tanh,tanh"
+_ELEM = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+
+def _recurrent_module():
+    return importlib.import_module(_RNN)
+
+
+def _step_configs():
+    """`recurrent_step_configs()` as on a GPU (not the interpreter's first-only list)."""
+    return _recurrent_module().recurrent_step_configs(interpret=False)
+
+
+def _persistent_configs():
+    return _recurrent_module().recurrent_persistent_configs()
+
+
+def _rnn_kpads(dtype: str) -> tuple[int, ...]:
+    """KPAD = next_power_of_2(hidden) >= 16, up to the persistent kernel's tile budget."""
+    budget = _recurrent_module().PERSISTENT_TILE_BYTES
+    kpad, out = 16, []
+    while _RNN_TILE_ROWS * kpad * _ELEM[dtype] <= budget:
+        out.append(kpad)
+        kpad *= 2
+    return tuple(out)
+
+
+def _rnn_activations() -> tuple[str, ...]:
+    """(f, g, h) activation triples, "f,g,h": the ONNX defaults first, then every activation
+    of the module's ACT_CODES rotated so each appears in every slot."""
+    names = sorted(_recurrent_module().ACT_CODES, key=_recurrent_module().ACT_CODES.get)
+    n = len(names)
+    return (_RNN_DEFAULT_ACTIVATIONS,) + tuple(
+        ",".join(names[(i + k) % n] for k in range(3)) for i in range(n))
+
+
+def _rnn_flags(kind: str):
+    def flags(dtype: str) -> dict[str, tuple]:
+        f = {
+            "cell": tuple(_RNN_CELLS),
+            "peephole": (0, 1),
+            "clip": (0, 1),
+            "input_forget": (0, 1),
+            "activations": _rnn_activations(),
+            "block_b": (16, 32, 64),  # the wrapper's _block_b(batch)
+            "tf32": (0, 1) if dtype == "fp32" else (0,),
+        }
+        if kind == "recurrent_persistent":
+            f["kpad"] = _rnn_kpads(dtype)
+        else:
+            f["phase"] = (0, 1, 2)  # GRU_lbr0 launches phase 1 then 2 per step; others 0
+        return f
+    return flags
+
+
+def _rnn_valid(dtype: str, flags: dict) -> bool:
+    # peepholes and input_forget exist only for LSTM; two phases only for GRU_lbr0
+    if "phase" in flags and (flags["phase"] != 0) != (flags["cell"] == "GRU_lbr0"):
+        return False
+    return flags["cell"] == "LSTM" or not (flags["peephole"] or flags["input_forget"])
+
+
+def _rnn_cost(flags: dict) -> float:
+    # the extra configs of a sample get the common case: LSTM, default activations, no options
+    return ((flags["cell"] != "LSTM") + (flags["activations"] != _RNN_DEFAULT_ACTIVATIONS)
+            + flags["peephole"] + flags["clip"] + flags["input_forget"] + (flags["block_b"] != 16)
+            + 0.1 * flags.get("kpad", 0) / 512)
+
+
+def _persistent_compatible(config, dtype: str, flags: dict) -> bool:
+    """The wrapper picks the warps from the tile size (`persistent_config`)."""
+    chosen = _recurrent_module().persistent_config(_RNN_TILE_ROWS * flags["kpad"] * _ELEM[dtype])
+    return config.num_warps == chosen.num_warps and config.num_stages == chosen.num_stages
+
+
+def _rnn_signature(fn, dtype, flags, config):
+    cell, gp = _RNN_CELLS[flags["cell"]]
+    codes = _recurrent_module().ACT_CODES
+    act_f, act_g, act_h = (codes[a] for a in flags["activations"].split(","))
+    constexprs = {"CELL": cell, "GP": gp, "HAS_PEEP": bool(flags["peephole"]),
+                  "HAS_CLIP": bool(flags["clip"]), "INPUT_FORGET": bool(flags["input_forget"]),
+                  "ACT_F": act_f, "ACT_G": act_g, "ACT_H": act_h,
+                  "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False,
+                  "BLOCK_J": _RNN_TILE_ROWS // gp, "BLOCK_B": flags["block_b"]}
+    # weights, projected inputs and Y in the compute dtype; states and scratch in fp32
+    pointers = {"rp_ptr": dtype, "xp_ptr": dtype, "y_ptr": dtype, "h_ptr": "fp32", "c_ptr": "fp32",
+                "p_ptr": "fp32", "rbh_ptr": "fp32", "z_ptr": "fp32", "rh_ptr": "fp32",
+                "lens_ptr": "i32", "flag_ptr": "i32"}
+    if "kpad" in flags:  # on a GPU: the whole sequence with the grid barrier
+        constexprs.update(KPAD=flags["kpad"], USE_BARRIER=True, ONLY_PHASE=0)
+    else:
+        constexprs["PHASE"] = flags["phase"]
+    names = set(unwrap_jit(fn).arg_names)
+    return make_spec(
+        fn, config, pointers={k: v for k, v in pointers.items() if k in names},
+        constexprs={k: v for k, v in constexprs.items() if k in names},
+        floats=("clip", "alpha_f", "beta_f", "alpha_g", "beta_g", "alpha_h", "beta_h"),
+        # hidden sizes of the zoo are multiples of 16, and so every stride (multiples of H)
+        divisible=("H", "stride_xt", "stride_xb", "stride_yt", "stride_yd", "stride_yb"),
+    )
+
+
+def _persistent_spills(row: dict) -> str | None:
+    """Why a spilling persistent compile is accepted for now (seen in the report, triton 3.6)."""
+    if row["dtype"] == "fp32" and row["flags"]["block_b"] == 64 and row["config"].startswith("w4,") \
+            and row["spill"] <= 256:
+        return ("fp32, 4 warps, BLOCK_B=64: the 64x64 fp32 gate accumulator next to the held "
+                "weight tile needs > 255 registers (<= 256 B stack seen); `persistent_config` "
+                "picks warps by tile size only; 8 warps at BLOCK_B=64 would not spill "
+                "(owner: recurrent)")
+    return None
+
+
+def _rnn_expect_tc(config, dtype, flags, arch) -> bool:
+    # 64 gate rows on the M side and >= 4 warps: wgmma on sm_90 (mma on sm_80), for 16-bit
+    # operands and for fp32 with tf32
+    return dtype != "fp32" or bool(flags["tf32"])
+
+
+def _recurrent_entry(kind: str) -> KernelEntry:
+    persistent = kind == "recurrent_persistent"
+    return KernelEntry(
+        name=kind,
+        kernel=f"{_RNN}:{kind}_kernel",
+        configs=_persistent_configs if persistent else _step_configs,
+        dtypes=("fp32", "fp16", "bf16"),
+        signature=_rnn_signature,
+        flags=_rnn_flags(kind),
+        valid=_rnn_valid,
+        cost=_rnn_cost,
+        compatible=_persistent_compatible if persistent else None,
+        per_arch_flags=("activations",),  # elementwise on the fp32 gates, whatever the dtype
+        spills=_persistent_spills if persistent else {},
+        matmul=True,
+        expect_tensor_core=_rnn_expect_tc,
+        note=("LSTM/GRU/RNN: whole sequence in one launch, weights held on chip, grid barrier"
+              if persistent else "LSTM/GRU/RNN: one launch per time step (gates = Rp . h^T)"),
     )
 
 

@@ -105,6 +105,32 @@ def test_sample_covers_every_config_and_flag_value_per_dtype_and_arch(n_configs)
     assert pairs["sm_90"] != pairs["sm_80"]
 
 
+def test_per_arch_flags_are_covered_once_per_arch():
+    configs = [triton.Config({"BLOCK": 16}, num_warps=4)]
+    entry = catalog.KernelEntry(name="toy", kernel=f"{FIXTURES.HERE}:scale_kernel", configs=lambda: configs,
+                                dtypes=("fp32", "fp16", "bf16"), signature=lambda *a: None,
+                                flags={"ACT": tuple(range(6)), "B": (0, 1)}, per_arch_flags=("ACT",))
+    jobs = catalog.plan([entry], ("sm_90", "sm_80"))
+    for arch in ("sm_90", "sm_80"):
+        mine = [j for j in jobs if j.arch == arch]
+        assert {dict(j.flags)["ACT"] for j in mine} == set(range(6))
+        for dtype in ("fp32", "fp16", "bf16"):
+            assert {dict(j.flags)["B"] for j in mine if j.dtype == dtype} == {0, 1}
+    assert len(jobs) < 2 * 3 * 6  # fewer than covering ACT per dtype
+
+
+def test_compatible_pairs_only():
+    configs = [triton.Config({}, num_warps=4), triton.Config({}, num_warps=8)]
+    entry = catalog.KernelEntry(name="toy", kernel=f"{FIXTURES.HERE}:scale_kernel", configs=lambda: configs,
+                                dtypes=("fp32",), signature=lambda *a: None, flags={"K": (16, 32, 64, 128), "X": (0, 1, 2)},
+                                compatible=lambda cfg, dtype, f: cfg.num_warps == (4 if f["K"] <= 32 else 8))
+    for full in (False, True):
+        jobs = catalog.plan([entry], ("sm_90",), full=full)
+        assert all((j.config == "w4,s3") == (dict(j.flags)["K"] <= 32) for j in jobs)
+        assert {dict(j.flags)["K"] for j in jobs} == {16, 32, 64, 128}
+        assert {j.config for j in jobs} == {"w4,s3", "w8,s3"}
+
+
 def test_plan_full_product_and_small_products():
     entry = _toy_entry(3, {"A": (0, 1)})
     full = catalog.plan([entry], ("sm_90",), full=True)

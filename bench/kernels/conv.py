@@ -72,38 +72,37 @@ class Block:
 
 
 def _node_attrs(node) -> dict:
-    import onnx.helper
-
     out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else (list(v) if isinstance(v, (list, tuple)) else v)
+    for name, attr in node.attributes.items():
+        v = attr.value
+        out[name] = list(v) if isinstance(v, (list, tuple)) else v
     return out
 
 
 def extract_blocks(model, name: str) -> list[Block]:
     """The ConvReluPool blocks the session's passes make of `model` (an ONNX ModelProto)."""
+    import onnx
+    import onnx_ir as ir
+
     from tritonnx.runtime.passes import builtin_rules
     from tritonnx.runtime.passes.pipeline import PassState, run_passes
 
     fused = run_passes(model, PassState(rules=builtin_rules().copy()))
-    shapes = {}
-    for vi in list(fused.graph.input) + list(fused.graph.value_info) + list(fused.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    inits = {t.name: list(t.dims) for t in fused.graph.initializer}
+    if isinstance(fused, onnx.ModelProto):
+        fused = ir.serde.deserialize_model(fused)
     blocks: dict[str, Block] = {}
-    for node in fused.graph.node:
+    for node in fused.graph:
         if node.op_type != "ConvReluPool":
             continue
-        x_shape = shapes.get(node.input[0])
-        w_shape = inits.get(node.input[1])
-        if not x_shape or len(x_shape) != 4 or None in x_shape[1:] or w_shape is None:
+        x, w = node.inputs[0], node.inputs[1]
+        dims = list(x.shape) if x.shape is not None else []
+        if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]) or w.shape is None:
             continue
         block = Block(
-            model=name, name=node.name, in_chw=tuple(x_shape[1:]), w_shape=tuple(w_shape),
-            has_bias=len(node.input) > 2 and bool(node.input[2]),
-            has_residual=len(node.input) > 3 and bool(node.input[3]),
+            model=name, name=node.name or "", in_chw=tuple(int(d) for d in dims[1:]),
+            w_shape=tuple(int(d) for d in w.shape),
+            has_bias=len(node.inputs) > 2 and node.inputs[2] is not None,
+            has_residual=len(node.inputs) > 3 and node.inputs[3] is not None,
             attrs=_node_attrs(node),
         )
         if block.key() in blocks:

@@ -129,13 +129,13 @@ def summary(rows: list[dict], target: str = "tritonnx") -> list[str]:
             continue
         g = geomean(r["speedup_vs_ort"] for r in mine.values())
         worst = min(mine.values(), key=lambda r: r["speedup_vs_ort"])
-        line = (f"{target} vs onnxruntime, {dtype} batch {batch}: geomean {g:.2f}x over {len(mine)} models, "
-                f"slowest {worst['model']} {worst['speedup_vs_ort']:.2f}x")
+        line = (f"{target} vs onnxruntime, {dtype} batch {batch}: geomean {g:.3g}x over {len(mine)} models, "
+                f"slowest {worst['model']} {worst['speedup_vs_ort']:.3g}x")
         compiled = {r["model"]: r["median_ms"] for r in rows if r["provider"] == "torch.compile"
                     and r["dtype"] == dtype and int(r["batch"]) == batch and r.get("median_ms")}
         ratios = [compiled[m] / r["median_ms"] for m, r in mine.items() if m in compiled and r.get("median_ms")]
         if ratios:
-            line += f"; vs torch.compile geomean {geomean(ratios):.2f}x"
+            line += f"; vs torch.compile geomean {geomean(ratios):.3g}x"
         if any(r.get("timing") == "cpu-wall" for r in mine.values()):
             line += f" ({CPU_BANNER})"
         lines.append(line)

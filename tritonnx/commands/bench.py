@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--models", default=None,
                    help="'all' or NAME,...; default: all on a GPU (DESIGN's order), "
-                   "mlp,lenet5,rnn_lm,char_lstm on a CPU")
+                   "mlp,lenet5,resnet18,rnn_lm,char_lstm,gru_lm on a CPU")
     p.add_argument("--config", choices=("paper", "tiny"), default=None,
                    help="model sizes; default paper on a GPU, tiny on a CPU")
     p.add_argument("--batch", default=None, help="batch sizes, e.g. 1,64 (default: 1,64 on a GPU, 1 on a CPU)")

@@ -1,4 +1,4 @@
-"""Fused recurrent kernels: ONNX LSTM, GRU (linear_before_reset=1) and RNN on Triton.
+"""Fused recurrent kernels: ONNX LSTM, GRU (both linear_before_reset) and RNN on Triton.
 
 Math: exactly `rnn_reference` (see its docstring), in three parts per direction d:
 
@@ -42,10 +42,12 @@ back in the input dtype. Under the interpreter the dot operands are upcast to fp
 
 Supported attributes: every direction, layout 0/1, B, sequence_lens, initial_h/c, P, clip,
 input_forget, and all eleven ONNX recurrent activations (constexpr codes, alpha/beta as
-arguments) provided both directions use the same (f, g, h) list. Declined (`unsupported_reason`,
-the rule runs them on the reference): GRU linear_before_reset=0 (its candidate gate needs r of
-every unit before the matrix product: a second grid-wide sync per step), per-direction
-activations that differ, dtypes other than fp32/fp16/bf16.
+arguments) provided both directions use the same (f, g, h) list; GRU with either
+linear_before_reset. GRU linear_before_reset=0 needs r of every unit before the product
+(r*h) · Rh^T, so its step is two phases with a grid-wide sync between (two launches per step,
+or two barriers per step in the persistent kernel): correct, but unmeasured and twice the
+product work of lbr=1. Declined (`unsupported_reason`, the rule runs them on the reference):
+per-direction activations that differ, dtypes other than fp32/fp16/bf16.
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ from tritonnx.errors import InvalidArgument
 from tritonnx.triton_kernels import INTERPRET
 from tritonnx.triton_kernels.rnn_reference import GATES, resolve_activations
 
-CELLS = {"LSTM": 0, "GRU": 1, "RNN": 2}
+CELLS = {"LSTM": 0, "GRU": 1, "RNN": 2}  # GRU with linear_before_reset=0 is cell code 3
 #: ONNX activation name (lower case) -> constexpr code of `_activate`.
 ACT_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2, "affine": 3, "leakyrelu": 4,
              "thresholdedrelu": 5, "scaledtanh": 6, "hardsigmoid": 7, "elu": 8, "softsign": 9,
@@ -128,7 +130,7 @@ def _gate(acc3, g: tl.constexpr, GP: tl.constexpr):
 def _cell_update(
     acc, d, s, pid_j, pid_b,
     # pointers
-    xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+    xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
     # sizes
     batch, H, rev_mask,
     # strides
@@ -138,14 +140,17 @@ def _cell_update(
     # meta-parameters
     CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
     INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
-    BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr,
+    PHASE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr,
 ):
     """Gates, cell and hidden update of one [BLOCK_J units, BLOCK_B items] tile at step s.
 
     acc: fp32 [GP*BLOCK_J, BLOCK_B], the recurrent product Rp · h^T of this tile.
     Reads h slot s%2, writes slot (s+1)%2, c in place, Y at each item's time index.
+    GRU with linear_before_reset=0 (CELL 3) runs in two phases with a grid-wide sync between:
+    PHASE 1 (acc = Rp · h^T) stores z and r*h; PHASE 2 (acc = Rp · (r*h)^T) the update.
     """
-    G: tl.constexpr = 4 if CELL == 0 else (3 if CELL == 1 else 1)
+    G: tl.constexpr = 4 if CELL == 0 else (1 if CELL == 2 else 3)
+    GATES_ONLY: tl.constexpr = CELL == 3 and PHASE == 1
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_j = offs_j < H
@@ -203,6 +208,18 @@ def _cell_update(
         o = _activate(_clip(go, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
         h_new = o * _activate(c_new, ACT_H, alpha_h, beta_h)
         tl.store(c_ptrs, c_new, mask=valid)
+    elif GATES_ONLY:
+        xz = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
+        xr = tl.load(x_ptrs + H, mask=valid, other=0.0).to(tl.float32)
+        z = _activate(_clip(a0 + xz, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        r = _activate(_clip(a1 + xr, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
+        tl.store(z_ptr + d * batch * H + state_off, z, mask=mask)
+        tl.store(rh_ptr + d * batch * H + state_off, r * h_prev, mask=mask)
+    elif CELL == 3:
+        xh = tl.load(x_ptrs + 2 * H, mask=valid, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + d * batch * H + state_off, mask=mask, other=0.0)
+        n = _activate(_clip(xh + a2, clip, HAS_CLIP), ACT_G, alpha_g, beta_g)
+        h_new = (1.0 - z) * n + z * h_prev
     elif CELL == 1:
         xz = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
         xr = tl.load(x_ptrs + H, mask=valid, other=0.0).to(tl.float32)
@@ -216,11 +233,12 @@ def _cell_update(
         x0 = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
         h_new = _activate(_clip(a0 + x0, clip, HAS_CLIP), ACT_F, alpha_f, beta_f)
 
-    tl.store(h_next_ptrs, tl.where(valid, h_new, h_prev), mask=mask)
-    y_ptrs = (y_ptr + t_write[None, :] * stride_yt + d * stride_yd + offs_b[None, :] * stride_yb
-              + offs_j[:, None])
-    y_val = tl.where(valid, h_new, 0.0)
-    tl.store(y_ptrs, y_val.to(y_ptr.dtype.element_ty), mask=mask)
+    if not GATES_ONLY:
+        tl.store(h_next_ptrs, tl.where(valid, h_new, h_prev), mask=mask)
+        y_ptrs = (y_ptr + t_write[None, :] * stride_yt + d * stride_yd + offs_b[None, :] * stride_yb
+                  + offs_j[:, None])
+        y_val = tl.where(valid, h_new, 0.0)
+        tl.store(y_ptrs, y_val.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,13 +246,13 @@ def _cell_update(
 # ---------------------------------------------------------------------------------------------
 @triton.jit
 def _step_body(
-    s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+    s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
     batch, H, NJB, rev_mask,
     stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
     clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
     CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
     INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
-    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr,
+    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr, PHASE: tl.constexpr,
     BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_j = tl.program_id(0)
@@ -245,13 +263,16 @@ def _step_body(
     offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_b = offs_b < batch
     w_base = rp_ptr + (d * NJB + pid_j) * ROWS * H
-    h_base = h_ptr + (d * 2 + s % 2) * batch * H
+    if PHASE == 2:  # GRU lbr=0, second phase: the product is with r*h
+        src_base = rh_ptr + d * batch * H
+    else:
+        src_base = h_ptr + (d * 2 + s % 2) * batch * H
     acc = tl.zeros((ROWS, BLOCK_B), dtype=tl.float32)
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < H
         w = tl.load(w_base + offs_r[:, None] * H + offs_k[None, :], mask=mask_k[None, :], other=0.0)
-        hT = tl.load(h_base + offs_b[None, :] * H + offs_k[:, None],
+        hT = tl.load(src_base + offs_b[None, :] * H + offs_k[:, None],
                      mask=mask_k[:, None] & mask_b[None, :], other=0.0)
         if DOT_FP32:
             acc = tl.dot(w.to(tl.float32), hT, acc)
@@ -261,11 +282,11 @@ def _step_body(
             acc = tl.dot(w, hT.to(w.dtype), acc, input_precision="ieee")
     _cell_update(
         acc, d, s, pid_j, pid_b,
-        xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+        xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
         batch, H, rev_mask,
         stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
         clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
-        CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, BLOCK_J, BLOCK_B,
+        CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, PHASE, BLOCK_J, BLOCK_B,
     )
 
 
@@ -279,12 +300,12 @@ def recurrent_step_configs(interpret: bool = INTERPRET) -> list:
     return keep[:1] if interpret else keep
 
 
-@triton.autotune(configs=recurrent_step_configs(), key=["H", "BLOCK_B", "CELL"],
+@triton.autotune(configs=recurrent_step_configs(), key=["H", "BLOCK_B", "CELL", "PHASE"],
                  restore_value=["h_ptr", "c_ptr"])
 @triton.jit
 def recurrent_step_kernel(
     # pointers
-    rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+    rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
     # sizes
     s, batch, H, NJB, rev_mask,
     # strides
@@ -294,17 +315,18 @@ def recurrent_step_kernel(
     # meta-parameters
     CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
     INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
-    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr,
+    ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr, PHASE: tl.constexpr,
     BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """One time step s of every direction: grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), dirs)."""
+    """One time step s of every direction: grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), dirs).
+    GRU lbr=0 (CELL 3) takes two launches per step, PHASE 1 then PHASE 2 (else PHASE 0)."""
     _step_body(
-        s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
+        s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
         batch, H, NJB, rev_mask,
         stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
         clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
         CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, ALLOW_TF32, DOT_FP32,
-        BLOCK_J, BLOCK_B, BLOCK_K,
+        PHASE, BLOCK_J, BLOCK_B, BLOCK_K,
     )
 
 
@@ -320,9 +342,20 @@ def persistent_config(tile_bytes: int):
 
 
 @triton.jit
+def _grid_barrier(flag_ptr, target):
+    """Wait until `target` arrivals on flag_ptr (DESIGN recipe): release add, acquire spin."""
+    tl.debug_barrier()
+    tl.atomic_add(flag_ptr, 1, sem="release", scope="gpu")
+    arrived = tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+    while arrived < target:
+        arrived = tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()
+
+
+@triton.jit
 def recurrent_persistent_kernel(
     # pointers
-    rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, flag_ptr,
+    rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr, flag_ptr,
     # sizes
     s0, steps, batch, H, NJB, rev_mask,
     # strides
@@ -333,24 +366,28 @@ def recurrent_persistent_kernel(
     CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
     INPUT_FORGET: tl.constexpr, ACT_F: tl.constexpr, ACT_G: tl.constexpr, ACT_H: tl.constexpr,
     ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr, USE_BARRIER: tl.constexpr,
-    BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, KPAD: tl.constexpr,
+    ONLY_PHASE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, KPAD: tl.constexpr,
 ):
     """Steps s0 .. s0+steps-1 in one launch; grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), dirs).
 
     The program's [GP*BLOCK_J, KPAD] tile of Rp is loaded once and held across steps. With
-    USE_BARRIER, programs of one direction meet after every step at a grid-wide barrier on
-    flag_ptr[d] (zeroed by the caller; every program must be resident).
+    USE_BARRIER, programs of one direction meet after every step (GRU lbr=0: after each of its
+    two phases) at a grid-wide barrier on flag_ptr[d] (zeroed by the caller; every program
+    must be resident). ONLY_PHASE 1 or 2 runs one phase of GRU lbr=0 (the interpreter's
+    host-stepped path); 0 runs the cell's whole step.
     """
     pid_j = tl.program_id(0)
     pid_b = tl.program_id(1)
     d = tl.program_id(2)
     nprog = tl.num_programs(0) * tl.num_programs(1)
+    NSYNC: tl.constexpr = 2 if CELL == 3 else 1
     ROWS: tl.constexpr = GP * BLOCK_J
     offs_r = tl.arange(0, ROWS)
     offs_k = tl.arange(0, KPAD)
     offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_k = offs_k < H
     mask_hb = mask_k[:, None] & (offs_b < batch)[None, :]
+    src_off = offs_b[None, :] * H + offs_k[:, None]
     w = tl.load(rp_ptr + (d * NJB + pid_j) * ROWS * H + offs_r[:, None] * H + offs_k[None, :],
                 mask=mask_k[None, :], other=0.0)
     if DOT_FP32:
@@ -358,30 +395,44 @@ def recurrent_persistent_kernel(
     for i in range(0, steps):
         s = s0 + i
         h_base = h_ptr + (d * 2 + s % 2) * batch * H
-        hT = tl.load(h_base + offs_b[None, :] * H + offs_k[:, None], mask=mask_hb, other=0.0,
-                     cache_modifier=".cg")
-        if DOT_FP32:
-            acc = tl.dot(w, hT)
-        elif ALLOW_TF32:
-            acc = tl.dot(w, hT.to(w.dtype), input_precision="tf32")
-        else:
-            acc = tl.dot(w, hT.to(w.dtype), input_precision="ieee")
-        _cell_update(
-            acc, d, s, pid_j, pid_b,
-            xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr,
-            batch, H, rev_mask,
-            stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
-            clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
-            CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, BLOCK_J, BLOCK_B,
-        )
-        if USE_BARRIER:
-            tl.debug_barrier()
-            tl.atomic_add(flag_ptr + d, 1, sem="release", scope="gpu")
-            target = (i + 1) * nprog
-            arrived = tl.atomic_add(flag_ptr + d, 0, sem="acquire", scope="gpu")
-            while arrived < target:
-                arrived = tl.atomic_add(flag_ptr + d, 0, sem="acquire", scope="gpu")
-            tl.debug_barrier()
+        if ONLY_PHASE != 2:
+            hT = tl.load(h_base + src_off, mask=mask_hb, other=0.0, cache_modifier=".cg")
+            if DOT_FP32:
+                acc = tl.dot(w, hT)
+            elif ALLOW_TF32:
+                acc = tl.dot(w, hT.to(w.dtype), input_precision="tf32")
+            else:
+                acc = tl.dot(w, hT.to(w.dtype), input_precision="ieee")
+            _cell_update(
+                acc, d, s, pid_j, pid_b,
+                xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
+                batch, H, rev_mask,
+                stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+                clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+                CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H,
+                1 if CELL == 3 else 0, BLOCK_J, BLOCK_B,
+            )
+            if USE_BARRIER:
+                _grid_barrier(flag_ptr + d, (NSYNC * i + 1) * nprog)
+        if CELL == 3 and ONLY_PHASE != 1:
+            rhT = tl.load(rh_ptr + d * batch * H + src_off, mask=mask_hb, other=0.0,
+                          cache_modifier=".cg")
+            if DOT_FP32:
+                acc2 = tl.dot(w, rhT)
+            elif ALLOW_TF32:
+                acc2 = tl.dot(w, rhT.to(w.dtype), input_precision="tf32")
+            else:
+                acc2 = tl.dot(w, rhT.to(w.dtype), input_precision="ieee")
+            _cell_update(
+                acc2, d, s, pid_j, pid_b,
+                xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
+                batch, H, rev_mask,
+                stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
+                clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
+                CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, 2, BLOCK_J, BLOCK_B,
+            )
+            if USE_BARRIER:
+                _grid_barrier(flag_ptr + d, (NSYNC * i + 2) * nprog)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,6 +443,7 @@ class PackedRecurrent:
     """Weights of one ONNX LSTM/GRU/RNN node in kernel layout (built by `pack`)."""
 
     cell: str  # "LSTM" | "GRU" | "RNN"
+    cell_code: int  # the kernels' CELL: 0 LSTM, 1 GRU (lbr=1), 2 RNN, 3 GRU (lbr=0, two phases)
     hidden: int
     input_size: int
     dirs: int
@@ -424,9 +476,6 @@ def unsupported_reason(cell: str, *, dtype: torch.dtype | None = None, direction
         return f"dtype {dtype} is not supported by the recurrent kernels (fp32, fp16, bf16)"
     if direction not in ("forward", "reverse", "bidirectional"):
         return f"direction {direction!r} is not an ONNX direction"
-    if cell == "GRU" and not linear_before_reset:
-        return ("GRU linear_before_reset=0 is not fused: its candidate gate needs r of every "
-                "unit before the recurrent product (a second grid-wide sync per step)")
     nd = 2 if direction == "bidirectional" else 1
     try:
         acts = resolve_activations(cell, nd, activations, activation_alpha, activation_beta)
@@ -472,7 +521,7 @@ def pack(cell: str, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None = N
     b = B.to(**f32) if B is not None else torch.zeros(dirs, 2 * G * H, **f32)
     wb, rb = b[:, :G * H], b[:, G * H:]
     rbh = None
-    if cell == "GRU":  # Rbz, Rbr add linearly; Rbh is scaled by r inside the kernel
+    if cell == "GRU" and linear_before_reset:  # Rbz, Rbr add linearly; Rbh is scaled by r
         xbias = wb + torch.cat([rb[:, :2 * H], torch.zeros_like(rb[:, 2 * H:])], dim=1)
         rbh = rb[:, 2 * H:].contiguous()
     else:
@@ -483,7 +532,7 @@ def pack(cell: str, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None = N
     acts = resolve_activations(cell, dirs, activations, activation_alpha, activation_beta)[0]
     acts = list(acts) + [("tanh", 0.0, 0.0)] * (3 - len(acts))
     return PackedRecurrent(
-        cell=cell, hidden=H, input_size=int(W.shape[-1]), dirs=dirs,
+        cell=cell, cell_code=3 if cell == "GRU" and not linear_before_reset else CELLS[cell], hidden=H, input_size=int(W.shape[-1]), dirs=dirs,
         rev_mask=(1 if direction == "reverse" else 0) | (2 if dirs == 2 else 0),
         w_t=Wf.reshape(dirs * G * H, -1).t().contiguous().to(dtype),
         xbias=xbias.reshape(-1).contiguous(),
@@ -645,9 +694,15 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
     dummy = packed.xbias
     peep = packed.peep if packed.peep is not None else dummy
     rbh = packed.rbh if packed.rbh is not None else dummy
+    two_phase = packed.cell_code == 3
+    if two_phase:  # z and r*h of the current step, [dirs, batch, H] fp32
+        zbuf = torch.empty(nd, batch, H, device=xp.device, dtype=torch.float32)
+        rhbuf = torch.empty(nd, batch, H, device=xp.device, dtype=torch.float32)
+    else:
+        zbuf = rhbuf = dummy
     a, al, be = packed.acts, packed.alphas, packed.betas
     scalars = (packed.clip or 0.0, al[0], be[0], al[1], be[1], al[2], be[2])
-    meta = dict(CELL=CELLS[packed.cell], GP=packed.gp, HAS_PEEP=packed.peep is not None,
+    meta = dict(CELL=packed.cell_code, GP=packed.gp, HAS_PEEP=packed.peep is not None,
                 HAS_CLIP=packed.clip is not None, INPUT_FORGET=packed.input_forget,
                 ACT_F=a[0], ACT_G=a[1], ACT_H=a[2],
                 ALLOW_TF32=bool(allow_tf32) and packed.dtype == torch.float32,
@@ -663,19 +718,24 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
         flags = torch.zeros(nd, device=xp.device, dtype=torch.int32)
         # interpreter: programs run one after another, so no barrier; one launch per step unless
         # each direction is a single program (then the launch runs the whole sequence)
+        # (and for GRU lbr=0 one launch per phase)
         one_program = grid[0] * grid[1] == 1
-        chunks = [(s, 1) for s in range(seq)] if INTERPRET and not one_program else [(0, seq)]
-        for s0, steps in chunks:
+        if INTERPRET and not one_program:
+            chunks = [(s, ph) for s in range(seq) for ph in ((1, 2) if two_phase else (0,))]
+        else:
+            chunks = [(None, 0)]
+        for s0, only_phase in chunks:
             recurrent_persistent_kernel[grid](
-                packed.rp, xp, state, c, Y, lens, peep, rbh, flags,
-                s0, steps, batch, H, njb, packed.rev_mask, *strides, *scalars,
-                USE_BARRIER=barrier and not INTERPRET, KPAD=kpad, num_warps=cfg.num_warps,
-                num_stages=cfg.num_stages, **meta)
+                packed.rp, xp, state, c, Y, lens, peep, rbh, zbuf, rhbuf, flags,
+                0 if s0 is None else s0, seq if s0 is None else 1, batch, H, njb, packed.rev_mask,
+                *strides, *scalars, USE_BARRIER=barrier and not INTERPRET, ONLY_PHASE=only_phase,
+                KPAD=kpad, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **meta)
         return
     for s in range(seq):
-        recurrent_step_kernel[grid](
-            packed.rp, xp, state, c, Y, lens, peep, rbh,
-            s, batch, H, njb, packed.rev_mask, *strides, *scalars, **meta)
+        for phase in ((1, 2) if two_phase else (0,)):
+            recurrent_step_kernel[grid](
+                packed.rp, xp, state, c, Y, lens, peep, rbh, zbuf, rhbuf,
+                s, batch, H, njb, packed.rev_mask, *strides, *scalars, PHASE=phase, **meta)
 
 
 def _recurrent(cell, X, W, R, B, sequence_lens, initial_h, initial_c=None, P=None, *,
@@ -695,7 +755,7 @@ def lstm(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
 
 def gru(X, W, R, B=None, sequence_lens=None, initial_h=None, *, mode="auto", allow_tf32=True,
         y_out=None, **attrs):
-    """ONNX GRU (linear_before_reset=1) on the kernels; see `lstm`."""
+    """ONNX GRU on the kernels; see `lstm`."""
     return _recurrent("GRU", X, W, R, B, sequence_lens, initial_h, mode=mode,
                       allow_tf32=allow_tf32, y_out=y_out, **attrs)
 

@@ -24,11 +24,12 @@ from tritonnx.triton_kernels import recurrent as m
 from tritonnx.triton_kernels.aot import _resource_usage
 
 PTR = {"rp_ptr": None, "xp_ptr": None, "y_ptr": None, "h_ptr": "fp32", "c_ptr": "fp32",
-       "lens_ptr": "i32", "p_ptr": "fp32", "rbh_ptr": "fp32", "flag_ptr": "i32"}
+       "lens_ptr": "i32", "p_ptr": "fp32", "rbh_ptr": "fp32", "flag_ptr": "i32", "z_ptr": "fp32",
+       "rh_ptr": "fp32"}
 FLOATS = ("clip", "alpha_f", "beta_f", "alpha_g", "beta_g", "alpha_h", "beta_h")
 DIV16 = ("H", "NJB", "stride_xt", "stride_xb", "stride_yt", "stride_yd", "stride_yb")
 CELL_META = {"LSTM": dict(CELL=0, GP=4, BLOCK_J=16), "GRU": dict(CELL=1, GP=4, BLOCK_J=16),
-             "RNN": dict(CELL=2, GP=1, BLOCK_J=64)}
+             "RNN": dict(CELL=2, GP=1, BLOCK_J=64), "GRU0": dict(CELL=3, GP=4, BLOCK_J=16)}
 
 
 def build(kind, arch, dtype, cell, cfg, extra):
@@ -36,7 +37,9 @@ def build(kind, arch, dtype, cell, cfg, extra):
     const = dict(HAS_PEEP=cell == "LSTM", HAS_CLIP=False, INPUT_FORGET=False, ACT_F=2, ACT_G=1,
                  ACT_H=1, ALLOW_TF32=True, DOT_FP32=False, BLOCK_B=16, **CELL_META[cell])
     if kind == "persistent":
-        const.update(USE_BARRIER=True, KPAD=256)
+        const.update(USE_BARRIER=True, KPAD=256, ONLY_PHASE=0)
+    else:
+        const.update(PHASE=0)
     const.update(cfg.kwargs, **extra)
     sig, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
@@ -71,8 +74,9 @@ jobs += [("step", arch, dtype, cell, step_cfgs[0], {})
          for arch in (90, 80) for dtype in ("fp16", "bf16", "fp32") for cell in ("LSTM", "GRU", "RNN")]
 jobs += [("step", 90, "fp16", "LSTM", step_cfgs[1], dict(BLOCK_B=64, HAS_CLIP=True, INPUT_FORGET=True,
                                                          ACT_F=7, ACT_G=8, ACT_H=10))]
+jobs += [("step", arch, "fp16", "GRU0", step_cfgs[0], dict(PHASE=ph)) for arch in (90, 80) for ph in (1, 2)]
 jobs += [("persistent", arch, dtype, cell, c, {})
-         for arch in (90, 80) for dtype in ("fp16", "bf16") for cell in ("LSTM", "GRU", "RNN")
+         for arch in (90, 80) for dtype in ("fp16", "bf16") for cell in ("LSTM", "GRU", "RNN", "GRU0")
          for c in pers_cfgs[:1]]
 # the largest tiles `persistent_fits` admits (64 KB), with the warps `persistent_config` picks
 jobs += [("persistent", 90, "fp16", "LSTM", m.persistent_config(64 * 512 * 2), dict(KPAD=512)),

@@ -2,9 +2,8 @@
 rejects) run through InferenceSession with the recurrent Triton kernels (interpreter).
 
 The cases feed W/R/B/P as graph inputs; the rule only fuses constant weights (they are packed
-once), so each case's weights are moved into initializers first. Cases the kernels decline
-(GRU linear_before_reset=0, the ONNX default) must be declined with that reason and still pass
-on the reference. The counts are printed: fused-and-passed / declined-and-passed / total.
+once), so each case's weights are moved into initializers first; then every case must be fused
+and pass. The counts are printed: fused-and-passed / total.
 """
 from __future__ import annotations
 
@@ -47,7 +46,7 @@ def _constant_weights(case):
     return model, feeds
 
 
-COUNTS = {"fused": 0, "declined": 0}
+COUNTS = {"fused": 0}
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c.name)
@@ -56,14 +55,8 @@ def test_conformance_with_kernels(case):
     _, expected = case.data_sets[0]
     sess = InferenceSession(model.SerializeToString(), kernels="triton")
     report = sess.fusion_report()
-    node = [n for n in case.model.graph.node if n.op_type in OPS][0]
-    lbr = {a.name: a.i for a in node.attribute}.get("linear_before_reset", 0)
-    if node.op_type == "GRU" and not lbr:
-        assert len(report.declined) == 1 and "linear_before_reset=0" in report.declined[0].reason
-        COUNTS["declined"] += 1
-    else:
-        assert len(report.fused) == 1 and not report.declined, str(report)
-        COUNTS["fused"] += 1
+    assert len(report.fused) == 1 and not report.declined, str(report)
+    COUNTS["fused"] += 1
     got = sess.run(None, feeds)
     for g, w in zip(got, expected):
         np.testing.assert_allclose(np.asarray(g), w, rtol=case.rtol or 1e-3, atol=case.atol or 1e-6)
@@ -72,6 +65,5 @@ def test_conformance_with_kernels(case):
 def test_conformance_counts(capsys):
     total = len(_cases())
     with capsys.disabled():
-        print(f"\nrecurrent conformance with kernels: {COUNTS['fused']} fused+passed, "
-              f"{COUNTS['declined']} declined (reference)+passed, total {total}")
+        print(f"\nrecurrent conformance with kernels: {COUNTS['fused']} fused+passed of {total}")
     assert total >= 18

@@ -39,6 +39,11 @@ CASES = [
      dict(direction="bidirectional", linear_before_reset=1)),
     ("gru-clip-nobias", "GRU", 4, 2, 3, 5, dict(bias=False, scale=1.5),
      dict(clip=0.5, linear_before_reset=1)),
+    ("gru-lbr0-bidir-lens", "GRU", 5, 3, 4, 7, dict(dirs=2, lens=[1, 5, 3], h0=True),
+     dict(direction="bidirectional")),
+    ("gru-lbr0-reverse-acts-2blocks", "GRU", 4, 2, 3, 20, dict(lens=[4, 2], scale=1.5),
+     dict(direction="reverse", clip=0.8, activations=["HardSigmoid", "Softsign"],
+          activation_alpha=[0.3], activation_beta=[0.4])),
     ("rnn-bidir-lens-relu", "RNN", 5, 3, 4, 6, dict(dirs=2, lens=[5, 2, 1], h0=True),
      dict(direction="bidirectional", activations=["Relu", "Relu"])),
     ("rnn-reverse-clip", "RNN", 4, 2, 3, 70, dict(scale=1.0), dict(direction="reverse", clip=0.3)),
@@ -78,12 +83,13 @@ def test_kernel_matches_reference_fp32(case, mode):
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "GRU0"])
 def test_kernel_low_precision(op, mode, dtype):
-    feeds = random_inputs(op, 4, 3, 5, 9, dirs=2, lens=[4, 1, 2], h0=True, c0=True, peep=True, seed=2)
     attrs = dict(direction="bidirectional")
     if op == "GRU":
         attrs["linear_before_reset"] = 1
+    op = "GRU" if op.startswith("GRU") else op
+    feeds = random_inputs(op, 4, 3, 5, 9, dirs=2, lens=[4, 1, 2], h0=True, c0=True, peep=True, seed=2)
     _check(op, feeds, attrs, DTYPES[dtype], mode)
 
 
@@ -114,15 +120,16 @@ def test_mode_choice_and_declines():
         recurrent.run(packed, feeds["X"], mode="persistent")
     small = recurrent.pack("LSTM", *[random_inputs("LSTM", 2, 2, 3, 8)[n] for n in ("W", "R")])
     assert recurrent.choose_mode(small, 2, torch.device("cpu")) == "persistent"
-    assert "linear_before_reset=0" in recurrent.unsupported_reason("GRU")
+    assert recurrent.unsupported_reason("GRU") is None
     assert recurrent.unsupported_reason("GRU", linear_before_reset=1) is None
     assert "differ" in recurrent.unsupported_reason(
         "LSTM", direction="bidirectional", activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Tanh"])
     assert "Gelu" in recurrent.unsupported_reason("RNN", activations=["Gelu"])
     assert "dtype" in recurrent.unsupported_reason("LSTM", dtype=torch.float64)
-    with pytest.raises(InvalidArgument, match="linear_before_reset"):
-        g = random_inputs("GRU", 2, 2, 3, 4)
-        recurrent.gru(g["X"], g["W"], g["R"])
+    with pytest.raises(InvalidArgument, match="differ"):
+        g = random_inputs("GRU", 2, 2, 3, 4, dirs=2)
+        recurrent.gru(g["X"], g["W"], g["R"], direction="bidirectional",
+                      activations=["Sigmoid", "Tanh", "Sigmoid", "Relu"])
     with pytest.raises(InvalidArgument, match="input 'X'"):
         recurrent.run(small, torch.randn(2, 2, 4))
     with pytest.raises(InvalidArgument, match="sequence_lens"):

@@ -296,8 +296,8 @@ def _matmul(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.dtype.is_floating_point:
         cdt = _compute_dtype(a)
         return torch.matmul(a.to(cdt), b.to(cdt)).to(a.dtype)
-    if a.device.type == "cuda" and a.dtype != torch.int64:
-        return torch.matmul(a.long(), b.long()).to(a.dtype)
+    if a.device.type == "cuda":  # no integer GEMM on CUDA: exact in float64 below 2**53
+        return torch.matmul(a.double(), b.double()).round().to(a.dtype)
     return torch.matmul(a, b)
 
 
@@ -386,8 +386,8 @@ def Dropout_1(data, *, ratio=0.5, is_test=0, consumed_inputs=None, num_outputs=1
 def Dropout(data, ratio=None, training_mode=None, *, seed=None, num_outputs=1):
     """ONNX Dropout (opset 12+): identity unless ``training_mode`` is true and ratio > 0, then
     a random mask (torch's generator, seeded with ``seed`` when given) and scaling 1 / (1 - ratio)."""
-    r = 0.5 if ratio is None else float(scalar(ratio))
     training = training_mode is not None and bool(scalar(training_mode))
+    r = 0.5 if ratio is None or not training else float(scalar(ratio))
     if not training or r == 0.0:
         return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
     if not 0.0 <= r < 1.0:

@@ -360,6 +360,10 @@ def _pad(op, data, pads, mode, value, axes):
             spec += [begin.get(a, 0), end.get(a, 0)]
         if needs_widening(data):
             return via_numpy(lambda x: _np_const_pad(x, begin, end, value), data)
+        if value is not None and value.device.type != "cpu":  # no host sync: pad 0, add value * mask
+            zero = F.pad(data, spec, mode="constant", value=0)
+            mask = F.pad(torch.zeros_like(data), spec, mode="constant", value=1)
+            return zero + mask * value.to(data.dtype).reshape(())
         v = 0 if value is None else scalar(value)
         return F.pad(data, spec, mode="constant", value=v)
     if mode not in ("reflect", "edge", "wrap"):

@@ -82,3 +82,32 @@ def collect(argv: list[str] | None = None, *, tf32: bool = True) -> dict:
         "timing": "cuda-events (triton.testing.do_bench)" if on_gpu else "cpu-wall (CPU-interpreter times, not performance figures)",
     }
     return env
+
+
+def record(out: Path, env: dict) -> dict:
+    """Write `env` as ``out/env.json``; a folder that has one already gets this command added.
+
+    Raises:
+        InvalidArgument: the folder holds results of another device (sets are never merged).
+    """
+    import json
+
+    from tritonnx.errors import InvalidArgument
+
+    out = Path(out)
+    path = out / "env.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("device") != env["device"]:
+            raise InvalidArgument(
+                f"result set {out} was measured on {old.get('device')!r}, this is {env['device']!r}: "
+                "one result set per device, never merged; use a new --out"
+            )
+        old.setdefault("commands", [old.get("command")])
+        old["commands"].append(env["command"])
+        env = old
+    else:
+        env = dict(env, commands=[env["command"]])
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(env, indent=1), encoding="utf-8")
+    return env

@@ -14,7 +14,6 @@ the same reference (onnxruntime's output), and torch rows the module with the sa
 from __future__ import annotations
 
 import gc
-import json
 import sys
 import time
 import traceback
@@ -197,23 +196,7 @@ class Harness:
     def _env(self) -> dict:
         from tritonnx.bench import environment
 
-        env = environment.collect(self.s.argv, tf32=self.s.tf32)
-        path = self.out / report.ENV_FILE
-        if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if old.get("device") != env["device"]:
-                raise InvalidArgument(
-                    f"result set {self.out} was measured on {old.get('device')!r}, this is {env['device']!r}: "
-                    "one result set per device, never merged; use a new --out"
-                )
-            old.setdefault("commands", [old.get("command")])
-            old["commands"].append(env["command"])
-            env = old
-        else:
-            env["commands"] = [env["command"]]
-        self.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(env, indent=1), encoding="utf-8")
-        return env
+        return environment.record(self.out, environment.collect(self.s.argv, tf32=self.s.tf32))
 
     # per model / dtype / batch ------------------------------------------------------------
     def _export(self, model: str, dtype: str) -> Path:

@@ -125,6 +125,9 @@ def run_kernels(args, out: Path, on_gpu: bool) -> int:
     from tritonnx.bench.devices import canonical_dtype
 
     dtypes = [canonical_dtype(x) for x in (args.dtype or ("fp16,fp32" if on_gpu else "fp32")).split(",") if x.strip()]
+    from tritonnx.bench import environment
+
+    env = environment.record(out, environment.collect(tf32=not args.no_tf32))
     rows, messages = run_families(families, dtypes=dtypes, quick=args.quick, time_budget=args.time_budget)
     for msg in messages:
         print(f"kernels: {msg}", file=sys.stderr)
@@ -132,7 +135,9 @@ def run_kernels(args, out: Path, on_gpu: bool) -> int:
         report.append_row(out, row, report.KERNELS_FILE)
     all_rows = report.load_rows(out, report.KERNELS_FILE)
     if all_rows:
-        print(report.render(all_rows, args.format, columns=report.KERNEL_COLUMNS))
+        print(report.render(all_rows, args.format, env=env, columns=report.KERNEL_COLUMNS))
+        (out / report.KERNELS_MD).write_text(
+            report.render(all_rows, "markdown", env=env, columns=report.KERNEL_COLUMNS), encoding="utf-8")
     return 0
 
 

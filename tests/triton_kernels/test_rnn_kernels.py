@@ -103,12 +103,11 @@ def test_kernel_layout1(op, mode):
     _check(op, feeds, attrs, torch.float32, mode, layout=1)
 
 
-@pytest.mark.parametrize("op", ["LSTM", "GRU"])
-def test_kernel_long_sequence_persistent(op):
-    """>= 200 steps at tiny hidden, a length-1 item: one persistent launch under the interpreter."""
-    feeds = random_inputs(op, 200, 2, 3, 7, lens=[200, 1], h0=True, c0=True, seed=4)
-    attrs = {"linear_before_reset": 1} if op == "GRU" else {}
-    _check(op, feeds, attrs, torch.float32, "persistent")
+def test_kernel_long_sequence_persistent():
+    """>= 200 steps at tiny hidden, a length-1 item: one persistent launch under the interpreter
+    (LSTM only: ~5-10 s of interpreter time; the GRU/RNN cells share the whole loop)."""
+    feeds = random_inputs("LSTM", 200, 2, 3, 7, lens=[200, 1], h0=True, c0=True, seed=4)
+    _check("LSTM", feeds, {}, torch.float32, "persistent")
 
 
 def test_mode_choice_and_declines():

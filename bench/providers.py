@@ -114,6 +114,9 @@ class TritonnxProvider(Provider):
         self._note = ""
         try:
             self._note = "providers: " + ",".join(sess.get_providers())
+            fusion = sess.fusion_report()
+            if self.fused:
+                self._note += f"; fused {len(fusion.fused)}, declined {len(fusion.declined)}"
         except Exception:  # noqa: BLE001 - a note only
             pass
         if hasattr(sess, "run_torch"):

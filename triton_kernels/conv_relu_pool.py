@@ -368,6 +368,7 @@ def conv_relu_pool(
     count_include_pad: bool = False,
     allow_tf32: bool = True,
     out: torch.Tensor | None = None,
+    config: triton.Config | None = None,
 ) -> torch.Tensor:
     """Fused Conv + bias + (residual add) + activation + pool (see the module docstring).
 
@@ -382,6 +383,7 @@ def conv_relu_pool(
             ``pool_pads`` (top, left, bottom, right), ``ceil_mode``, ``count_include_pad`` (avg).
         allow_tf32: fp32 inputs may use tf32 tensor cores.
         out: optional preallocated output of the right shape and dtype (any strides).
+        config: run this tile config instead of the autotuner's choice (tests, benchmarks).
     Returns:
         [N, O, PH, PW] in x's dtype (PH, PW = OH, OW without a pool); channels-last when x is.
     """
@@ -454,7 +456,12 @@ def conv_relu_pool(
     cout_g = cout // group
     res = residual if residual is not None else out
     grid = lambda meta: (triton.cdiv(m_total, meta["BLOCK_M"]), triton.cdiv(cout_g, meta["BLOCK_N"]), group)  # noqa: E731
-    conv_relu_pool_kernel[grid](
+    if config is None:
+        launch, meta = conv_relu_pool_kernel, {}
+    else:
+        launch = conv_relu_pool_kernel.fn
+        meta = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    launch[grid](
         x, packed.data, bias if bias is not None else out, res, out,
         n, packed.in_channels_per_group, h, wd, cout_g, oh, ow, ph_, pw_, m_total,
         max(0, int(math.log2(m_total))),
@@ -471,6 +478,7 @@ def conv_relu_pool(
         HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, ACTIVATION=ACTIVATIONS[activation],
         ALLOW_TF32=bool(allow_tf32) and x.dtype == torch.float32,
         DOT_FP32=INTERPRET,
+        **meta,
     )
     return out
 

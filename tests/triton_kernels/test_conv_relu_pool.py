@@ -224,3 +224,12 @@ def test_bad_input_raises_early(kwargs, match):
     x, w, b = args.pop("x"), args.pop("w"), args.pop("bias")
     with pytest.raises(InvalidArgument, match=match):
         conv_relu_pool(x, w, b, **args)
+
+
+def test_explicit_config():
+    """`config=` bypasses the autotuner (a smaller tile than the interpreter's default)."""
+    cfg = next(c for c in conv_configs(interpret=False) if c.kwargs["BLOCK_K"] == 16)
+    n, c, h, w, o, r, s, conv_kw, epi_kw = CASES["3x3p1-relu-max2x2"]
+    x, wt, b, _ = _inputs(n, c, h, w, o, r, s, 1, torch.float32, seed=7)
+    ref = conv_relu_pool_reference(_upcast(x), _upcast(wt), _upcast(b), **conv_kw, **epi_kw)
+    _check(conv_relu_pool(x.to(DEVICE), wt.to(DEVICE), b.to(DEVICE), config=cfg, **conv_kw, **epi_kw), ref, "fp32")

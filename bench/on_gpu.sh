@@ -132,26 +132,13 @@ step_ort() {
     "$PY" -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" || true
     return 0
   fi
-  if [ -d "$ORT_SITE/onnxruntime" ]; then echo "onnxruntime-gpu already in $ORT_SITE"; else
-    mkdir -p "$ORT_DIR"
-    cp -f "$REPO"/.ortparts/part-* "$REPO"/.ortparts/wheel.sha256 "$ORT_DIR"/ 2>/dev/null || true
-    ls -la "$ORT_DIR"
-    local whl
-    if [ -f "$ORT_DIR/wheel.sha256" ]; then whl="$ORT_DIR/$(awk '{print $2}' "$ORT_DIR/wheel.sha256")"
-    else whl="$ORT_DIR/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"; fi
-    if ! ls "$ORT_DIR"/part-* >/dev/null 2>&1; then
-      echo "onnxruntime-gpu: no parts carried (.ortparts/part-NN, GPU.md): CUDA rows of onnxruntime will say it is missing"
-      return 0
-    fi
-    cat "$ORT_DIR"/part-* > "$whl"
-    if [ -f "$ORT_DIR/wheel.sha256" ]; then
-      (cd "$ORT_DIR" && sha256sum -c wheel.sha256) || { echo "onnxruntime-gpu: parts incomplete ($(ls "$ORT_DIR"/part-* | wc -l) so far): carry the next one"; rm -f "$whl"; return 3; }
-    elif ! "$PY" -c "import sys, zipfile; sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() is not None)" "$whl" 2>/dev/null; then
-      echo "onnxruntime-gpu: parts incomplete ($(ls "$ORT_DIR"/part-* | wc -l) so far): carry the next one"; rm -f "$whl"; return 3
-    fi
-    "$PY" -m pip install -q --no-deps --target "$ORT_SITE" "$whl" || return 1
-    export PYTHONPATH="$ORT_SITE${PYTHONPATH:+:$PYTHONPATH}"
-  fi
+  PY="$PY" bash "$REPO/bench/assemble_ort.sh" "$REPO/.ortparts" "$ORT_DIR" "$ORT_SITE"
+  case $? in
+    0) export PYTHONPATH="$ORT_SITE${PYTHONPATH:+:$PYTHONPATH}" ;;
+    4) echo "onnxruntime rows on CUDA will say onnxruntime-gpu is missing until parts are carried"; return 3 ;;
+    3) return 3 ;;
+    *) return 1 ;;
+  esac
   "$PY" -c "import torch, onnxruntime as o; print('onnxruntime', o.__version__, o.__file__, o.get_available_providers()); assert 'CUDAExecutionProvider' in o.get_available_providers()"
 }
 

@@ -3,7 +3,7 @@ at the end of every run that includes tests/runtime/test_conformance.py (xdist i
 reports reach the controller)."""
 from __future__ import annotations
 
-_CONFORMANCE = "test_conformance.py::test_node"
+_CONFORMANCE = "test_conformance.py::test_node["
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

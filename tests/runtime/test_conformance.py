@@ -101,11 +101,13 @@ def _select_cases():
 
 
 CASES = _select_cases()
-_OPTIONS: dict = {}
 
 
-def _run(model: onnx.ModelProto, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    sess = InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"], fusion=False, **_OPTIONS)
+def _run(model: onnx.ModelProto, inputs: list[np.ndarray], providers=("CPUExecutionProvider",),
+         **options) -> list[np.ndarray]:
+    sess = InferenceSession(model.SerializeToString(), providers=list(providers), fusion=False, **options)
+    if "CUDAExecutionProvider" in providers:
+        assert sess.device.type == "cuda"
     feeds = [i.name for i in sess.get_inputs()]
     return sess.run(None, dict(zip(feeds, inputs)))
 
@@ -131,3 +133,35 @@ def test_skip_list_names_real_cases():
         warnings.simplefilter("ignore")
         names = {c.name for c in collect_testcases()}
     assert not [n for n in SKIP if n not in names]
+
+
+#: The op list of issue 3 ("Op coverage"): each must have a handler.
+ISSUE_OPS = """Conv ConvTranspose Relu LeakyRelu Sigmoid Tanh Softmax LogSoftmax MaxPool AveragePool
+GlobalAveragePool GlobalMaxPool LRN BatchNormalization Dropout Gemm MatMul Add Sub Mul Div Sum Pow Sqrt
+Erf LayerNormalization Reshape Flatten Transpose Concat Split Slice Squeeze Unsqueeze Gather Shape
+Constant ConstantOfShape Identity Cast Expand Where Equal Range ReduceMean Clip Pad LSTM GRU RNN""".split()
+
+
+def test_issue_ops_are_registered_and_tested():
+    registered = set(OPS.op_types(""))
+    assert not [op for op in ISSUE_OPS if op not in registered]
+    tested = {op for c in CASES if c.name not in SKIP for _, op in _all_ops(c.model.graph)}
+    assert not [op for op in ISSUE_OPS if op not in tested]
+
+
+@pytest.mark.gpu
+def test_cases_on_cuda():
+    """Every case again on the GPU (torch ops on CUDA, tf32 off so fp32 keeps fp32 accuracy)."""
+    failures = []
+    for case in CASES:
+        if case.name in SKIP:
+            continue
+        try:
+            for inputs, expected in case.data_sets:
+                outputs = _run(case.model, [_array(v) for v in inputs], providers=["CUDAExecutionProvider"],
+                               tf32=False, cuda_graphs=False)
+                Runner.assert_similar_outputs([_array(v) for v in expected], outputs, rtol=case.rtol, atol=case.atol)
+        except Exception as exc:  # collect them all, report once
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            failures.append(f"{case.name}: {type(exc).__name__}: {first}")
+    assert not failures, f"{len(failures)} cases fail on CUDA:\n" + "\n".join(failures)

@@ -336,9 +336,12 @@ def recurrent_persistent_configs() -> list:
     return [triton.Config({}, num_warps=4, num_stages=1), triton.Config({}, num_warps=8, num_stages=1)]
 
 
-def persistent_config(tile_bytes: int):
-    """4 warps up to a 32 KB weight tile, 8 above (compile report: no spills up to 64 KB)."""
-    return recurrent_persistent_configs()[0 if tile_bytes <= 32 * 1024 else 1]
+def persistent_config(tile_bytes: int, h_bytes: int = 0):
+    """Warps for a held weight tile of `tile_bytes` and an fp32 h^T tile of `h_bytes`
+    (KPAD * BLOCK_B * 4, held in registers each step): 4 warps up to 32 KB / 8 KB, else 8
+    (sm_90 compile report, triton 3.6; see `persistent_launchable`)."""
+    small = tile_bytes <= 32 * 1024 and h_bytes <= 8 * 1024
+    return recurrent_persistent_configs()[0 if small else 1]
 
 
 @triton.jit
@@ -559,6 +562,18 @@ def _kpad(hidden: int) -> int:
 #: tiles (fp16 H <= 512, fp32 H <= 256) build with 8 warps without spills; 128 KB tiles spill
 #: (stack 72-1856 B). Not yet timed on a GPU.
 PERSISTENT_TILE_BYTES = 64 * 1024
+#: Bytes of the fp32 h^T tile [KPAD, BLOCK_B] a persistent program loads per step (registers):
+#: 32 KB builds without spills at 8 warps (64 KB spills, 96-1040 B). GRU lbr=0 (two products
+#: per step) gets half of both budgets (its 32 KB h / 64 KB weight tiles spilled 40-336 B).
+PERSISTENT_H_BYTES = 32 * 1024
+
+
+def persistent_launchable(cell_code: int, elem_bytes: int, kpad: int, block_b: int) -> bool:
+    """Whether the persistent kernel is launched for this (cell, dtype size, KPAD, BLOCK_B):
+    the budgets above (the compile gate compiles exactly these)."""
+    scale = 2 if cell_code == 3 else 1
+    return (TILE_ROWS * kpad * elem_bytes * scale <= PERSISTENT_TILE_BYTES
+            and kpad * block_b * 4 * scale <= PERSISTENT_H_BYTES)
 #: (cell, dtype name, hidden, batch bucket) -> "step" | "persistent", measured on a GPU by
 #: `bench/kernels/rnn.py` (`mode_table_from_rows`). Empty until a GPU run fills it; then the
 #: default heuristic below applies.
@@ -572,10 +587,12 @@ def _sm_count(device: torch.device) -> int:
 
 
 def persistent_fits(packed: PackedRecurrent, batch: int, device: torch.device) -> bool:
-    """The persistent kernel's grid is co-resident: programs <= SMs, tile within budget."""
-    programs = triton.cdiv(packed.hidden, packed.block_j) * triton.cdiv(batch, _block_b(batch)) * packed.dirs
-    tile = TILE_ROWS * _kpad(packed.hidden) * packed.rp.element_size()
-    return programs <= _sm_count(device) and tile <= PERSISTENT_TILE_BYTES
+    """The persistent kernel's grid is co-resident (programs <= SMs) and its tiles are within
+    the budgets (`persistent_launchable`)."""
+    bb = _block_b(batch)
+    programs = triton.cdiv(packed.hidden, packed.block_j) * triton.cdiv(batch, bb) * packed.dirs
+    return (programs <= _sm_count(device)
+            and persistent_launchable(packed.cell_code, packed.rp.element_size(), _kpad(packed.hidden), bb))
 
 
 def choose_mode(packed: PackedRecurrent, batch: int, device: torch.device) -> str:
@@ -714,7 +731,7 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
             raise InvalidArgument(f"{packed.cell}: the persistent kernel does not fit hidden={H}, "
                                   f"batch={batch} on this device (grid or tile too large)")
         kpad = _kpad(H)
-        cfg = persistent_config(kpad * TILE_ROWS * packed.rp.element_size())
+        cfg = persistent_config(kpad * TILE_ROWS * packed.rp.element_size(), kpad * bb * 4)
         flags = torch.zeros(nd, device=xp.device, dtype=torch.int32)
         # interpreter: programs run one after another, so no barrier; one launch per step unless
         # each direction is a single program (then the launch runs the whole sequence)

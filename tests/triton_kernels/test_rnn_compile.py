@@ -78,9 +78,17 @@ jobs += [("step", arch, "fp16", "GRU0", step_cfgs[0], dict(PHASE=ph)) for arch i
 jobs += [("persistent", arch, dtype, cell, c, {})
          for arch in (90, 80) for dtype in ("fp16", "bf16") for cell in ("LSTM", "GRU", "RNN", "GRU0")
          for c in pers_cfgs[:1]]
-# the largest tiles `persistent_fits` admits (64 KB), with the warps `persistent_config` picks
-jobs += [("persistent", 90, "fp16", "LSTM", m.persistent_config(64 * 512 * 2), dict(KPAD=512)),
-         ("persistent", 90, "fp32", "GRU", m.persistent_config(64 * 256 * 4), dict(KPAD=256))]
+# the largest tiles `persistent_launchable` admits, with the warps `persistent_config` picks
+CODES = {"LSTM": 0, "GRU": 1, "RNN": 2, "GRU0": 3}
+for dtype, elem in (("fp16", 2), ("fp32", 4)):
+    for cell in ("LSTM", "GRU0"):
+        for bb in (16, 32, 64):
+            kpads = [k for k in (64, 128, 256, 512) if m.persistent_launchable(CODES[cell], elem, k, bb)]
+            if kpads:
+                k = kpads[-1]
+                cfg = m.persistent_config(64 * k * elem, k * bb * 4)
+                jobs.append(("persistent", 90, dtype, cell, cfg,
+                             dict(KPAD=k, BLOCK_B=bb, HAS_PEEP=cell == "LSTM", HAS_CLIP=True)))
 for job in jobs:
     print(json.dumps(build(*job)), flush=True)
 '''

@@ -17,7 +17,9 @@ not 2-D, its weights are not constant, its dtype is not fp32/fp16/bf16, a Clip b
 constant, a pool has dilations, a second output (MaxPool Indices) or pads not smaller than its
 window, a max pool follows a non-monotone LeakyRelu (alpha < 0), the residual Add broadcasts, or
 an intermediate value has another use (onnxscript refuses those before a check runs; `explain`
-names them). Groups (grouped and depthwise convolutions) are supported by the kernel.
+names them), or it is a grouped conv with fewer than 16 output channels per group (depthwise and
+ResNeXt-like: the kernel computes them correctly, but its >= 32-wide tiles would be mostly
+padding). Other grouped convolutions (AlexNet's two towers) are fused.
 
 The fused node carries the Conv's attributes (``auto_pad``, ``pads``, ``strides``,
 ``dilations``, ``group``, ``kernel_shape``), the activation (``activation``, ``alpha``,
@@ -38,6 +40,9 @@ from tritonnx.runtime.passes import FusionRule, custom_schema, register_rule
 ACT_OPS = ("Relu", "LeakyRelu", "Clip")
 POOL_OPS = {"MaxPool": "max", "AveragePool": "avg"}
 FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
+#: Grouped convs with fewer output channels per group are declined: the kernel's tiles are
+#: >= 32 channels wide and one group per program (correct, but mostly padding; unmeasured).
+MIN_OUT_PER_GROUP = 16
 
 
 # ----------------------------------------------------------------------------- checks
@@ -64,6 +69,11 @@ def conv_problem(conv: ir.Node) -> str | None:
     pads = conv.attributes.get_ints("pads", None)
     if pads is not None and min(pads) < 0:
         return f"negative pads {list(pads)}"
+    group = conv.attributes.get_int("group", 1)
+    out_per_group = w.const_value.shape[0] // max(group, 1)
+    if group > 1 and out_per_group < MIN_OUT_PER_GROUP:
+        return (f"grouped conv with {out_per_group} output channel(s) per group (group={group}, depthwise-like): "
+                f"most of each GEMM tile would be padding; left to the unfused conv")
     return None
 
 

@@ -63,6 +63,9 @@ CONV = "<float[4,3,3,3] w, float[4] b>"
     ("AveragePool", "kernel_shape=[3,3], strides=[1,1], pads=[1,1,1,1]", 7),
     ("AveragePool", "kernel_shape=[3,3], strides=[1,1], pads=[1,1,1,1], count_include_pad=1", 7),
     ("AveragePool", "kernel_shape=[2,2], strides=[2,2], ceil_mode=1", 4),
+    ("AveragePool", "kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1], ceil_mode=1, count_include_pad=1", 4),
+    ("AveragePool", "kernel_shape=[2,2], strides=[2,2], pads=[1,1,1,1], ceil_mode=1, count_include_pad=1", 4),
+    ("MaxPool", "kernel_shape=[2,2], strides=[2,2], pads=[1,1,1,1], ceil_mode=1", 4),
 ])
 def test_conv_relu_pool(pool, attrs, out_hw):
     model = _model(f"""
@@ -165,3 +168,15 @@ def test_fusion_off_and_torch_kernels():
     sess = tritonnx.InferenceSession(model.SerializeToString(), fusion=False)
     assert [n.op_type for n in sess.rewritten_model().graph.node] == ["Conv", "Relu", "MaxPool"]
     assert "fusion disabled" in sess.fusion_report().declined[0].reason
+
+
+def test_grouped_fused_depthwise_declined():
+    model = _model("""
+    g (float[1,4,9,9] x) => (float[1,32,4,4] y) <float[32,2,3,3] wg, float[32,1,3,3] wd> {
+        c1 = Conv<group=2, pads=[1,1,1,1]>(x, wg)
+        a1 = Relu(c1)
+        c2 = Conv<group=32>(a1, wd)
+        a2 = Relu(c2)
+        y = MaxPool<kernel_shape=[2,2], strides=[2,2]>(a2)
+    }""", {"wg": (32, 2, 3, 3), "wd": (32, 1, 3, 3)})
+    _check(model, fused=1, remaining=["Conv", "Relu", "MaxPool"], declined=["depthwise-like"], x_shape=(1, 4, 9, 9))

@@ -42,3 +42,18 @@ def test_zoo_cnn_fused_matches_onnxruntime(name, tmp_path):
     for got, ref in zip(sess.run(None, feed), want):
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_fp16_export_fused_matches_onnxruntime(tmp_path):
+    """An fp16 model: the fused node gets fp16 weights, bias and input (Triton under the interpreter)."""
+    entry = zoo.get("lenet5")
+    path = tmp_path / "lenet5-fp16.onnx"
+    export_model("lenet5", path, config="tiny", dtype="fp16", verify=False)
+    feed = {n: x.half().numpy() for n, x in zip(entry.input_names, entry.example_inputs("tiny", batch=2, seed=4))}
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    sess = tritonnx.InferenceSession(str(path), kernels="triton")
+    assert [n.op_type for n in sess.rewritten_model().graph.node].count("ConvReluPool") == 2
+    for got, ref in zip(sess.run(None, feed), want):
+        assert got.dtype == np.float16
+        scale = max(1.0, float(np.abs(ref.astype(np.float32)).max()))
+        np.testing.assert_allclose(got.astype(np.float32), ref.astype(np.float32), rtol=2e-2, atol=2e-2 * scale)

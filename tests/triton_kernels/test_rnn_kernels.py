@@ -156,7 +156,7 @@ def test_kernel_on_gpu(shape, dtype, mode):
                                    **{k: v for k, v in attrs.items()})
             if not recurrent.persistent_fits(probe, batch, dev):
                 pytest.skip("persistent grid not co-resident for this shape")
-        tol = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 5e-2}[packed_dtype]
+        tol = {torch.float32: 5e-3, torch.float16: 1e-2, torch.bfloat16: 5e-2}[packed_dtype]  # fp32: tf32
         low = {k: v.to(packed_dtype) if v is not None and v.is_floating_point() else v for k, v in feeds.items()}
         want = REF[op](*[_upcast(low).get(n) for n in INPUTS[op]], **attrs)
         y_out = torch.full(want[0].shape, float("nan"), dtype=packed_dtype, device=dev)

@@ -48,7 +48,12 @@ HOST_INPUTS: dict[str, frozenset[int]] = {
 
 def tensor_from_proto(tensor: onnx.TensorProto, device) -> Any:
     """An ONNX tensor as a torch tensor on `device` (string tensors stay numpy arrays)."""
-    array = onnx.numpy_helper.to_array(tensor)
+    return array_to_tensor(onnx.numpy_helper.to_array(tensor), device)
+
+
+def array_to_tensor(array: np.ndarray, device) -> Any:
+    """A numpy array (ml_dtypes bfloat16/float8 included) as a torch tensor on `device`."""
+    array = np.asarray(array)
     if array.dtype.kind in "OSU":
         return array
     if not array.flags.writeable:
@@ -112,7 +117,10 @@ class _Captured:
 class Executor:
     """Runs one rewritten model (a ``ModelProto`` every node of which has a handler)."""
 
-    def __init__(self, model: onnx.ModelProto, ops: OpRegistry, ctx: ExecContext) -> None:
+    def __init__(self, model: onnx.ModelProto, ops: OpRegistry, ctx: ExecContext,
+                 weights: Mapping[str, np.ndarray] | None = None) -> None:
+        """Lower `model`; `weights` (name -> array), when given, replace its initializers' data
+        (a `weightless_proto` plus `initializer_arrays` avoids serializing the weights)."""
         self.ctx = ctx
         self.device = torch.device(ctx.device)
         graph = model.graph
@@ -124,7 +132,10 @@ class Executor:
         self.weights: dict[str, Any] = {}
         for init in graph.initializer:
             device = "cpu" if init.name in host_only else self.device
-            self.weights[init.name] = tensor_from_proto(init, device)
+            if weights is not None and init.name in weights:
+                self.weights[init.name] = array_to_tensor(weights[init.name], device)
+            else:
+                self.weights[init.name] = tensor_from_proto(init, device)
 
         steps: list[Step] = []
         for index, node in enumerate(graph.node):

@@ -24,8 +24,8 @@ from tritonnx.runtime.registry import OpRegistry, canonical_domain
 
 #: The opset old models are converted to when their own opset lacks a handler.
 PREFERRED_OPSET = 18
-#: The oldest default-domain opset accepted.
-MIN_OPSET = 7
+#: The oldest default-domain opset accepted (old forms resolve to handlers or get converted).
+MIN_OPSET = 1
 
 
 def _read_bytes(source) -> tuple[bytes, Path | None]:

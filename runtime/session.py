@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -161,6 +162,19 @@ def _spec(value: onnx.ValueInfoProto) -> _Spec:
     return _Spec(value.name, tt.elem_type, dims)
 
 
+def _without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    names = {t.name for t in model.graph.initializer}
+    if not any(v.name in names for v in model.graph.input):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    kept = [v for v in copy.graph.input if v.name not in names]
+    del copy.graph.input[:]
+    copy.graph.input.extend(kept)
+    copy.ir_version = max(copy.ir_version, 4)  # IR 4: initializers need not be inputs
+    return copy
+
+
 def _parse_providers(providers, provider_options) -> tuple[list[str], list[dict]]:
     names: list[str] = []
     options: list[dict] = []
@@ -226,7 +240,7 @@ class InferenceSession:
 
         from tritonnx.runtime import plugins
         from tritonnx.runtime.passes import builtin_rules
-        from tritonnx.runtime.passes.pipeline import PassState, run_passes
+        from tritonnx.runtime.passes.pipeline import PassState, initializer_arrays, run_passes, weightless_proto
 
         import tritonnx.runtime.ops  # noqa: F401 - fills registry.OPS
         from tritonnx.runtime.registry import OPS
@@ -243,16 +257,37 @@ class InferenceSession:
         self._inputs, self._overridable, self._outputs = self._io_specs(model)
 
         model = convert_opset(model, self._ops, what)
+        self._converted = model
         level = GraphOptimizationLevel(int(self._sess_options.graph_optimization_level))
         state = PassState(rules=self._rules, ctx=self._ctx, optimize=level != GraphOptimizationLevel.ORT_DISABLE_ALL,
                           fusion=self._ctx.fusion)
-        rewritten = run_passes(model, state)
-        check_supported(rewritten, self._ops, f"{what} after rewriting")
+        # Initializers listed as inputs are constants for the passes (so they fold and fuse);
+        # a run that overrides one uses an unoptimised executor, built on first need.
+        rewritten = run_passes(_without_initializer_inputs(model), state)
+        graph_only = weightless_proto(rewritten)
+        check_supported(graph_only, self._ops, f"{what} after rewriting")
         self._rewritten = rewritten
         self._report = state.report
         if self._sess_options.optimized_model_filepath:
-            onnx.save(rewritten, self._sess_options.optimized_model_filepath)
-        self._executor = Executor(rewritten, self._ops, self._ctx)
+            self.save_rewritten(self._sess_options.optimized_model_filepath)
+        self._executor = Executor(graph_only, self._ops, self._ctx, initializer_arrays(rewritten))
+        self._override_executor: Executor | None = None
+        self._override_lock = threading.Lock()
+
+    def _executor_for(self, feeds: Mapping[str, Any]) -> Executor:
+        """The optimised executor, or (when a feed overrides an initializer) the unoptimised one."""
+        if not self._overridable or not any(s.name in feeds for s in self._overridable):
+            return self._executor
+        with self._override_lock:
+            if self._override_executor is None:
+                from tritonnx.runtime.passes.pipeline import (PassState, initializer_arrays, run_passes,
+                                                              weightless_proto)
+
+                state = PassState(rules=self._rules, ctx=self._ctx, optimize=False, fusion=False)
+                plain = run_passes(self._converted, state)
+                self._override_executor = Executor(weightless_proto(plain), self._ops, self._ctx,
+                                                   initializer_arrays(plain))
+            return self._override_executor
 
     # ----------------------------------------------------------------- settings
     @staticmethod
@@ -328,12 +363,19 @@ class InferenceSession:
 
     def rewritten_model(self) -> onnx.ModelProto:
         """The model after the passes (valid ONNX, custom domain ``tritonnx``)."""
-        copy = onnx.ModelProto()
-        copy.CopyFrom(self._rewritten)
-        return copy
+        import onnx_ir as ir
+
+        return ir.serde.serialize_model(self._rewritten)
 
     def save_rewritten(self, path) -> None:
-        onnx.save(self._rewritten, os.fspath(path))
+        """Write the rewritten model (weights inline below 2 GB, else beside it as external data)."""
+        import onnx_ir as ir
+
+        proto = ir.serde.serialize_model(self._rewritten)
+        large = sum(t.ByteSize() for t in proto.graph.initializer) > 1_900_000_000
+        path = os.fspath(path)
+        onnx.save_model(proto, path, save_as_external_data=large,
+                        location=os.path.basename(path) + ".data" if large else None)
 
     # ----------------------------------------------------------------- feeds
     def _validate(self, feed: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -397,7 +439,7 @@ class InferenceSession:
         """Like `run`, with torch tensors in and out on the session's device (no host copy)."""
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
-        outs = self._executor.run(feeds, names)
+        outs = self._executor_for(feeds).run(feeds, names)
         return [self._own(t, feeds) for t in outs]
 
     def run(self, output_names, input_feed: Mapping[str, Any], run_options=None) -> list[np.ndarray]:
@@ -409,7 +451,7 @@ class InferenceSession:
         """
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
-        outs = self._executor.run(feeds, names)
+        outs = self._executor_for(feeds).run(feeds, names)
         return [np.array(dtypes.to_numpy(t), copy=True) if isinstance(t, torch.Tensor) else np.asarray(t)
                 for t in outs]
 
@@ -418,7 +460,7 @@ class InferenceSession:
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
         rows: list[ProfileRow] = []
-        outs = self._executor.run(feeds, names, profile=rows)
+        outs = self._executor_for(feeds).run(feeds, names, profile=rows)
         return outs, rows
 
     def _own(self, t, feeds: Mapping[str, torch.Tensor]):

@@ -350,3 +350,113 @@ def Identity(input):
     """ONNX Identity: the input itself (no copy)."""
     return input
 
+
+
+# --- more unary math and activations ---------------------------------------------------------
+
+Tan = _unary("Tan", _float_op(torch.tan))
+Asin = _unary("Asin", _float_op(torch.asin))
+Acos = _unary("Acos", _float_op(torch.acos))
+Atan = _unary("Atan", _float_op(torch.atan))
+Sinh = _unary("Sinh", _float_op(torch.sinh))
+Cosh = _unary("Cosh", _float_op(torch.cosh))
+Asinh = _unary("Asinh", _float_op(torch.asinh))
+Acosh = _unary("Acosh", _float_op(torch.acosh))
+Atanh = _unary("Atanh", _float_op(torch.atanh))
+IsNaN = _unary("IsNaN", torch.isnan)
+
+
+@register("Round", since=11)
+def Round(X):
+    """ONNX Round: to the nearest integer, halves to even."""
+    return torch.round(X)
+
+
+@register("IsInf", since=10)
+def IsInf(X, *, detect_negative=1, detect_positive=1):
+    """ONNX IsInf: True at +inf (if detect_positive) and -inf (if detect_negative)."""
+    pos = torch.isposinf(X) if detect_positive else torch.zeros_like(X, dtype=torch.bool)
+    neg = torch.isneginf(X) if detect_negative else torch.zeros_like(X, dtype=torch.bool)
+    return pos | neg
+
+
+@register("Celu", since=12)
+def Celu(X, *, alpha=1.0):
+    """ONNX Celu: max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+    return _float_op(lambda x: torch.clamp_min(x, 0) + torch.clamp_max(alpha * torch.expm1(x / alpha), 0))(X)
+
+
+@register("ThresholdedRelu", since=10)
+def ThresholdedRelu(X, *, alpha=1.0):
+    """ONNX ThresholdedRelu: x if x > alpha else 0."""
+    return torch.where(X > alpha, X, torch.zeros_like(X))
+
+
+@register("Shrink", since=9)
+def Shrink(input, *, bias=0.0, lambd=0.5):
+    """ONNX Shrink: x + bias if x < -lambd, x - bias if x > lambd, else 0."""
+    if needs_widening(input):
+        return via_numpy(lambda x: np.where(x > lambd, x - bias, 0).astype(x.dtype), input)
+    x = input.to(torch.float64) if not input.dtype.is_floating_point else input
+    y = torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, torch.zeros_like(x)))
+    return y.to(input.dtype)
+
+
+@register("Mish", since=18)
+def Mish(X):
+    """ONNX Mish: x * tanh(softplus(x))."""
+    return _float_op(F.mish)(X)
+
+
+@register("Swish", since=24)
+def Swish(X, *, alpha=1.0):
+    """ONNX Swish: x * sigmoid(alpha * x)."""
+    return _float_op(lambda x: x * torch.sigmoid(alpha * x))(X)
+
+
+@register("Mod", since=10)
+def Mod(A, B, *, fmod=0):
+    """ONNX Mod: ``fmod=0`` the remainder with the divisor's sign (floored, numpy.mod),
+    ``fmod=1`` the remainder with the dividend's sign (C fmod)."""
+    if A.dtype != B.dtype:
+        raise InvalidArgument(f"Mod: inputs A ({A.dtype}) and B ({B.dtype}) must have the same dtype")
+    if needs_widening(A, B):
+        return via_numpy(lambda x, y: (np.fmod(x, y) if fmod else np.mod(x, y)).astype(x.dtype), A, B)
+    if A.dtype in (torch.float16, torch.bfloat16):
+        return Mod(A.float(), B.float(), fmod=fmod).to(A.dtype)
+    return torch.fmod(A, B) if fmod else torch.remainder(A, B)
+
+
+@register("BitShift", since=11)
+def BitShift(X, Y, *, direction):
+    """ONNX BitShift on unsigned integers: X << Y or X >> Y."""
+    if direction not in ("LEFT", "RIGHT"):
+        raise InvalidArgument(f"BitShift: direction={direction!r}, expected LEFT or RIGHT")
+    np_fn = np.left_shift if direction == "LEFT" else np.right_shift
+    if needs_widening(X, Y) or X.dtype == torch.uint8:
+        return via_numpy(lambda x, y: np_fn(x, y).astype(x.dtype), X, Y)
+    return (X << Y) if direction == "LEFT" else (X >> Y)
+
+
+_BITWISE = {
+    "BitwiseAnd": (torch.bitwise_and, np.bitwise_and),
+    "BitwiseOr": (torch.bitwise_or, np.bitwise_or),
+    "BitwiseXor": (torch.bitwise_xor, np.bitwise_xor),
+}
+
+
+def _make_bitwise(op: str):
+    torch_fn, np_fn = _BITWISE[op]
+
+    def fn(A, B):
+        return _binary(op, A, B, torch_fn, np_fn)
+
+    fn.__name__ = op
+    fn.__doc__ = f"ONNX {op}: element-wise on integers, numpy broadcasting."
+    register(op, since=18)(fn)
+
+
+for _op in _BITWISE:
+    _make_bitwise(_op)
+
+BitwiseNot = _unary("BitwiseNot", torch.bitwise_not, np.invert)

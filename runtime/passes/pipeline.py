@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
 
 from tritonnx.errors import InvalidGraph
-from tritonnx.runtime.passes import FusionReport, RuleRegistry, apply_fusion
+from tritonnx.runtime.passes import FusionReport, RuleRegistry, _apply_lock, apply_fusion
 
 
 @dataclass
@@ -34,13 +35,27 @@ def _infer_shapes(model: ir.Model, state: PassState) -> None:
     ir_common.ShapeInferencePass(strict_mode=False)(model)
 
 
+#: Largest tensor (elements) constant folding may create or read: an inference session wants
+#: every weight computed once (Caffe2-era models build theirs with ConstantOfShape), not per run.
+FOLD_SIZE_LIMIT = 1 << 26
+
+
+def _should_fold(node: ir.Node) -> bool | None:
+    # onnxscript keeps ConstantOfShape by default (to keep saved models small); a session
+    # folds it when its shape is constant, so weights built with it become initializers.
+    if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx"):
+        return True
+    return None
+
+
 def _fold_constants(model: ir.Model, state: PassState) -> None:
     """onnxscript's constant folder: constant subgraphs become initializers."""
     if not state.optimize:
         return
     import onnxscript.optimizer
 
-    result = onnxscript.optimizer.fold_constants(model)
+    result = onnxscript.optimizer.fold_constants(model, input_size_limit=FOLD_SIZE_LIMIT,
+                                                 output_size_limit=FOLD_SIZE_LIMIT, should_fold=_should_fold)
     state.log.append(f"fold_constants: modified={bool(getattr(result, 'modified', False))}")
 
 
@@ -58,9 +73,21 @@ def _fold_batchnorm(model: ir.Model, state: PassState) -> None:
     rules; they decline weights that are graph inputs or shared with other nodes)."""
     if not state.optimize:
         return
+    import contextlib
+
     from onnxscript.rewriter.rules.common import _fuse_batchnorm
 
-    count = _fuse_batchnorm.rules.apply_to_model(model)
+    from tritonnx.runtime.passes import _recording
+
+    def keep_name(delta):  # the folded Conv keeps the name of the Conv it replaces
+        anchor = next((n for n in delta.match.nodes if n.op_type != "BatchNormalization"), None)
+        if anchor is not None and len(delta.new_nodes) == 1:
+            delta.new_nodes[0].name = anchor.name
+
+    with _apply_lock, contextlib.ExitStack() as stack:
+        for rule in _fuse_batchnorm.rules:
+            stack.enter_context(_recording(rule, keep_name))
+        count = _fuse_batchnorm.rules.apply_to_model(model)
     state.log.append(f"fold_batchnorm: {count} folded")
 
 
@@ -71,14 +98,37 @@ def _fusion(model: ir.Model, state: PassState) -> None:
 
 
 def _check(model: ir.Model, state: PassState) -> None:
-    """Shape inference again; the rewritten model must pass ``onnx.checker``."""
-    _infer_shapes(model, state)
-    proto = ir.serde.serialize_model(model)
+    """The rewritten model must pass ``onnx.checker`` (checked without its weights' bytes)."""
+    proto = weightless_proto(model)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise InvalidGraph(f"the rewritten model is not valid ONNX (a pass or rule is at fault): "
                            f"{str(exc).strip().splitlines()[0]}") from None
+
+
+def weightless_proto(model: ir.Model) -> onnx.ModelProto:
+    """`model` as a ``ModelProto`` whose main-graph initializers are empty placeholders.
+
+    Serializing gigabytes of weights only to check or lower the graph is slow; the checker and
+    the executor need the nodes, names and attributes. The weights: `initializer_arrays`.
+    """
+    values = list(model.graph.initializers.values())
+    originals = [v.const_value for v in values]
+    placeholder = ir.Tensor(np.zeros(0, dtype=np.uint8))
+    try:
+        for v in values:
+            v.const_value = placeholder
+        return ir.serde.serialize_model(model)
+    finally:
+        for v, original in zip(values, originals):
+            v.const_value = original
+
+
+def initializer_arrays(model: ir.Model) -> dict[str, np.ndarray]:
+    """name -> numpy array of every main-graph initializer (no copy where onnx-ir has one)."""
+    return {name: v.const_value.numpy() for name, v in model.graph.initializers.items()
+            if v.const_value is not None}
 
 
 #: The passes, in order.
@@ -92,11 +142,12 @@ PASSES: tuple[tuple[str, Callable[[ir.Model, PassState], None]], ...] = (
 )
 
 
-def run_passes(model: onnx.ModelProto, state: PassState) -> onnx.ModelProto:
-    """Run `PASSES` on a copy of `model`; return the rewritten proto (report in `state`)."""
+def run_passes(model: onnx.ModelProto, state: PassState) -> ir.Model:
+    """Run `PASSES` on a copy of `model`; return the rewritten onnx-ir model (report in
+    `state`). ``ir.serde.serialize_model`` gives its proto (`weightless_proto` without weights)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     ir_model = ir.serde.deserialize_model(copy)
     for _name, fn in PASSES:
         fn(ir_model, state)
-    return ir.serde.serialize_model(ir_model)
+    return ir_model

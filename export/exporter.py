@@ -199,6 +199,12 @@ def _prepare_path(path) -> tuple[Path, Path]:
     return path, Path(tmp)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -378,6 +384,7 @@ def export_model(
         onnx.save_model(model, str(tmp))
         del model
         checks = _verify(spec, module, tmp, dtype, seed, tolerance) if verify else []
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -127,3 +127,13 @@ def test_export_all_subset(tmp_path):
     with pytest.raises(InvalidArgument, match="unknown zoo model 'nope'"):
         export_all(tmp_path / "out2", names=["mlp", "nope"], config="tiny")
     assert not (tmp_path / "out2").exists()
+
+
+def test_written_file_has_a_normal_mode(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        r = export_model("mlp", tmp_path / "m.onnx", config="tiny", verify=False)
+    finally:
+        os.umask(mask)
+    assert r.path.stat().st_mode & 0o777 == 0o644 and not r.verified

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import fake_export
+from bench_fakes import fake_export
 from tritonnx.bench import report
 from tritonnx.bench.harness import BenchSettings, Harness, order_models, plan_rows
 from tritonnx.bench.providers import CPU_DEFAULT_PROVIDERS, parse_providers

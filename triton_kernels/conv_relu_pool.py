@@ -346,6 +346,11 @@ def _quad(v, name: str) -> tuple[int, int, int, int]:
     return v
 
 
+def _span(t: torch.Tensor) -> int:
+    """Elements from the start of t's storage to its last element (what int32 offsets must reach)."""
+    return t.storage_offset() + sum((d - 1) * st for d, st in zip(t.shape, t.stride())) + 1
+
+
 def conv_relu_pool(
     x: torch.Tensor,
     w: torch.Tensor | PackedConvWeight,
@@ -449,9 +454,13 @@ def conv_relu_pool(
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         out = torch.empty((n, cout, ph_, pw_), dtype=x.dtype, device=x.device,
                           memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    elif tuple(out.shape) != (n, cout, ph_, pw_) or out.dtype != x.dtype:
-        raise InvalidArgument(f"out: expected {[n, cout, ph_, pw_]} {x.dtype}, got {list(out.shape)} {out.dtype}")
+    elif tuple(out.shape) != (n, cout, ph_, pw_) or out.dtype != x.dtype or out.device != x.device:
+        raise InvalidArgument(f"out: expected {[n, cout, ph_, pw_]} {x.dtype} on {x.device}, "
+                              f"got {list(out.shape)} {out.dtype} on {out.device}")
 
+    for name, t in (("input", x), ("output", out), ("residual", residual)):
+        if t is not None and _span(t) >= 2**31:
+            raise InvalidArgument(f"conv {name}: {list(t.shape)} has >= 2**31 elements (int32 offsets); split the batch")
     m_total = n * ph_ * pw_
     cout_g = cout // group
     res = residual if residual is not None else out

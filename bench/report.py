@@ -288,6 +288,7 @@ def write_chart(rows: list[dict], path: Path) -> Path | None:
             xs = [j + i * width for j, m in enumerate(models) if m in vals]
             ax.bar(xs, [vals[m] for m in models if m in vals], width, label=prov)
         ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")  # speed-ups and slow-downs read alike
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))])
         ax.set_xticklabels(models, rotation=30, ha="right")
         ax.set_ylabel("speed-up vs onnxruntime")

@@ -6,7 +6,8 @@ target=GPUTarget("cuda", 90|80, 32))` in worker processes started with `TRITON_I
 parallel, and returns one row per job:
 
     kernel, config, dtype, flags, arch, status ("ok" | "error"), error, shared (bytes),
-    smem_limit, regs, spill (stack bytes per thread, from cuobjdump), local, tensor_core
+    smem_limit, regs, spill (STACK bytes per thread from cuobjdump: the stack frame, which is
+    register spills unless the kernel has local arrays), local, tensor_core
     ("wgmma" | "mma" | "none" in the PTX), blocks_per_sm (occupancy bound), compile_s,
     cached, sampled, matmul, expect_tensor_core.
 
@@ -443,7 +444,7 @@ def _kb(n) -> str:
 
 
 REPORT_HEADERS = ["kernel", "config", "dtype", "flags", "arch", "status", "smem KB / limit",
-                  "regs", "spill B", "tensor core", "blocks/SM"]
+                  "regs", "stack B", "tensor core", "blocks/SM"]
 
 
 def table_rows(rows: list[dict]) -> list[list]:
@@ -474,7 +475,7 @@ def _dash(v):
 
 
 SUMMARY_HEADERS = ["kernel", "dtype", "arch", "compiled", "configs", "max smem KB / limit",
-                   "max regs", "spilling", "tensor core", "min blocks/SM"]
+                   "max regs", "with stack (spills)", "tensor core", "min blocks/SM"]
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:

@@ -735,6 +735,11 @@ def _persistent_spills(row: dict) -> str | None:
                 "weight tile needs > 255 registers (<= 256 B stack seen); `persistent_config` "
                 "picks warps by tile size only; 8 warps at BLOCK_B=64 would not spill "
                 "(owner: recurrent)")
+    if row["dtype"] == "fp32" and row["flags"]["cell"] == "GRU_lbr0" and row["flags"]["kpad"] >= 256:
+        return ("GRU linear_before_reset=0, fp32, the largest tile (KPAD 256, 64 KB): ptxas stops "
+                "at 128 registers and spills ~2 KB per thread (no local arrays in the PTX; GRU and "
+                "LSTM at the same tile: ~64 registers, no stack). A GPU timing decides whether to "
+                "lower this case's tile budget (owner: recurrent)")
     return None
 
 

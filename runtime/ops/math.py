@@ -180,7 +180,7 @@ def Where(condition, X, Y):
 
 # --- unary -----------------------------------------------------------------------------------
 
-def _unary(op: str, torch_fn, np_fn=None):
+def _unary(op: str, torch_fn, np_fn=None, since: int = 1):
     def fn(X):
         if needs_widening(X):
             if np_fn is None:
@@ -190,7 +190,7 @@ def _unary(op: str, torch_fn, np_fn=None):
 
     fn.__name__ = op
     fn.__doc__ = f"ONNX {op}: element-wise."
-    register(op, since=1)(fn)
+    register(op, since=since)(fn)
     return fn
 
 
@@ -215,10 +215,10 @@ Abs = _unary("Abs", torch.abs, np.abs)
 Reciprocal = _unary("Reciprocal", _float_op(torch.reciprocal))
 Floor = _unary("Floor", torch.floor)
 Ceil = _unary("Ceil", torch.ceil)
-Sin = _unary("Sin", _float_op(torch.sin))
-Cos = _unary("Cos", _float_op(torch.cos))
+Sin = _unary("Sin", _float_op(torch.sin), since=7)
+Cos = _unary("Cos", _float_op(torch.cos), since=7)
 Softsign = _unary("Softsign", _float_op(F.softsign))
-Sign = _unary("Sign", torch.sign, np.sign)
+Sign = _unary("Sign", torch.sign, np.sign, since=9)
 
 
 @register("Softplus", since=1)
@@ -354,16 +354,16 @@ def Identity(input):
 
 # --- more unary math and activations ---------------------------------------------------------
 
-Tan = _unary("Tan", _float_op(torch.tan))
-Asin = _unary("Asin", _float_op(torch.asin))
-Acos = _unary("Acos", _float_op(torch.acos))
-Atan = _unary("Atan", _float_op(torch.atan))
-Sinh = _unary("Sinh", _float_op(torch.sinh))
-Cosh = _unary("Cosh", _float_op(torch.cosh))
-Asinh = _unary("Asinh", _float_op(torch.asinh))
-Acosh = _unary("Acosh", _float_op(torch.acosh))
-Atanh = _unary("Atanh", _float_op(torch.atanh))
-IsNaN = _unary("IsNaN", torch.isnan)
+Tan = _unary("Tan", _float_op(torch.tan), since=7)
+Asin = _unary("Asin", _float_op(torch.asin), since=7)
+Acos = _unary("Acos", _float_op(torch.acos), since=7)
+Atan = _unary("Atan", _float_op(torch.atan), since=7)
+Sinh = _unary("Sinh", _float_op(torch.sinh), since=9)
+Cosh = _unary("Cosh", _float_op(torch.cosh), since=9)
+Asinh = _unary("Asinh", _float_op(torch.asinh), since=9)
+Acosh = _unary("Acosh", _float_op(torch.acosh), since=9)
+Atanh = _unary("Atanh", _float_op(torch.atanh), since=9)
+IsNaN = _unary("IsNaN", torch.isnan, since=9)
 
 
 @register("Round", since=11)
@@ -459,4 +459,4 @@ def _make_bitwise(op: str):
 for _op in _BITWISE:
     _make_bitwise(_op)
 
-BitwiseNot = _unary("BitwiseNot", torch.bitwise_not, np.invert)
+BitwiseNot = _unary("BitwiseNot", torch.bitwise_not, np.invert, since=18)

@@ -36,3 +36,19 @@ def test_zoo_model_fused_matches_onnxruntime(name, tmp_path):
     got = sess.run(None, feeds)
     for g, w in zip(got, want):
         assert rel_err(torch.from_numpy(np.asarray(g)), torch.from_numpy(w)) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["char_lstm", "gru_lm", "bilstm_speech"])
+def test_zoo_model_fp16_kernels_match_reference(name, tmp_path):
+    """fp16 export: the fused fp16 kernels (fp32 state) agree with the plain-torch reference."""
+    result = export_model(name, tmp_path / f"{name}.onnx", config="tiny", dtype="fp16", verify=False)
+    entry = zoo.get(name)
+    inputs = entry.example_inputs("tiny", batch=2, seed=3)
+    feeds = {k: (v.half() if v.is_floating_point() else v).numpy() for k, v in zip(entry.input_names, inputs)}
+    fused = InferenceSession(result.path, kernels="triton")
+    assert any(g.rule == "fuse_recurrent" for g in fused.fusion_report().fused)
+    got = fused.run(None, feeds)
+    want = InferenceSession(result.path, kernels="torch").run(None, feeds)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float16
+        assert rel_err(torch.from_numpy(g), torch.from_numpy(w)) < 5e-3

@@ -112,7 +112,7 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
     )
 
 
-def run_kernels(args, out: Path, on_gpu: bool) -> int:
+def run_kernels(args, out: Path, on_gpu: bool, *, record_env: bool = True) -> int:
     from tritonnx.bench import report
     from tritonnx.bench.kernels import FAMILIES, run_families
 
@@ -127,7 +127,9 @@ def run_kernels(args, out: Path, on_gpu: bool) -> int:
     dtypes = [canonical_dtype(x) for x in (args.dtype or ("fp16,fp32" if on_gpu else "fp32")).split(",") if x.strip()]
     from tritonnx.bench import environment
 
-    env = environment.record(out, environment.collect(tf32=not args.no_tf32))
+    env = environment.collect(tf32=not args.no_tf32)
+    if record_env:  # else the model sweep that follows records it
+        env = environment.record(out, env)
     rows, messages = run_families(families, dtypes=dtypes, quick=args.quick, time_budget=args.time_budget)
     for msg in messages:
         print(f"kernels: {msg}", file=sys.stderr)
@@ -162,7 +164,7 @@ def run(args) -> int:
 
     settings = settings_from_args(args, on_gpu=on_gpu)
     if args.kernels is not None:
-        run_kernels(args, settings.out, on_gpu)
+        run_kernels(args, settings.out, on_gpu, record_env=False)
     harness = Harness(settings, progress=not args.no_progress)
     result = harness.run()
     text = report.render(result.rows, args.format, env=result.env)

@@ -535,7 +535,8 @@ def pack(cell: str, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None = N
     acts = resolve_activations(cell, dirs, activations, activation_alpha, activation_beta)[0]
     acts = list(acts) + [("tanh", 0.0, 0.0)] * (3 - len(acts))
     return PackedRecurrent(
-        cell=cell, cell_code=3 if cell == "GRU" and not linear_before_reset else CELLS[cell], hidden=H, input_size=int(W.shape[-1]), dirs=dirs,
+        cell=cell, cell_code=3 if cell == "GRU" and not linear_before_reset else CELLS[cell],
+        hidden=H, input_size=int(W.shape[-1]), dirs=dirs,
         rev_mask=(1 if direction == "reverse" else 0) | (2 if dirs == 2 else 0),
         w_t=Wf.reshape(dirs * G * H, -1).t().contiguous().to(dtype),
         xbias=xbias.reshape(-1).contiguous(),
@@ -574,9 +575,11 @@ def persistent_launchable(cell_code: int, elem_bytes: int, kpad: int, block_b: i
     scale = 2 if cell_code == 3 else 1
     return (TILE_ROWS * kpad * elem_bytes * scale <= PERSISTENT_TILE_BYTES
             and kpad * block_b * 4 * scale <= PERSISTENT_H_BYTES)
+
+
 #: (cell, dtype name, hidden, batch bucket) -> "step" | "persistent", measured on a GPU by
-#: `bench/kernels/rnn.py` (`mode_table_from_rows`). Empty until a GPU run fills it; then the
-#: default heuristic below applies.
+#: `bench/kernels/rnn.py` (its `mode_table(rows)` prints these entries). Empty until a GPU run
+#: fills it; meanwhile the unmeasured default of `choose_mode` applies.
 MODE_TABLE: dict[tuple[str, str, int, int], str] = {}
 
 

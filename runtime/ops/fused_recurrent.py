@@ -14,7 +14,6 @@ import os
 import threading
 import weakref
 
-import torch
 
 from tritonnx.errors import InvalidArgument
 from tritonnx.runtime.registry import register

@@ -14,7 +14,6 @@ import os
 import threading
 import weakref
 
-
 from tritonnx.errors import InvalidArgument
 from tritonnx.runtime.registry import register
 from tritonnx.triton_kernels import recurrent, rnn_reference

@@ -138,8 +138,25 @@ def summary(rows: list[dict], target: str = "tritonnx") -> list[str]:
             line += f"; vs torch.compile geomean {geomean(ratios):.3g}x"
         if any(r.get("timing") == "cpu-wall" for r in mine.values()):
             line += f" ({CPU_BANNER})"
+        else:
+            line += "; targets (issue 5): " + _targets(g, worst["speedup_vs_ort"], geomean(ratios) if ratios else None)
         lines.append(line)
     return lines
+
+
+#: The benchmark issue's targets: geomean over onnxruntime, no model slower, at least torch.compile.
+TARGET_GEOMEAN = 1.5
+
+
+def _targets(geo: float, slowest: float, vs_compile: float | None) -> str:
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    parts = [f">= {TARGET_GEOMEAN}x geomean {mark(geo >= TARGET_GEOMEAN)}",
+             f"no model slower {mark(slowest >= 1.0)}"]
+    if vs_compile is not None:
+        parts.append(f">= torch.compile {mark(vs_compile >= 1.0)}")
+    return ", ".join(parts)
 
 
 # formatting ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def test_summary_geomean_slowest_and_torch_compile():
     (line,) = report.summary(report.derive(ROWS))
     assert "geomean 1x over 2 models" in line and "slowest vgg16 0.5x" in line
     assert "vs torch.compile geomean 1.5x" in line
+    assert ">= 1.5x geomean NOT met, no model slower NOT met, >= torch.compile met" in line
 
 
 def test_render_formats():

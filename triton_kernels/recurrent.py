@@ -51,6 +51,7 @@ per-direction activations that differ, dtypes other than fp32/fp16/bf16.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -603,10 +604,33 @@ def choose_mode(packed: PackedRecurrent, batch: int, device: torch.device) -> st
     default: persistent whenever it fits and batch <= 64 (one launch instead of seq launches)."""
     if not persistent_fits(packed, batch, device):
         return "step"
-    key = (packed.cell, DTYPES[packed.dtype], packed.hidden, _batch_bucket(batch))
+    key = _mode_key(packed, batch)
     if key in MODE_TABLE:
         return MODE_TABLE[key]
     return "persistent" if batch <= 64 else "step"
+
+
+def _mode_key(packed: PackedRecurrent, batch: int) -> tuple[str, str, int, int]:
+    return (packed.cell, DTYPES[packed.dtype], packed.hidden, _batch_bucket(batch))
+
+
+#: Environment switch of the first-use measurement in `run(mode="auto")` ("0" turns it off).
+MEASURE_ENV = "TRITONNX_RNN_MEASURE"
+
+
+def _measure_mode(packed: PackedRecurrent, X: torch.Tensor, args: tuple, kwargs: dict) -> str:
+    """Time both recurrence kernels on these very inputs (device-side, `do_bench`) and keep the
+    faster in MODE_TABLE for this shape bucket: the choice is measured, not guessed, once per
+    (cell, dtype, hidden, batch bucket) and process."""
+    from triton.testing import do_bench
+
+    times = {}
+    for mode in ("step", "persistent"):
+        times[mode] = do_bench(lambda mode=mode: run(packed, X, *args, mode=mode, **kwargs),
+                               warmup=5, rep=20)
+    best = min(times, key=times.get)
+    MODE_TABLE[_mode_key(packed, X.shape[1] if kwargs.get("layout", 0) == 0 else X.shape[0])] = best
+    return best
 
 
 def _batch_bucket(batch: int) -> int:
@@ -624,7 +648,10 @@ def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | 
             (cast to the packed dtype).
         sequence_lens: [batch] integer lengths in [0, seq] (default: all seq).
         initial_h, initial_c: [dirs, batch, H] (layout 0) or [batch, dirs, H] (layout 1).
-        mode: "auto" (`choose_mode`), "step" or "persistent".
+        mode: "auto", "step" or "persistent". "auto" on a GPU: the first call of each shape
+            bucket times both kernels on its inputs and keeps the faster (MODE_TABLE; not
+            during CUDA-graph capture; `TRITONNX_RNN_MEASURE=0` turns it off), then
+            `choose_mode`.
         y_out: optional preallocated Y (contiguous, X's dtype, Y's shape); every element is
             written (tests pass it NaN-poisoned).
         _barrier: False runs the persistent kernel WITHOUT its grid barrier (wrong results):
@@ -635,6 +662,12 @@ def run(packed: PackedRecurrent, X: torch.Tensor, sequence_lens: torch.Tensor | 
     cell, H, nd = packed.cell, packed.hidden, packed.dirs
     if mode not in MODES:
         raise InvalidArgument(f"{cell}: mode expected one of {MODES}, got {mode!r}")
+    if (mode == "auto" and X.is_cuda and os.environ.get(MEASURE_ENV, "1") != "0"
+            and X.dim() == 3 and not torch.cuda.is_current_stream_capturing()):
+        batch_ = X.shape[1] if layout == 0 else X.shape[0]
+        if persistent_fits(packed, batch_, X.device) and _mode_key(packed, batch_) not in MODE_TABLE:
+            mode = _measure_mode(packed, X, (sequence_lens, initial_h, initial_c),
+                                 dict(layout=layout, allow_tf32=allow_tf32))
     if layout not in (0, 1):
         raise InvalidArgument(f"{cell}: attribute 'layout' expected 0 or 1, got {layout!r}")
     if X.dim() != 3 or X.shape[-1] != packed.input_size:

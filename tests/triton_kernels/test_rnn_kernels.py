@@ -164,3 +164,36 @@ def test_kernel_on_gpu(shape, dtype, mode):
         for name, g, w in zip(("Y", "Y_h", "Y_c"), got, want):
             assert not torch.isnan(g).any(), name
             assert rel_err(g.cpu(), w.cpu()) < tol, (op, name, rel_err(g.cpu(), w.cpu()))
+
+
+def test_first_use_measurement_fills_mode_table(monkeypatch):
+    """`run(mode="auto")` on a GPU times both kernels once per shape bucket (here with a fake
+    timer, so the plumbing runs on the CPU) and keeps the faster in MODE_TABLE."""
+    import triton.testing
+
+    calls = []
+
+    def fake_bench(fn, warmup, rep):
+        out = fn()
+        calls.append(out[0].shape)
+        return 1.0 if len(calls) == 2 else 2.0  # the second mode timed ("persistent") wins
+
+    monkeypatch.setattr(triton.testing, "do_bench", fake_bench)
+    monkeypatch.setattr(recurrent, "MODE_TABLE", {})
+    feeds = random_inputs("RNN", 3, 2, 3, 4, seed=11)
+    packed = recurrent.pack("RNN", feeds["W"], feeds["R"], feeds["B"])
+    assert recurrent._measure_mode(packed, feeds["X"], (None, None, None), {"layout": 0}) == "persistent"
+    assert recurrent.MODE_TABLE == {("RNN", "fp32", 4, 2): "persistent"}
+    assert recurrent.choose_mode(packed, 2, torch.device("cpu")) == "persistent"
+    assert len(calls) == 2
+
+
+@pytest.mark.gpu
+def test_auto_mode_measures_on_gpu(monkeypatch):
+    monkeypatch.setattr(recurrent, "MODE_TABLE", {})
+    feeds = {k: v.cuda() if v is not None else None
+             for k, v in random_inputs("LSTM", 8, 4, 16, 32, seed=12).items()}
+    got = recurrent.lstm(feeds["X"], feeds["W"], feeds["R"], feeds["B"])
+    assert list(recurrent.MODE_TABLE.values())[0] in ("step", "persistent")
+    want = REF["LSTM"](*(feeds[n].double() for n in ("X", "W", "R", "B")))
+    assert rel_err(got[0].cpu(), want[0].cpu()) < 5e-3

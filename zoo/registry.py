@@ -134,7 +134,9 @@ class ZooEntry:
             try:
                 model.load_state_dict(state_dict, strict=True)
             except (RuntimeError, KeyError) as exc:
-                raise InvalidArgument(f"state_dict does not fit zoo model {self.name!r} ({config}): {exc}") from None
+                problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise InvalidArgument(f"state_dict does not fit zoo model {self.name!r} ({config}): {problems[0]}{more}") from None
         return model.eval()
 
     def example_inputs(self, config: str = "tiny", *, batch: int = 1, seq_len: int | None = None, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -67,3 +67,23 @@ def test_console_error_has_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "tritonnx", "export", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
+
+
+def test_export_trained_weights(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from tritonnx import zoo
+    trained = zoo.get("mlp").build("tiny", seed=11).state_dict()
+    torch.save(trained, tmp_path / "w.pt")
+    out = tmp_path / "m.onnx"
+    assert main(["export", "mlp", "--config", "tiny", "--weights", str(tmp_path / "w.pt"), "-o", str(out)]) == 0
+    weights = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer]
+    assert any(w.shape == (10,) and np.array_equal(w, trained["net.4.bias"].numpy()) for w in weights)
+    assert main(["export", "mlp", "--weights", str(tmp_path / "missing.pt"), "-o", str(out)]) == 2
+    assert "weights file" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    assert main(["export", "mlp", "--weights", str(tmp_path / "bad.pt"), "-o", str(out)]) == 2
+    assert "cannot read weights" in capsys.readouterr().err
+    assert main(["export", "mlp", "--config", "paper", "--weights", str(tmp_path / "w.pt"), "-o", str(out)]) == 2
+    assert "state_dict does not fit zoo model 'mlp' (paper)" in capsys.readouterr().err

@@ -1,13 +1,14 @@
 """`tritonnx export`: a zoo model (or all of them) to ONNX, checked and verified against torch.
 
     tritonnx export lenet5 -o lenet5.onnx [--config tiny|paper] [--dtype fp32|fp16] [--opset N]
+    tritonnx export lstm_lm --weights trained.pt -o lm.onnx     # a trained state_dict
     tritonnx export --all -o DIR [...]    # <name>_<config>_<dtype>.onnx, then a verify table
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from tritonnx.errors import InvalidArgument
+from tritonnx.errors import InvalidArgument, NoSuchFile
 
 DEFAULT_ALL_DIR = "tritonnx-out"
 
@@ -25,6 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", default="fp32", help="fp32 (default) or fp16")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset, 17..20 (default 18)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and test inputs (default 0)")
+    parser.add_argument("--weights", metavar="FILE", help="a trained state_dict (torch.save) to export instead of random weights")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar with --all")
     parser.set_defaults(func=run)
@@ -41,16 +43,34 @@ def _err(value: float) -> str:
     return "-" if value != value else f"{value:.2e}"
 
 
+def _load_weights(path: str | None):
+    if path is None:
+        return None
+    import torch
+
+    if not Path(path).is_file():
+        raise NoSuchFile(f"weights file {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InvalidArgument(f"cannot read weights {path!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(state, dict):
+        raise InvalidArgument(f"weights {path!r} hold a {type(state).__name__}, not a state_dict")
+    return state
+
+
 def run(args) -> int:
     from tritonnx.export import DEFAULT_OPSET, export_all, export_model
 
     opset = DEFAULT_OPSET if args.opset is None else args.opset
     if args.all == bool(args.name):
         raise InvalidArgument("give one zoo model NAME or --all (see `tritonnx zoo` for the names)")
+    if args.all and args.weights:
+        raise InvalidArgument("--weights fits one model; it cannot be used with --all")
     if not args.all:
         out = Path(args.output or f"{args.name}.onnx")
         r = export_model(args.name, out, config=args.config, dtype=args.dtype, opset=opset,
-                         verify=not args.no_verify, seed=args.seed)
+                         verify=not args.no_verify, seed=args.seed, state_dict=_load_weights(args.weights))
         check = (f"verified in onnxruntime at batch {', '.join(str(c['batch']) for c in r.checks)}: "
                  f"max rel err {_err(r.max_rel_err)} (tolerance {r.tolerance:g})" if r.verified else "not verified")
         print(f"wrote {r.path} ({_size(r.size_bytes)}, {r.config}, {r.dtype}, opset {r.opset}); {check}")

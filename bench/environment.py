@@ -42,8 +42,11 @@ def utc_stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def collect(argv: list[str] | None = None, *, tf32: bool = True) -> dict:
-    """The environment of this run: device, driver, versions, commit, command, settings."""
+def collect(argv: list[str] | None = None, *, tf32: bool = True, kernels: str | None = None) -> dict:
+    """The environment of this run: device, driver, versions, commit, command, settings.
+
+    `kernels`: the sessions' kernels setting when the caller sets it (else the runtime's
+    default: ``TRITONNX_KERNELS``, or triton on a GPU and torch on a CPU)."""
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -77,7 +80,7 @@ def collect(argv: list[str] | None = None, *, tf32: bool = True) -> dict:
         "dirty": bool(status) if status is not None else None,
         "command": shlex.join(argv if argv is not None else ["tritonnx", *sys.argv[1:]]),
         "tf32": tf32,
-        "kernels": os.environ.get("TRITONNX_KERNELS") or ("triton" if on_gpu else "torch"),
+        "kernels": kernels or os.environ.get("TRITONNX_KERNELS") or ("triton" if on_gpu else "torch"),
         "triton_interpret": os.environ.get("TRITON_INTERPRET"),
         "timing": "cuda-events (triton.testing.do_bench)" if on_gpu else "cpu-wall (CPU-interpreter times, not performance figures)",
     }

@@ -56,6 +56,7 @@ class BenchSettings:
     tf32: bool = True
     argv: list[str] | None = None
     model_dir: Path | None = None
+    kernels: str | None = None  # the sessions' `kernels` setting; None = the runtime's default
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ class Harness:
     def _env(self) -> dict:
         from tritonnx.bench import environment
 
-        return environment.record(self.out, environment.collect(self.s.argv, tf32=self.s.tf32))
+        return environment.record(self.out, environment.collect(self.s.argv, tf32=self.s.tf32,
+                                                                kernels=self.s.kernels))
 
     # per model / dtype / batch ------------------------------------------------------------
     def _export(self, model: str, dtype: str) -> Path:
@@ -260,8 +262,14 @@ class Harness:
             model=model, config=config, dtype=dtype, batch=batch, onnx_path=path,
             build_module=lambda: entry.build(config, seed=seed), input_names=names, inputs=feeds,
             device=self.device, seq_len=self.s.seq_len,
-            options={} if self.s.tf32 else {"tf32": False},
+            options=self._session_options(),
         )
+
+    def _session_options(self) -> dict:
+        options = {} if self.s.tf32 else {"tf32": False}
+        if self.s.kernels:
+            options["kernels"] = self.s.kernels
+        return options
 
     def _reference(self, work: Workload) -> tuple[list | None, str]:
         """onnxruntime's outputs for the workload (CUDA provider when there is one, else CPU);

@@ -195,3 +195,14 @@ def test_cli_help_names_the_cpu_models():
 
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["bench"].format_help().split())
     assert ",".join(CPU_DEFAULT_MODELS) in help_text
+
+
+def test_cpu_sessions_run_the_triton_kernels_without_touching_the_environment(monkeypatch):
+    import os
+
+    monkeypatch.delenv("TRITONNX_KERNELS", raising=False)
+    cpu = bench_cmd.settings_from_args(_args(), on_gpu=False, known_models=["mlp"])
+    assert cpu.kernels == "triton" and "TRITONNX_KERNELS" not in os.environ
+    monkeypatch.setenv("TRITONNX_KERNELS", "torch")
+    assert bench_cmd.settings_from_args(_args(), on_gpu=False, known_models=["mlp"]).kernels is None
+    assert bench_cmd.settings_from_args(_args(), on_gpu=True, known_models=["mlp"]).kernels is None

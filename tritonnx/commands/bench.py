@@ -3,7 +3,8 @@
 Defaults follow the machine: on a GPU, paper configs, batch 1 and 64, fp16 then fp32, every
 provider, every zoo model; on a CPU (`make bench`), tiny configs, batch 1, fp32, the models of
 `bench.harness.CPU_DEFAULT_MODELS`, no torch.compile, fused kernels under Triton's interpreter
-(``TRITONNX_KERNELS=triton`` unless set), and the table says its times are not performance figures.
+(sessions get ``kernels="triton"`` unless ``TRITONNX_KERNELS`` is set), and the table says its
+times are not performance figures.
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
         seq_len=args.seq_len,
         opset=args.opset,
         quick=args.quick or not on_gpu,
+        # On a CPU, exercise the kernels themselves (under the interpreter), not their torch
+        # references; an explicit TRITONNX_KERNELS wins.
+        kernels=None if on_gpu or os.environ.get("TRITONNX_KERNELS") else "triton",
         tf32=not args.no_tf32,
     )
 
@@ -147,9 +151,6 @@ def run(args) -> int:
     import torch
 
     on_gpu = torch.cuda.is_available()
-    if not on_gpu:
-        # Exercise the kernels themselves (under the interpreter), not their torch references.
-        os.environ.setdefault("TRITONNX_KERNELS", "triton")
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = not args.no_tf32
         torch.backends.cudnn.allow_tf32 = not args.no_tf32

@@ -117,7 +117,9 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
 
 
 def run_kernels(args, out: Path, on_gpu: bool, *, record_env: bool = True) -> int:
-    from tritonnx.bench import report
+    """`--kernels`: each family's contract-6 `benchmark`, rows into kernels.jsonl / kernels.md."""
+    from tritonnx.bench import environment, report
+    from tritonnx.bench.devices import canonical_dtype
     from tritonnx.bench.kernels import FAMILIES, run_families
 
     text = args.kernels
@@ -126,11 +128,7 @@ def run_kernels(args, out: Path, on_gpu: bool, *, record_env: bool = True) -> in
     if unknown:
         raise InvalidArgument(f"--kernels: unknown famil{'ies' if len(unknown) > 1 else 'y'} "
                               f"{', '.join(unknown)}: expected {', '.join(FAMILIES)} or all")
-    from tritonnx.bench.devices import canonical_dtype
-
     dtypes = [canonical_dtype(x) for x in (args.dtype or ("fp16,fp32" if on_gpu else "fp32")).split(",") if x.strip()]
-    from tritonnx.bench import environment
-
     env = environment.collect(tf32=not args.no_tf32)
     if record_env:  # else the model sweep that follows records it
         env = environment.record(out, env)

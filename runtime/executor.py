@@ -14,6 +14,7 @@ data-dependent shapes) runs eagerly from then on, with one warning naming the re
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import warnings
@@ -32,18 +33,36 @@ from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import ExecContext
 from tritonnx.runtime.registry import OpImpl, OpRegistry, canonical_domain
 
-#: (op type -> input positions) that ONNX reads on the host (shapes, axes, sizes). A constant
-#: used only at such positions stays on the CPU on a CUDA device, so handlers reading it
-#: (``.tolist()``) neither sync with the device nor break CUDA-graph capture.
+#: (op type -> input positions) a device node reads on the host (shapes, axes, sizes, with
+#: ``.tolist()``): a small constant or a host-computed value goes there as a CPU tensor, so the
+#: handler neither syncs with the device nor breaks CUDA-graph capture.
 HOST_INPUTS: dict[str, frozenset[int]] = {
     "Reshape": frozenset({1}), "Expand": frozenset({1}), "Tile": frozenset({1}),
-    "Slice": frozenset({1, 2, 3, 4}), "Pad": frozenset({1, 3}), "Unsqueeze": frozenset({1}),
+    "Slice": frozenset({1, 2, 3, 4}), "Unsqueeze": frozenset({1}),
     "Squeeze": frozenset({1}), "Split": frozenset({1}), "ReduceMean": frozenset({1}),
     "ReduceSum": frozenset({1}), "ReduceMax": frozenset({1}), "ReduceMin": frozenset({1}),
     "ReduceProd": frozenset({1}), "ReduceL1": frozenset({1}), "ReduceL2": frozenset({1}),
     "ReduceLogSumExp": frozenset({1}), "ReduceSumSquare": frozenset({1}),
     "Resize": frozenset({1, 2, 3}), "Upsample": frozenset({1}), "TopK": frozenset({1}),
+    "ConstantOfShape": frozenset({0}), "Pad": frozenset({1, 2, 3}), "CumSum": frozenset({1}),
+    "Trilu": frozenset({1}), "OneHot": frozenset({1}), "Dropout": frozenset({1, 2}),
 }
+
+#: Standard ops that run on the host when every input is host-side: the shape arithmetic
+#: (Shape -> Gather -> Unsqueeze -> Concat -> Reshape, ...) of dynamic-shape exports.
+HOST_CHAIN_OPS = frozenset({
+    "Shape", "Size", "Constant", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast",
+    "Add", "Sub", "Mul", "Div", "Equal", "Less", "Greater", "Where", "Range", "ReduceProd",
+    "Identity", "Max", "Min", "Neg", "Abs", "Floor", "Ceil", "Reshape", "Not", "And", "Or",
+})
+
+#: Constants up to this many elements also get a host copy (they may feed shape arithmetic).
+HOST_MAX_ELEMENTS = 64
+_HOST = "\x00host"  # env key suffix of an initializer's host copy
+
+
+def _numel(tensor: onnx.TensorProto) -> int:
+    return int(np.prod(tensor.dims)) if tensor.dims else 1
 
 
 def tensor_from_proto(tensor: onnx.TensorProto, device) -> Any:
@@ -91,6 +110,8 @@ class Step:
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any]
     release: tuple[str, ...] = ()
+    host: bool = False  # runs on the CPU (shape arithmetic); its ctx says device "cpu"
+    to_device: tuple[int, ...] = ()  # argument positions holding host values to move first
 
     @property
     def kernel(self) -> str:
@@ -112,6 +133,7 @@ class _Captured:
     graph: Any
     static_inputs: dict[str, torch.Tensor]
     static_outputs: list[torch.Tensor]
+    transfers: dict  # host values on the device, read by the graph (kept alive with it)
 
 
 class Executor:
@@ -128,46 +150,89 @@ class Executor:
         self.output_names: tuple[str, ...] = tuple(o.name for o in graph.output)
         self.input_names: tuple[str, ...] = tuple(i.name for i in graph.input)
 
-        host_only = self._host_only_names(graph)
-        self.weights: dict[str, Any] = {}
+        arrays: dict[str, Any] = {}
         for init in graph.initializer:
-            device = "cpu" if init.name in host_only else self.device
             if weights is not None and init.name in weights:
-                self.weights[init.name] = array_to_tensor(weights[init.name], device)
+                arrays[init.name] = np.asarray(weights[init.name])
             else:
-                self.weights[init.name] = tensor_from_proto(init, device)
+                arrays[init.name] = onnx.numpy_helper.to_array(init)
 
-        steps: list[Step] = []
-        for index, node in enumerate(graph.node):
+        nodes = []
+        for node in graph.node:
             domain = canonical_domain(node.domain)
             impl = ops.resolve(domain, node.op_type, opsets.get(domain, 1))
             if impl is None:  # the session checked this; keep a clear message anyway
                 raise Fail(f"node {node.name!r}: no handler for {domain or 'ai.onnx'}::{node.op_type}")
-            attrs = {a.name: attribute_value(a, self.device) for a in node.attribute}
-            steps.append(Step(index, node.name, node.op_type, domain, impl, tuple(node.input),
-                              tuple(node.output), MappingProxyType(attrs)))
+            nodes.append((node, domain, impl))
+
+        steps, device_inits, host_inits = self._place(nodes, arrays)
+        self.weights: dict[str, Any] = {}
+        for name in device_inits:
+            self.weights[name] = array_to_tensor(arrays[name], self.device)
+        for name in host_inits:
+            same = self.device.type == "cpu" and name in self.weights
+            self.weights[name + _HOST] = self.weights[name] if same else array_to_tensor(arrays[name], "cpu")
+        self._host_ctx = dataclasses.replace(ctx, device=torch.device("cpu"))
         self.steps = tuple(self._with_releases(steps))
+        self.host_outputs = frozenset(o for o in self.output_names if o in self._host_values)
         self.has_custom_nodes = any(s.domain not in ("",) for s in self.steps)
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._no_graph: dict[tuple, str] = {}
         self._graph_lock = threading.Lock()
 
     # ----------------------------------------------------------------- construction helpers
-    def _host_only_names(self, graph: onnx.GraphProto) -> set[str]:
-        if self.device.type != "cuda":
-            return set()
-        uses: dict[str, list[bool]] = {}
-        for node in graph.node:
-            host = HOST_INPUTS.get(node.op_type, frozenset()) if canonical_domain(node.domain) == "" else frozenset()
-            for pos, name in enumerate(node.input):
-                if name:
-                    uses.setdefault(name, []).append(pos in host)
-        graph_outputs = {o.name for o in graph.output}
-        return {
-            init.name for init in graph.initializer
-            if init.data_type == onnx.TensorProto.INT64 and init.name not in graph_outputs
-            and uses.get(init.name) and all(uses[init.name])
-        }
+    def _place(self, nodes, arrays: Mapping[str, Any]):
+        """Decide, per node, host or device; per initializer, which copies are needed.
+
+        Shape/Size, small Constants, and shape-arithmetic nodes (`HOST_CHAIN_OPS`) whose inputs
+        are all host-side run on the host. A device node reads a host value as is at a
+        `HOST_INPUTS` position, else it is moved to the device first.
+        """
+        small = {n for n, a in arrays.items()
+                 if isinstance(a, np.ndarray) and a.dtype.kind in "iufb" and a.size <= HOST_MAX_ELEMENTS}
+        host_values: set[str] = set(small)
+        produced_on_host: set[str] = set()
+        device_inits: set[str] = set(o for o in self.output_names if o in arrays)
+        host_inits: set[str] = set()
+        steps: list[Step] = []
+        for index, (node, domain, impl) in enumerate(nodes):
+            inputs = [n for n in node.input if n]
+            host = False
+            if domain == "" and node.op_type in ("Shape", "Size"):
+                host = True
+            elif domain == "" and node.op_type == "Constant":
+                host = all(not (a.type == onnx.AttributeProto.TENSOR and _numel(a.t) > HOST_MAX_ELEMENTS)
+                           and a.type not in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.STRINGS,
+                                              onnx.AttributeProto.STRING)
+                           for a in node.attribute)
+            elif domain == "" and node.op_type in HOST_CHAIN_OPS and inputs:
+                host = all(n in host_values for n in inputs)
+            names = list(node.input)
+            to_device = []
+            readable = HOST_INPUTS.get(node.op_type, frozenset()) if domain == "" else frozenset()
+            for pos, name in enumerate(names):
+                if not name:
+                    continue
+                if host and node.op_type in ("Shape", "Size") and pos == 0:
+                    if name in arrays:
+                        device_inits.add(name)
+                    continue
+                if name in arrays:
+                    if host or (pos in readable and name in small):
+                        host_inits.add(name)
+                        names[pos] = name + _HOST
+                    else:
+                        device_inits.add(name)
+                elif name in produced_on_host and not host and pos not in readable:
+                    to_device.append(pos)
+            if host:
+                host_values.update(o for o in node.output if o)
+                produced_on_host.update(o for o in node.output if o)
+            attrs = {a.name: attribute_value(a, "cpu" if host else self.device) for a in node.attribute}
+            steps.append(Step(index, node.name, node.op_type, domain, impl, tuple(names), tuple(node.output),
+                              MappingProxyType(attrs), host=host, to_device=tuple(to_device)))
+        self._host_values = produced_on_host
+        return steps, device_inits, host_inits
 
     def _with_releases(self, steps: list[Step]) -> list[Step]:
         keep = set(self.output_names) | set(self.weights)
@@ -183,8 +248,7 @@ class Executor:
         for name, idx in last_use.items():
             if name not in keep:
                 release.setdefault(idx, []).append(name)
-        return [Step(s.index, s.name, s.op_type, s.domain, s.impl, s.inputs, s.outputs, s.attrs,
-                     tuple(release.get(s.index, ()))) for s in steps]
+        return [dataclasses.replace(s, release=tuple(release.get(s.index, ()))) for s in steps]
 
     # ----------------------------------------------------------------- running
     def run(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
@@ -201,7 +265,10 @@ class Executor:
         return self._execute(feeds, output_names, profile=profile)
 
     def _execute(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
-                 profile: list[ProfileRow] | None = None) -> list[torch.Tensor]:
+                 profile: list[ProfileRow] | None = None, transfers: dict | None = None) -> list[torch.Tensor]:
+        """One eager pass. `transfers` (CUDA-graph capture): host values moved to the device are
+        kept there by (step, position) and reused, so the captured graph copies nothing from
+        the host (host values depend only on the input shapes, fixed per captured signature)."""
         env: dict[str, Any] = dict(self.weights)
         env.update(feeds)
         ctx = self.ctx
@@ -221,9 +288,15 @@ class Executor:
                                "(an earlier node returned fewer outputs than it declares)") from None
             while args and args[-1] is None:
                 args.pop()
+            if step.host and step.op_type in ("Shape", "Size") and isinstance(args[0], torch.Tensor):
+                data = args[0]  # a storage-free CPU stand-in: the shape is all these read
+                args[0] = torch.empty((), dtype=data.dtype).expand(data.shape)
+            for pos in step.to_device:
+                if isinstance(args[pos], torch.Tensor):
+                    args[pos] = self._to_device(args[pos], (step.index, pos), transfers)
             kwargs = dict(step.attrs)
             if step.impl.wants_ctx:
-                kwargs["ctx"] = ctx
+                kwargs["ctx"] = self._host_ctx if step.host else ctx
             if step.impl.wants_num_outputs:
                 kwargs["num_outputs"] = len(step.outputs)
             if timing:
@@ -258,13 +331,23 @@ class Executor:
                 profile.append(ProfileRow(step.name, step.op_type, step.domain, self.kernel_label(step),
                                           start.elapsed_time(end)))
         try:
-            return [env[name] for name in output_names]
+            outs = [env[name] for name in output_names]
         except KeyError as exc:
             raise Fail(f"graph output {exc.args[0]!r} was never produced") from None
+        return [self._to_device(t, ("output", name), transfers)
+                if name in self.host_outputs and isinstance(t, torch.Tensor) else t
+                for name, t in zip(output_names, outs)]
+
+    def _to_device(self, t: torch.Tensor, key, transfers: dict | None) -> torch.Tensor:
+        if transfers is None:
+            return t.to(self.device)
+        if key not in transfers:
+            transfers[key] = t.to(self.device)
+        return transfers[key]
 
     def kernel_label(self, step: Step) -> str:
         if step.domain == "":
-            return "torch"
+            return "torch (host)" if step.host and self.device.type != "cpu" else "torch"
         return f"triton ({step.kernel})" if self.ctx.kernels == "triton" else f"torch reference ({step.kernel})"
 
     # ----------------------------------------------------------------- CUDA graphs
@@ -290,30 +373,30 @@ class Executor:
 
     def _capture(self, feeds, outputs, key) -> _Captured | None:
         static_inputs = {k: v.detach().clone() for k, v in feeds.items()}
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        transfers: dict = {}
+        with torch.cuda.stream(side):  # eager warm-up: its errors are real errors, raised
+            for _ in range(2):  # autotuning, lazy init, allocator, host->device copies
+                self._execute(static_inputs, outputs, transfers=transfers)
+        torch.cuda.current_stream(self.device).wait_stream(side)
         try:
-            side = torch.cuda.Stream(device=self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up: autotuning, lazy init, allocator
-                    self._execute(static_inputs, outputs)
-            torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                static_outputs = self._execute(static_inputs, outputs)
-        except TritonnxError:
-            raise
-        except Exception as exc:  # capture refused: run this signature eagerly from now on
+                static_outputs = self._execute(static_inputs, outputs, transfers=transfers)
+        except Exception as exc:  # capture refused (a host sync, ...): run this signature eagerly
             try:
                 torch.cuda.synchronize(self.device)
             except Exception:
                 pass
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            cause = exc.__cause__ or exc
+            reason = f"{type(cause).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self._no_graph[key] = reason
             warnings.warn(f"tritonnx: CUDA-graph capture failed for input shapes "
                           f"{[(k, list(s)) for k, s, _ in key[:-1]]}; running eagerly ({reason})",
                           RuntimeWarning, stacklevel=4)
             return None
-        entry = _Captured(graph, static_inputs, list(static_outputs))
+        entry = _Captured(graph, static_inputs, list(static_outputs), transfers)
         self._graphs[key] = entry
         while len(self._graphs) > self.ctx.cuda_graphs_max_shapes:
             self._graphs.popitem(last=False)

@@ -57,6 +57,8 @@ def _fold_constants(model: ir.Model, state: PassState) -> None:
     result = onnxscript.optimizer.fold_constants(model, input_size_limit=FOLD_SIZE_LIMIT,
                                                  output_size_limit=FOLD_SIZE_LIMIT, should_fold=_should_fold)
     state.log.append(f"fold_constants: modified={bool(getattr(result, 'modified', False))}")
+    # Constant nodes become initializers: uploaded once, and seen as weights by later rules.
+    ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
 
 
 def _remove_dead(model: ir.Model, state: PassState) -> None:

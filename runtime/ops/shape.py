@@ -234,7 +234,10 @@ def Gather(data, indices, *, axis=0):
 def GatherElements(data, indices, *, axis=0):
     """ONNX GatherElements: torch.gather with negative indices counted from the end."""
     a = norm_axis(axis, data.dim(), "GatherElements")
-    return torch.gather(data, a, _fix_indices("GatherElements", indices, data.shape[a], data.device))
+    idx = _fix_indices("GatherElements", indices, data.shape[a], data.device)
+    if needs_widening(data):
+        return via_numpy(lambda x, i: np.take_along_axis(x, i, axis=a), data, idx)
+    return torch.gather(data, a, idx)
 
 
 # --- Shape, Size, Constant, ConstantOfShape, Range, Expand, Tile -----------------------------

@@ -8,6 +8,7 @@ channels-last (its fast layout) and the output stays channels-last: logically st
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 
 import torch
@@ -22,16 +23,23 @@ from tritonnx.triton_kernels.conv_relu_pool import (
     pack_conv_weight,
 )
 
-_PACKED: "weakref.WeakKeyDictionary[torch.Tensor, tuple[int, int, PackedConvWeight]]" = weakref.WeakKeyDictionary()
+#: id(W) -> (weak reference to W, W's version, group, packed). Keyed by id: a tensor compares
+#: elementwise, so a WeakKeyDictionary's lookup (which compares referents with ==) fails on a hit.
+_PACKED: dict[int, tuple[weakref.ref, int, int, PackedConvWeight]] = {}
+_LOCK = threading.Lock()
 
 
 def packed_weight(w: torch.Tensor, group: int) -> PackedConvWeight:
     """`pack_conv_weight(w, group)`, computed once per weight tensor (and version)."""
-    hit = _PACKED.get(w)
-    if hit is not None and hit[0] == w._version and hit[1] == group:
-        return hit[2]
+    with _LOCK:
+        hit = _PACKED.get(id(w))
+    if hit is not None and hit[0]() is w and hit[1] == w._version and hit[2] == group:
+        return hit[3]
     packed = pack_conv_weight(w, group)
-    _PACKED[w] = (w._version, group, packed)
+    key = id(w)
+    ref = weakref.ref(w, lambda _r, key=key: _PACKED.pop(key, None))
+    with _LOCK:
+        _PACKED[key] = (ref, w._version, group, packed)
     return packed
 
 

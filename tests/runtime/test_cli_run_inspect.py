@@ -40,6 +40,20 @@ def test_run_with_input_file_matches_onnxruntime(model_path, tmp_path, capsys):
     np.testing.assert_allclose(saved["side"], ref[1], rtol=1e-5, atol=1e-5)
 
 
+def test_run_fused_with_triton_kernels(model_path, tmp_path, capsys):
+    """The fused node runs its Triton kernel (under the interpreter on the CPU)."""
+    x = np.random.default_rng(5).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    assert main(["run", str(model_path), "-i", f"x={tmp_path / 'x.npy'}", "-o", str(out), "--kernels", "triton",
+                 "--profile"]) == 0
+    text = capsys.readouterr().out
+    assert "providers: TritonExecutionProvider, " in text
+    assert "tritonnx::ConvReluPool" in text and "triton (" in text
+    ref = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(np.load(out)["y"], ref[0], rtol=1e-4, atol=1e-5)
+
+
 def test_run_random_inputs_with_dim_and_profile(model_path, capsys):
     assert main(["run", str(model_path), "--dim", "batch=3", "--profile", "--no-fusion"]) == 0
     text = capsys.readouterr().out

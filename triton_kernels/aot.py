@@ -55,10 +55,13 @@ def _triton_version() -> str:
     return triton.__version__
 
 
-def job_key(job: catalog.Job, source_hash: str) -> str:
-    payload = json.dumps([AOT_FORMAT, _triton_version(), source_hash, job.kernel, job.config,
-                          job.config_index, job.dtype, [list(f) for f in job.flags], job.arch],
-                         sort_keys=True, default=str)
+def job_key(job: catalog.Job, source_hash: str, spec: catalog.CompileSpec) -> str:
+    """The cache key: Triton version, the kernel's source hash, the exact compile inputs
+    (signature, constexprs, options, attrs) and the arch."""
+    payload = json.dumps([AOT_FORMAT, _triton_version(), source_hash, job.kernel, job.arch,
+                          sorted(spec.signature.items()), sorted(spec.constexprs.items()),
+                          sorted(spec.options.items()), sorted((list(k), v) for k, v in spec.attrs.items())],
+                         default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -142,12 +145,7 @@ def compile_job(job: catalog.Job) -> dict:
         if type(fn).__name__ == "InterpretedFunction":
             raise RuntimeError("the kernel was defined under TRITON_INTERPRET=1: compile it in a "
                                "process started with TRITON_INTERPRET=0")
-        configs = entry.config_list(job.arch)
-        config = configs[job.config_index]
-        if catalog.config_id(config) != job.config:
-            raise RuntimeError(f"config #{job.config_index} is {catalog.config_id(config)}, the "
-                               f"plan expected {job.config} (non-deterministic config list?)")
-        spec = entry.signature(fn, job.dtype, dict(job.flags), config)
+        spec = entry.spec_for(job, fn)
         arch = catalog.ARCHS[job.arch]
         src = ASTSource(fn=fn, signature=spec.signature, constexprs=spec.constexprs,
                         attrs=spec.attrs)
@@ -273,6 +271,8 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
     keys: list[str | None] = [None] * len(jobs)
     hashes: dict[str, str] = {}
     entries: dict[str, catalog.KernelEntry] = {}
+    fns: dict[str, object] = {}
+    config_lists: dict[tuple[str, str], list] = {}
     misses = []
     for i, job in enumerate(jobs):
         try:
@@ -280,10 +280,14 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
             entries[job.entry_ref] = entry
             if job.entry_ref not in hashes:
                 hashes[job.entry_ref] = entry.source_hash()
-        except Exception as exc:  # noqa: BLE001
+                fns[job.entry_ref] = entry.load()
+            if (job.entry_ref, job.arch) not in config_lists:
+                config_lists[(job.entry_ref, job.arch)] = entry.config_list(job.arch)
+            spec = entry.spec_for(job, fns[job.entry_ref], config_lists[(job.entry_ref, job.arch)])
+        except Exception as exc:  # noqa: BLE001 - a job that cannot be set up is an error row
             rows[i] = _base_row(job) | {"error": f"{type(exc).__name__}: {exc}"}
             continue
-        keys[i] = job_key(job, hashes[job.entry_ref])
+        keys[i] = job_key(job, hashes[job.entry_ref], spec)
         path = cache / keys[i][:2] / f"{keys[i]}.json"
         if use_cache and path.exists():
             try:

@@ -337,19 +337,24 @@ class KernelEntry:
         return self.spills.get(row["config"])
 
     def source_hash(self) -> str:
-        """sha256 over the kernel module's source, the extra sources and this entry's signature
-        builder and configs function (their source), without importing the kernel module."""
+        """sha256 over the kernel module's source and the extra `sources`, without importing
+        the kernel module. (The compile cache key adds each job's `CompileSpec`.)"""
         h = hashlib.sha256()
         target = self.kernel.rpartition(":")[0]
         for path in [_source_path(target), *self.sources]:
             h.update(Path(path).read_bytes())
-        for fn in (self.signature, self.configs, self.expect_tensor_core):
-            if fn is not None:
-                try:
-                    h.update(inspect.getsource(fn).encode())
-                except (OSError, TypeError):
-                    h.update(repr(fn).encode())
         return h.hexdigest()
+
+    def spec_for(self, job: "Job", fn=None, configs: list | None = None) -> CompileSpec:
+        """The `CompileSpec` of one job (`fn`, `configs`: already loaded, to save time)."""
+        fn = fn if fn is not None else self.load()
+        configs = configs if configs is not None else self.config_list(job.arch)
+        config = configs[job.config_index]
+        if config_id(config) != job.config:
+            raise InvalidArgument(f"kernel entry {self.name}: config #{job.config_index} is "
+                                  f"{config_id(config)}, the plan expected {job.config} "
+                                  f"(a non-deterministic config list?)")
+        return self.signature(fn, job.dtype, dict(job.flags), config)
 
 
 def _import(target: str):
@@ -551,6 +556,7 @@ def _conv_flags(dtype: str) -> dict[str, tuple]:
         "bias": (0, 1),
         "residual": (0, 1),
         "tf32": (0, 1) if dtype == "fp32" else (0,),
+        "layout": tuple(_CONV_LAYOUTS),
     }
 
 
@@ -561,7 +567,8 @@ def _conv_valid(dtype: str, flags: dict) -> bool:
 def _conv_cost(flags: dict) -> float:
     # compile time grows with the unrolled pool taps; ptxas dominates
     _, pkh, pkw, _ = _CONV_POOLS[flags["pool"]]
-    return pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
+    return (pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
+            + 0.01 * (flags["layout"] != "nhwc16"))
 
 
 def _conv_signature(fn, dtype, flags, config):
@@ -575,11 +582,21 @@ def _conv_signature(fn, dtype, flags, config):
                     "ACTIVATION": _CONV_ACTIVATIONS[flags["activation"]],
                     "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False},
         floats=("alpha", "clip_min", "clip_max"),
-        # contiguous NCHW tensors and the packed [K, O] weight: unit innermost strides; the
-        # packed weight's row stride is O (a multiple of 16 beyond LeNet).
-        ones=("stride_xw", "stride_wn", "stride_rw", "stride_yw"),
-        divisible=("stride_wk",),
+        **_CONV_LAYOUTS[flags["layout"]],
     )
+
+
+#: How the launcher's tensors specialise (Triton turns an int 1 into a constant and marks
+#: multiples of 16): "nhwc16" = channels-last activations (the runtime's choice) with channel
+#: counts that are multiples of 16 (every layer past the first); "nchw" = plain contiguous NCHW
+#: with no size hints (a first layer, C = 1 or 3). The packed weight [K, O] is contiguous.
+_CONV_LAYOUTS = {
+    "nhwc16": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"),
+               "divisible": ("C_G", "COUT_G", "stride_xn", "stride_xh", "stride_xw", "stride_wk",
+                             "stride_rn", "stride_rh", "stride_rw", "stride_yn", "stride_yh",
+                             "stride_yw")},
+    "nchw": {"ones": ("stride_xw", "stride_wn", "stride_rw", "stride_yw"), "divisible": ()},
+}
 
 
 def _conv_spills(row: dict) -> str | None:

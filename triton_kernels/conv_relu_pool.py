@@ -230,28 +230,29 @@ def conv_relu_pool_kernel(
         else:
             pooled = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
             count = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        for i in tl.static_range(POOL_KH):
-            for j in tl.static_range(POOL_KW):
-                oh = h0 + i
-                ow = w0 + j
-                tap_ok = m_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
-                acc = _conv_tap(
-                    x_ptr, w_ptr, n_idx, oh, ow, tap_ok, chan, n_ok, g,
-                    C_G, H, W,
-                    stride_xn, stride_xc, stride_xh, stride_xw, stride_wk, stride_wn,
-                    CONV_SH, CONV_SW, CONV_PT, CONV_PL, CONV_DH, CONV_DW,
-                    KH, KW, ALLOW_TF32, DOT_FP32, BLOCK_M, BLOCK_N, BLOCK_K,
-                )
-                if POOL_KIND == 1:
-                    pooled = tl.maximum(pooled, tl.where(tap_ok[:, None], acc, float("-inf")))
+        # A runtime loop over the window's taps, not static_range: unrolled taps kept every
+        # tap's addressing live at once (255 registers and spills in the sm_90/sm_80 builds).
+        for t in range(POOL_KH * POOL_KW):
+            oh = h0 + t // POOL_KW
+            ow = w0 + t % POOL_KW
+            tap_ok = m_ok & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
+            acc = _conv_tap(
+                x_ptr, w_ptr, n_idx, oh, ow, tap_ok, chan, n_ok, g,
+                C_G, H, W,
+                stride_xn, stride_xc, stride_xh, stride_xw, stride_wk, stride_wn,
+                CONV_SH, CONV_SW, CONV_PT, CONV_PL, CONV_DH, CONV_DW,
+                KH, KW, ALLOW_TF32, DOT_FP32, BLOCK_M, BLOCK_N, BLOCK_K,
+            )
+            if POOL_KIND == 1:
+                pooled = tl.maximum(pooled, tl.where(tap_ok[:, None], acc, float("-inf")))
+            else:
+                val = _epilogue(acc, bias, ACTIVATION, alpha, clip_min, clip_max)
+                pooled += tl.where(tap_ok[:, None], val, 0.0)
+                if COUNT_INCLUDE_PAD:
+                    in_extent = (oh < OH + POOL_PB) & (ow < OW + POOL_PR)
+                    count += in_extent.to(tl.float32)
                 else:
-                    val = _epilogue(acc, bias, ACTIVATION, alpha, clip_min, clip_max)
-                    pooled += tl.where(tap_ok[:, None], val, 0.0)
-                    if COUNT_INCLUDE_PAD:
-                        in_extent = (oh < OH + POOL_PB) & (ow < OW + POOL_PR)
-                        count += in_extent.to(tl.float32)
-                    else:
-                        count += tap_ok.to(tl.float32)
+                    count += tap_ok.to(tl.float32)
         if POOL_KIND == 1:
             out = _epilogue(pooled, bias, ACTIVATION, alpha, clip_min, clip_max)
         else:

@@ -30,6 +30,12 @@ KEYWORDS = {kw: key for key, (kw, _) in CONFIG_KEYS.items()}
 class ExecContext:
     """What a handler may need to know about the session running it.
 
+    Nodes of shape arithmetic (Shape, Size, small Constants and the Gather/Concat/... chains
+    fed only by them) run on the host: their handlers get a copy of this context whose
+    ``device`` is the CPU, and their inputs are CPU tensors. A device node may receive such a
+    CPU tensor where ONNX reads a shape or axes (Reshape's ``shape``, Slice's ``starts``, ...:
+    `tritonnx.runtime.executor.HOST_INPUTS`); everywhere else its inputs are on ``device``.
+
     Attributes:
         device: where tensors live (``cuda:N`` or ``cpu``).
         kernels: "triton" (fused nodes run their Triton kernels; on the CPU under the

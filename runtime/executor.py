@@ -173,6 +173,9 @@ class Executor:
             same = self.device.type == "cpu" and name in self.weights
             self.weights[name + _HOST] = self.weights[name] if same else array_to_tensor(arrays[name], "cpu")
         self._host_ctx = dataclasses.replace(ctx, device=torch.device("cpu"))
+        #: storage addresses of the weights (a result aliasing one is cloned before it is returned)
+        self.weight_storages = frozenset(w.untyped_storage().data_ptr() for w in self.weights.values()
+                                         if isinstance(w, torch.Tensor))
         self.steps = tuple(self._with_releases(steps))
         self.host_outputs = frozenset(o for o in self.output_names if o in self._host_values)
         self.has_custom_nodes = any(s.domain not in ("",) for s in self.steps)

@@ -468,9 +468,9 @@ class InferenceSession:
         if not isinstance(t, torch.Tensor):
             return t
         ptr = t.untyped_storage().data_ptr()
-        for other in (*self._executor.weights.values(), *feeds.values()):
-            if isinstance(other, torch.Tensor) and other.untyped_storage().data_ptr() == ptr:
-                return t.clone()
+        if ptr in self._executor.weight_storages or any(
+                isinstance(f, torch.Tensor) and f.untyped_storage().data_ptr() == ptr for f in feeds.values()):
+            return t.clone()
         return t
 
     def io_binding(self) -> "IOBinding":

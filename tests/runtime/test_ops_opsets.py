@@ -97,6 +97,21 @@ CASES = {
                                         dict(mode="linear", axes=[2, 3], antialias=1), 1),
     "Resize-13-uint8-linear": ("Resize", 13, [(np.abs(X4) * 90).astype(np.uint8), None,
                                               np.array([1, 1, 1.5, 2], np.float32)], dict(mode="linear"), 1),
+    "QuantizeLinear-13-per-axis": ("QuantizeLinear", 13, [X * 50, np.array([0.5, 0.25, 1.0], np.float32),
+                                                         np.array([3, -2, 0], np.int8)], dict(axis=1), 1),
+    "DequantizeLinear-10-uint8": ("DequantizeLinear", 10, [(np.abs(X) * 60).astype(np.uint8),
+                                                           np.array(0.2, np.float32), np.array(7, np.uint8)], {}, 1),
+    "MatMulInteger-zp": ("MatMulInteger", 10, [(np.abs(X[0]) * 60).astype(np.uint8), (np.abs(X[1].T) * 40).astype(np.uint8),
+                                               np.array(3, np.uint8), np.array(2, np.uint8)], {}, 1),
+    "QLinearMatMul": ("QLinearMatMul", 10, [(np.abs(X[0]) * 60).astype(np.uint8), np.array(0.05, np.float32),
+                                            np.array(4, np.uint8), (np.abs(X[1].T) * 60).astype(np.uint8),
+                                            np.array(0.03, np.float32), np.array(2, np.uint8),
+                                            np.array(0.2, np.float32), np.array(10, np.uint8)], {}, 1),
+    "QLinearConv-per-channel": ("QLinearConv", 10, [
+        (np.abs(X4) * 60).astype(np.uint8), np.array(0.05, np.float32), np.array(3, np.uint8),
+        (_RNG.standard_normal((3, 2, 2, 2)) * 40).astype(np.int8), np.array([0.02, 0.03, 0.01], np.float32),
+        np.zeros(3, np.int8), np.array(0.1, np.float32), np.array(5, np.uint8), np.array([10, -20, 30], np.int32)],
+        dict(pads=[1, 0, 0, 1], strides=[2, 1]), 1),
     "Range-int": ("Range", 11, [np.array(10, np.int32), np.array(-3, np.int32), np.array(-4, np.int32)], {}, 1),
 }
 

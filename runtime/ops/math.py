@@ -23,9 +23,22 @@ def _legacy_broadcast(a: torch.Tensor, b: torch.Tensor, broadcast: int, axis) ->
     return b.reshape([1] * axis + list(b.shape) + [1] * (a.dim() - axis - b.dim()))
 
 
+def _broadcastable(op: str, names, *ts: torch.Tensor) -> None:
+    """Raise `InvalidArgument` naming the inputs when their shapes do not broadcast (numpy rules)."""
+    shapes = [tuple(t.shape) for t in ts]
+    if len(set(shapes)) <= 1:
+        return
+    try:
+        torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        desc = ", ".join(f"{n} {list(s)}" for n, s in zip(names, shapes))
+        raise InvalidArgument(f"{op}: input shapes do not broadcast: {desc}") from None
+
+
 def _binary(op: str, a: torch.Tensor, b: torch.Tensor, torch_fn, np_fn) -> torch.Tensor:
     if a.dtype != b.dtype:
         raise InvalidArgument(f"{op}: inputs A ({a.dtype}) and B ({b.dtype}) must have the same dtype")
+    _broadcastable(op, ("A", "B"), a, b)
     if needs_widening(a, b):
         return via_numpy(lambda x, y: np_fn(x, y).astype(x.dtype), a, b)
     return torch_fn(a, b)
@@ -88,6 +101,7 @@ def _variadic(op: str, tensors, torch_fn, np_fn) -> torch.Tensor:
     for i, t in enumerate(tensors[1:], 1):
         if t.dtype != first.dtype:
             raise InvalidArgument(f"{op}: input {i} has dtype {t.dtype}, expected {first.dtype} (input 0's)")
+    _broadcastable(op, [f"input {i}" for i in range(len(tensors))], *tensors)
     if needs_widening(*tensors):
         def fn(*arrs):
             out = arrs[0]
@@ -149,6 +163,7 @@ def _make_compare(op: str):
         B = _legacy_broadcast(A, B, broadcast, axis)
         if A.dtype != B.dtype:
             raise InvalidArgument(f"{op}: inputs A ({A.dtype}) and B ({B.dtype}) must have the same dtype")
+        _broadcastable(op, ("A", "B"), A, B)
         if needs_widening(A, B):
             return via_numpy(np_fn, A, B)
         return torch_fn(A, B)
@@ -173,6 +188,7 @@ def Where(condition, X, Y):
     """ONNX Where: X where condition else Y (numpy broadcasting)."""
     if X.dtype != Y.dtype:
         raise InvalidArgument(f"Where: inputs X ({X.dtype}) and Y ({Y.dtype}) must have the same dtype")
+    _broadcastable("Where", ("condition", "X", "Y"), condition, X, Y)
     if needs_widening(X, Y):
         return via_numpy(np.where, condition, X, Y)
     return torch.where(condition.to(torch.bool), X, Y)

@@ -159,8 +159,12 @@ def _call(op, opset, *inputs, **attrs):
      ["MaxPool", "smaller than the kernel"]),
     (lambda: _call("Conv", 18, torch.ones(1, 3, 5, 5), torch.ones(4, 3, 3, 3), auto_pad="SAME"), InvalidArgument,
      ["Conv", "auto_pad", "SAME_UPPER"]),
+    (lambda: _call("Add", 14, torch.ones(2, 3), torch.ones(4)), InvalidArgument,
+     ["Add", "do not broadcast", "A [2, 3]", "B [4]"]),
+    (lambda: _call("Sum", 13, torch.ones(2, 3), torch.ones(3), torch.ones(2)), InvalidArgument,
+     ["Sum", "input 2 [2]"]),
 ], ids=["conv-channels", "conv-bias", "reshape", "gemm", "matmul", "concat", "gather", "add-dtypes", "cast-int4",
-        "split-sizes", "transpose-perm", "pool-too-small", "auto-pad"])
+        "split-sizes", "transpose-perm", "pool-too-small", "auto-pad", "add-broadcast", "sum-broadcast"])
 def test_bad_input_raises_named_error(call, error, words):
     with pytest.raises(error) as info:
         call()

@@ -170,3 +170,13 @@ def test_bad_input_raises_named_error(call, error, words):
         call()
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+def test_legacy_experimental_ops():
+    x = torch.from_numpy(X4)
+    got = _call("ImageScaler", 8, x, bias=[1.0, -2.0], scale=0.5)
+    torch.testing.assert_close(got, x * 0.5 + torch.tensor([1.0, -2.0]).reshape(1, 2, 1, 1))
+    torch.testing.assert_close(_call("Affine", 8, x, alpha=2.0, beta=1.0), 2 * x + 1)
+    torch.testing.assert_close(_call("ScaledTanh", 8, x, alpha=2.0, beta=0.5), 2 * torch.tanh(0.5 * x))
+    assert _call("Crop", 8, x, border=[1, 2, 0, 1]).shape == (1, 2, 2, 3)
+    assert _call("Crop", 8, x, border=[1, 1, 0, 0], scale=[2, 2]).shape == (1, 2, 2, 2)

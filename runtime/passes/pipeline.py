@@ -40,6 +40,9 @@ def _infer_shapes(model: ir.Model, state: PassState) -> None:
 FOLD_SIZE_LIMIT = 1 << 26
 
 
+_PROTECTED_DOMAIN = "tritonnx.keep"
+
+
 def _should_fold(node: ir.Node) -> bool | None:
     # onnxscript keeps ConstantOfShape by default (to keep saved models small); a session
     # folds it when its shape is constant, so weights built with it become initializers.
@@ -54,8 +57,18 @@ def _fold_constants(model: ir.Model, state: PassState) -> None:
         return
     import onnxscript.optimizer
 
-    result = onnxscript.optimizer.fold_constants(model, input_size_limit=FOLD_SIZE_LIMIT,
-                                                 output_size_limit=FOLD_SIZE_LIMIT, should_fold=_should_fold)
+    # onnxscript's partial evaluator turns CastLike into Cast and loses `saturate`: such nodes
+    # sit in a private domain while the folder runs (it skips domains the model does not import).
+    protected = [n for n in ir.traversal.RecursiveGraphIterator(model.graph)
+                 if n.op_type == "CastLike" and n.domain in ("", "ai.onnx") and "saturate" in n.attributes]
+    for node in protected:
+        node.domain = _PROTECTED_DOMAIN
+    try:
+        result = onnxscript.optimizer.fold_constants(model, input_size_limit=FOLD_SIZE_LIMIT,
+                                                     output_size_limit=FOLD_SIZE_LIMIT, should_fold=_should_fold)
+    finally:
+        for node in protected:
+            node.domain = ""
     state.log.append(f"fold_constants: modified={bool(getattr(result, 'modified', False))}")
     # Constant nodes become initializers: uploaded once, and seen as weights by later rules.
     ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)

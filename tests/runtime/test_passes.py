@@ -48,6 +48,15 @@ def test_constant_folding_and_dead_nodes():
     np.testing.assert_allclose(s.run(None, {"x": x})[0], _ort(model, {"x": x})[0], rtol=1e-6)
 
 
+def test_castlike_keeps_saturate():
+    model = parser.parse_model("""
+    <ir_version: 10, opset_import: ["" : 21]>
+    g (float[3] x, float8e4m3fn[1] like) => (float8e4m3fn[3] y) { y = CastLike<saturate = 0>(x, like) }
+    """)
+    node = InferenceSession(model).rewritten_model().graph.node[0]
+    assert node.op_type == "CastLike" and [(a.name, a.i) for a in node.attribute] == [("saturate", 0)]
+
+
 BN_MODEL = f"""
 <ir_version: 8, opset_import: ["" : 18]>
 g (float[N, 2, 5, 5] x) => (float[N, 3, 5, 5] y)

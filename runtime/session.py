@@ -98,6 +98,7 @@ class SessionOptions:
             raise InvalidArgument(f"SessionOptions has no config entry {key!r}") from None
 
     def add_free_dimension_override_by_name(self, name: str, value: int) -> None:
+        """Fix the symbolic input dimension `name` to `value` (feeds are checked against it)."""
         self._config[f"tritonnx.dim.{name}"] = str(int(value))
 
 
@@ -160,6 +161,14 @@ def _spec(value: onnx.ValueInfoProto) -> _Spec:
     if tt.HasField("shape"):
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
     return _Spec(value.name, tt.elem_type, dims)
+
+
+def _override_dims(model: onnx.ModelProto, dims: Mapping[str, int]) -> None:
+    """Fix symbolic input dims by name (``add_free_dimension_override_by_name``), in place."""
+    for value in model.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in dims:
+                dim.dim_value = dims[dim.dim_param]
 
 
 def _without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -253,6 +262,8 @@ class InferenceSession:
 
         what = f"model {os.fspath(path_or_bytes)!r}" if isinstance(path_or_bytes, (str, os.PathLike)) else "model"
         model = load_model(path_or_bytes)
+        _override_dims(model, {k[len("tritonnx.dim."):]: int(v) for k, v in self._sess_options._config.items()
+                               if k.startswith("tritonnx.dim.")})
         self._model = model
         self._inputs, self._overridable, self._outputs = self._io_specs(model)
 

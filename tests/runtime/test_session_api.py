@@ -146,6 +146,16 @@ def test_session_config_entries():
     assert InferenceSession(_model(), sess_options=opts, fusion=True).context.fusion is True
 
 
+def test_free_dimension_override():
+    opts = SessionOptions()
+    opts.add_free_dimension_override_by_name("N", 2)
+    s = InferenceSession(_model(), sess_options=opts)
+    assert s.get_inputs()[0].shape == [2, 4]
+    assert s.run(None, {"x": _x(2)})[0].shape == (2, 3)
+    with pytest.raises(InvalidArgument, match="index: 0 Got: 3 Expected: 2"):
+        s.run(None, {"x": _x(3)})
+
+
 def test_disable_all_and_optimized_model_file(tmp_path):
     opts = SessionOptions()
     opts.graph_optimization_level = GraphOptimizationLevel.ORT_DISABLE_ALL

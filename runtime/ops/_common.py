@@ -14,8 +14,6 @@ from tritonnx.runtime import dtypes
 #: Unsigned dtypes torch stores but cannot do arithmetic or comparisons on.
 LIMITED_UNSIGNED = dtypes.LIMITED_UNSIGNED
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
 
 def ints(value) -> list[int] | None:
     """An int list from an attribute list, a 1-D (or 0-D) tensor input, or None."""
@@ -56,19 +54,6 @@ def via_numpy(fn: Callable[..., np.ndarray], *ts: torch.Tensor | None, device=No
     arrs = [None if t is None else dtypes.to_numpy(t) for t in ts]
     out = np.asarray(fn(*arrs))
     return dtypes.from_numpy(out, dev)
-
-
-def same_dtype(op: str, names: Sequence[str], *ts: torch.Tensor | None) -> None:
-    """Raise when the present tensors do not share one dtype (ONNX type constraint T)."""
-    present = [(n, t) for n, t in zip(names, ts) if t is not None]
-    if not present:
-        return
-    first_name, first = present[0]
-    for n, t in present[1:]:
-        if t.dtype != first.dtype:
-            raise InvalidArgument(
-                f"{op}: input {n} has dtype {t.dtype}, expected the dtype of {first_name} ({first.dtype})"
-            )
 
 
 def conv_pads(
@@ -131,10 +116,3 @@ def check_rank(op: str, name: str, t: torch.Tensor, expected: int | Sequence[int
     ok = (t.dim() in expected) if isinstance(expected, (list, tuple, range)) else t.dim() == expected
     if not ok:
         raise InvalidArgument(f"{op}: input {name} has rank {t.dim()} (shape {list(t.shape)}), expected {expected}")
-
-
-def unsupported_dtype(op: str, name: str, t: torch.Tensor, allowed: Sequence[torch.dtype]) -> None:
-    if t.dtype not in allowed:
-        raise NotImplemented(
-            f"{op}: input {name} has dtype {t.dtype}; supported: {', '.join(str(d) for d in allowed)}"
-        )

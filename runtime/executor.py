@@ -128,6 +128,40 @@ class ProfileRow:
     ms: float
 
 
+class CudaGraphs:
+    """How the executor warms up, captures and replays CUDA graphs (one per signature).
+
+    A separate object so the cache logic around it can be exercised without a GPU (the tests
+    swap in a stand-in that records the function and re-runs it on replay).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def warmup(self, fn) -> None:
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # autotuning, lazy init, allocator, host->device copies
+                fn()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+
+    def capture(self, fn) -> tuple[Any, list[torch.Tensor]]:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = fn()
+        return graph, outputs
+
+    def replay(self, graph) -> None:
+        graph.replay()
+
+    def recover(self) -> None:
+        try:
+            torch.cuda.synchronize(self.device)
+        except Exception:
+            pass
+
+
 @dataclass
 class _Captured:
     graph: Any
@@ -182,6 +216,8 @@ class Executor:
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._no_graph: dict[tuple, str] = {}
         self._graph_lock = threading.Lock()
+        #: the CUDA-graph backend, or None (CPU, or ``cuda_graphs`` off): eager runs only
+        self.graph_backend = CudaGraphs(self.device) if self.device.type == "cuda" and ctx.cuda_graphs else None
 
     # ----------------------------------------------------------------- construction helpers
     def _place(self, nodes, arrays: Mapping[str, Any]):
@@ -263,8 +299,8 @@ class Executor:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = bool(self.ctx.tf32)
             torch.backends.cudnn.allow_tf32 = bool(self.ctx.tf32)
-            if self.ctx.cuda_graphs and profile is None:
-                return self._run_graph(feeds, tuple(output_names))
+        if self.graph_backend is not None and profile is None:
+            return self._run_graph(feeds, tuple(output_names))
         return self._execute(feeds, output_names, profile=profile)
 
     def _execute(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
@@ -371,27 +407,22 @@ class Executor:
                 self._graphs.move_to_end(key)
             for name, value in feeds.items():
                 entry.static_inputs[name].copy_(value, non_blocking=True)
-            entry.graph.replay()
+            self.graph_backend.replay(entry.graph)
             return [t.clone() for t in entry.static_outputs]
 
     def _capture(self, feeds, outputs, key) -> _Captured | None:
         static_inputs = {k: v.detach().clone() for k, v in feeds.items()}
-        side = torch.cuda.Stream(device=self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
         transfers: dict = {}
-        with torch.cuda.stream(side):  # eager warm-up: its errors are real errors, raised
-            for _ in range(2):  # autotuning, lazy init, allocator, host->device copies
-                self._execute(static_inputs, outputs, transfers=transfers)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        backend = self.graph_backend
+
+        def run():
+            return self._execute(static_inputs, outputs, transfers=transfers)
+
+        backend.warmup(run)  # eager: its errors are real errors, raised
         try:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_outputs = self._execute(static_inputs, outputs, transfers=transfers)
+            graph, static_outputs = backend.capture(run)
         except Exception as exc:  # capture refused (a host sync, ...): run this signature eagerly
-            try:
-                torch.cuda.synchronize(self.device)
-            except Exception:
-                pass
+            backend.recover()
             cause = exc.__cause__ or exc
             reason = f"{type(cause).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self._no_graph[key] = reason

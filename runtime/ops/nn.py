@@ -378,7 +378,13 @@ _make_softmax("Hardmax", _hardmax)
 
 @register("Dropout", since=1)
 def Dropout_1(data, *, ratio=0.5, is_test=0, consumed_inputs=None, num_outputs=1):
-    """ONNX Dropout (opsets 1-11): inference, the output is the input; mask all ones."""
+    """ONNX Dropout (opsets 1-9): inference, the output is the input; mask all ones in data's dtype."""
+    return data, torch.ones(data.shape, dtype=data.dtype, device=data.device)
+
+
+@register("Dropout", since=10)
+def Dropout_10(data, *, ratio=0.5, num_outputs=1):
+    """ONNX Dropout (opsets 10-11): inference, the output is the input; bool mask all true."""
     return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
 
 

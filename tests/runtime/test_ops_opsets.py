@@ -70,6 +70,7 @@ CASES = {
     "ReduceSum-11-attr": ("ReduceSum", 11, [X], dict(axes=[1]), 1),
     "ReduceSum-13-noop": ("ReduceSum", 13, [X, np.zeros(0, np.int64)], dict(noop_with_empty_axes=1), 1),
     "Dropout-7-inference": ("Dropout", 7, [X], dict(ratio=0.3), 1),
+    "TopK-1-k-attr": ("TopK", 9, [X], dict(axis=1, k=2), 2),
     "Dropout-12-ratio-input": ("Dropout", 12, [X, np.array(0.3, np.float32)], {}, 2),
     "Slice-9-attrs": ("Slice", 9, [X], dict(starts=[1, -3], ends=[100, -1], axes=[2, 1]), 1),
     "Slice-13-neg-steps": ("Slice", 13, [X, I64(-1, 3), I64(-100, 0), I64(2, 1), I64(-2, -1)], {}, 1),
@@ -180,3 +181,13 @@ def test_legacy_experimental_ops():
     torch.testing.assert_close(_call("ScaledTanh", 8, x, alpha=2.0, beta=0.5), 2 * torch.tanh(0.5 * x))
     assert _call("Crop", 8, x, border=[1, 2, 0, 1]).shape == (1, 2, 2, 3)
     assert _call("Crop", 8, x, border=[1, 1, 0, 0], scale=[2, 2]).shape == (1, 2, 2, 2)
+
+
+@pytest.mark.parametrize("opset,mask_dtype", [(7, torch.float32), (10, torch.bool), (13, torch.bool)])
+def test_inference_dropout_mask_keeps_everything(opset, mask_dtype):
+    """The spec's mask (1 = kept; dtype T before opset 10, bool from 10), as onnx's reference
+    gives it; onnxruntime 1.32 returns an all-zero mask for opsets 7-11."""
+    x = torch.from_numpy(X)
+    y, mask = _call("Dropout", opset, x, num_outputs=2)
+    assert y is x or torch.equal(y, x)
+    assert mask.dtype == mask_dtype and bool(mask.all())

@@ -1,0 +1,27 @@
+"""The handler package: every module under runtime/ops is imported by the package itself
+(so another area adds handlers by adding a file), and every standard-domain handler follows
+the registry contract's naming (named like its op) and has a docstring."""
+from __future__ import annotations
+
+import pkgutil
+import sys
+
+import tritonnx.runtime.ops as ops_pkg
+from tritonnx.runtime.registry import OPS
+
+
+def test_every_module_is_imported():
+    names = [m.name for m in pkgutil.iter_modules(ops_pkg.__path__)]
+    assert names
+    assert not [n for n in names if f"tritonnx.runtime.ops.{n}" not in sys.modules]
+
+
+def test_handlers_are_named_like_their_op_and_documented():
+    bad = []
+    for (domain, op), impls in OPS.handlers.items():
+        if domain != "":
+            continue
+        for impl in impls:
+            if not impl.fn.__name__.startswith(op) or not (impl.fn.__doc__ or "").strip():
+                bad.append(f"{op} since {impl.since}: {impl.fn.__name__}")
+    assert not bad

@@ -180,3 +180,16 @@ def test_grouped_fused_depthwise_declined():
         y = MaxPool<kernel_shape=[2,2], strides=[2,2]>(a2)
     }""", {"wg": (32, 2, 3, 3), "wd": (32, 1, 3, 3)})
     _check(model, fused=1, remaining=["Conv", "Relu", "MaxPool"], declined=["depthwise-like"], x_shape=(1, 4, 9, 9))
+
+
+def test_after_batchnorm_folding():
+    model = _model(f"""
+    g (float[1,3,9,9] x) => (float[1,4,4,4] y) {CONV[:-1]}, float[4] s, float[4] t, float[4] mu, float[4] var> {{
+        c = Conv<pads=[1,1,1,1]>(x, w, b)
+        n = BatchNormalization<epsilon=0.001>(c, s, t, mu, var)
+        r = Relu(n)
+        y = MaxPool<kernel_shape=[3,3], strides=[2,2]>(r)
+    }}""", {"w": (4, 3, 3, 3), "b": (4,), "s": (4,), "t": (4,), "mu": (4,),
+            "var": np.abs(np.random.default_rng(2).standard_normal(4)).astype(np.float32) + 0.5})
+    _, report = _check(model, fused=1, remaining=[])
+    assert report.fused[0].replaced_ops == ("Conv", "Relu", "MaxPool")

@@ -35,7 +35,7 @@ from tritonnx.triton_kernels import catalog
 
 #: Bump when the row format or the compile procedure (`compile_job`) changes: part of the cache
 #: key, with the Triton version and the kernel's source hash.
-AOT_FORMAT = 1
+AOT_FORMAT = 2
 _MARK = "@@tritonnx-aot "
 DEFAULT_JOB_TIMEOUT = 600.0
 
@@ -146,6 +146,8 @@ def compile_job(job: catalog.Job) -> dict:
             raise RuntimeError("the kernel was defined under TRITON_INTERPRET=1: compile it in a "
                                "process started with TRITON_INTERPRET=0")
         spec = entry.spec_for(job, fn)
+        tuned = entry.autotuner_config_ids()  # this process is the GPU's view: TRITON_INTERPRET=0
+        row["in_autotuner"] = None if tuned is None else job.config in tuned
         arch = catalog.ARCHS[job.arch]
         src = ASTSource(fn=fn, signature=spec.signature, constexprs=spec.constexprs,
                         attrs=spec.attrs)
@@ -181,7 +183,7 @@ def _base_row(job: catalog.Job) -> dict:
         "status": "error", "error": "", "shared": None,
         "smem_limit": catalog.ARCHS[job.arch].smem_per_block, "regs": None, "spill": None,
         "local": None, "tensor_core": None, "num_warps": None, "blocks_per_sm": None,
-        "compile_s": None, "cached": False,
+        "compile_s": None, "cached": False, "in_autotuner": None,
     }
 
 
@@ -387,7 +389,9 @@ def gate_failures(rows: list[dict], spills: dict[str, dict[str, str]] | None = N
     - a config that spills (stack > 0) for which its entry gives no reason (`spills`);
     - a matmul kernel with no config reaching the arch's tensor-core instruction (wgmma on
       sm_90, mma on sm_80) for fp16/bf16;
-    - a job its entry expects to reach the tensor cores (`expect_tensor_core`) that does not.
+    - a job its entry expects to reach the tensor cores (`expect_tensor_core`) that does not;
+    - a config of the catalog's list missing from the kernel's `@triton.autotune` list (the
+      catalog must compile the configs the autotuner runs: contract 7).
 
     `spills`: kernel name -> {config id: reason}, replacing the catalog entries' own (tests).
     """
@@ -404,6 +408,9 @@ def gate_failures(rows: list[dict], spills: dict[str, dict[str, str]] | None = N
         if r["status"] != "ok":
             failures.append(f"{where(r)}: does not compile: {error_summary(r['error'])}")
             continue
+        if r.get("in_autotuner") is False:
+            failures.append(f"{where(r)}: config not in the kernel's @triton.autotune list: the "
+                            f"catalog's config function and the autotuner disagree")
         if r["shared"] is not None and r["shared"] > r["smem_limit"]:
             failures.append(f"{where(r)}: needs {r['shared']} B of shared memory, {r['arch']} "
                             f"gives {r['smem_limit']} B per block")

@@ -32,16 +32,20 @@ Adding a kernel (the only step a new kernel needs to be covered by the gate):
         spills={},                          # config id -> why a spilling config is kept
     ))
 
-(The built-in entries are registered at the bottom of this module, by the compile-gate owner.)
+The built-in entries are registered at the bottom of this module (by the compile-gate owner).
+An entry registered elsewhere (a plugin, a test) passes `ref="module:ATTR"` naming its
+`KernelEntry`, so the compile workers, which import only this module, can find it.
 
 Sampling: the full product configs x flag combinations can be large; `plan()` then compiles,
 per dtype and arch, `max(#configs, #cover)` jobs, where the cover is a (greedy) set of valid
-flag combinations holding every claimed value of every flag: job i pairs config i with cover
-combination i, then the other valid combinations (the cheapest first when the entry gives a
-`cost`; the pairs are rotated per dtype and arch so they differ), so every config and every flag value is compiled at least once per dtype and arch.
-Flags an entry declares `per_arch_flags` (dtype-independent code, e.g. the recurrent
-activations on fp32 gates) are covered once per arch, spread over the dtypes. Rows say
-`sampled`. `plan(full=True)` compiles the whole product.
+flag combinations holding every claimed value of every flag. Each config is paired with the
+next cover combination it is `compatible` with, then with the other valid combinations (the
+cheapest first when the entry gives a `cost`), and leftover cover combinations get a config of
+their own; the cover is rotated per dtype and arch so the pairs differ. So every config and
+every flag value is compiled at least once per dtype and arch. Flags an entry declares in
+`per_arch_flags` (dtype-independent code, e.g. the recurrent activations on fp32 gates) are
+covered once per arch, spread over the dtypes. Rows say `sampled`; `plan(full=True)` compiles
+the whole product.
 
 Arch limits (`ARCHS`): shared memory per block 227 KB on sm_90, 163 KB on sm_80; 65536
 registers per SM. Kernel modules may import `SMEM_LIMITS` from here for their `keep()` filters
@@ -275,11 +279,27 @@ class KernelEntry:
 
     def load(self):
         """The jit function (unwrapped). Imports its module."""
+        return unwrap_jit(self.load_wrapped())
+
+    def load_wrapped(self):
+        """The module attribute as defined (an `Autotuner` when the kernel is autotuned)."""
         target, _, attr = self.kernel.rpartition(":")
         if not target or not attr:
             raise InvalidArgument(f"kernel entry {self.name}: kernel {self.kernel!r} is not "
                                   f"'module:attr' or '/path/file.py:attr'")
-        return unwrap_jit(getattr(_import(target), attr))
+        return getattr(_import(target), attr)
+
+    def autotuner_config_ids(self) -> list[str] | None:
+        """Config ids of the kernel's `@triton.autotune` list (None when not autotuned).
+        In a process under the interpreter the module may have given it a shorter list."""
+        obj = self.load_wrapped()
+        for _ in range(8):
+            if hasattr(obj, "configs") and hasattr(obj, "keys"):  # triton.runtime.Autotuner
+                return [config_id(c) for c in obj.configs]
+            obj = getattr(obj, "fn", None)
+            if obj is None:
+                break
+        return None
 
     def config_list(self, arch: str) -> list:
         """The autotune configs for `arch` (the same list the autotuner uses)."""
@@ -319,7 +339,7 @@ class KernelEntry:
         todo = {(k, v) for k, vs in flags.items() for v in vs} - set(done)
         present = {(k, c[k]) for c in combos for k in c}
         missing = todo - present
-        if missing:  # noqa: SIM102
+        if missing:
             raise InvalidArgument(f"kernel entry {self.name} ({dtype}): no valid combination has "
                                   f"{sorted(missing, key=str)}")
         cost = self.cost or (lambda flags: 0.0)

@@ -112,3 +112,17 @@ CRASH = catalog.KernelEntry(
     name="test_crash", kernel=f"{HERE}:scale_kernel", configs=scale_configs,
     dtypes=("fp32",), signature=_crash_signature, flags={"RELU": (0,)},
 )
+
+
+@triton.autotune(configs=scale_configs()[:2], key=["n"])  # the catalog lists 3: they disagree
+@triton.jit
+def tuned_scale_kernel(x_ptr, y_ptr, n, alpha, BLOCK: tl.constexpr, RELU: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < n, other=0.0) * alpha
+    tl.store(y_ptr + offs, x, mask=offs < n)
+
+
+TUNED = catalog.KernelEntry(
+    name="test_tuned", kernel=f"{HERE}:tuned_scale_kernel", configs=scale_configs,
+    dtypes=("fp32",), signature=_scale_signature, flags={"RELU": (0,)},
+)

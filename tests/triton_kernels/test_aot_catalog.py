@@ -35,6 +35,40 @@ def test_entry_builds_a_signature_for_every_flag_value(name):
                 assert spec.options["num_warps"] == config.num_warps
 
 
+def _launchable_kernels():
+    """(module, name) of every public module-level @triton.jit / autotuned kernel in the package
+    (device helpers are private: `_name`)."""
+    import importlib
+    import pkgutil
+
+    import tritonnx.triton_kernels as pkg
+
+    found = set()
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name in ("aot", "catalog"):
+            continue
+        module = importlib.import_module(f"tritonnx.triton_kernels.{info.name}")
+        for name, obj in vars(module).items():
+            if name.startswith("_"):
+                continue
+            try:
+                fn = catalog.unwrap_jit(obj)
+            except (InvalidArgument, TypeError):
+                continue
+            if getattr(fn.fn, "__module__", None) == module.__name__:
+                found.add((module.__name__, name))
+    return found
+
+
+def test_every_kernel_of_the_package_is_in_the_catalog():
+    """A kernel added later is covered by the gate once registered: this test says when not."""
+    registered = {tuple(e.kernel.rsplit(":", 1)) for e in catalog.entries()}
+    kernels = _launchable_kernels()
+    assert kernels, "no kernels found"
+    missing = sorted(kernels - registered)
+    assert not missing, f"kernels not registered in tritonnx.triton_kernels.catalog: {missing}"
+
+
 def test_conv_entry_uses_the_autotuner_configs():
     from tritonnx.triton_kernels import conv_relu_pool
 
@@ -169,6 +203,8 @@ def test_gate_rules():
     # a small tile may use mma.sync as long as another config of the dtype reaches wgmma
     rows = [_row(), _row(config="BLOCK=16,w2,s2", tensor_core="mma", expect_tensor_core=False)]
     assert aot.gate_failures(rows, spills={}) == []
+    (msg,) = aot.gate_failures([_row(in_autotuner=False)], spills={})
+    assert "not in the kernel's @triton.autotune list" in msg
     # sm_80's tensor-core instruction is mma
     assert aot.gate_failures([_row(arch="sm_80", tensor_core="mma", smem_limit=163 * 1024)], spills={}) == []
 

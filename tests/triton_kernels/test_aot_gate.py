@@ -84,6 +84,14 @@ def test_gate_fails_on_the_broken_kernel(tmp_path):
     assert "ERROR: CompilationError" in aot.format_table(rows)
 
 
+def test_gate_fails_when_the_autotuner_runs_other_configs(tmp_path):
+    jobs = catalog.plan([FIXTURES.TUNED], ("sm_90",), entry_refs={"test_tuned": _ref("TUNED")})
+    rows = aot.run_jobs(jobs, workers=2, cache=tmp_path)
+    assert [r["in_autotuner"] for r in rows] == [True, True, False]
+    (msg,) = aot.gate_failures(rows, spills={})
+    assert "BLOCK=4096" in msg and "@triton.autotune" in msg
+
+
 def test_a_crashing_worker_is_a_failed_row_not_a_hang(tmp_path):
     jobs = catalog.plan([FIXTURES.CRASH, FIXTURES.SCALE], ("sm_90",),
                         entry_refs={"test_crash": _ref("CRASH"), "test_scale": _ref("SCALE")}, dtypes=("fp32",))

@@ -476,3 +476,11 @@ for _op in _BITWISE:
     _make_bitwise(_op)
 
 BitwiseNot = _unary("BitwiseNot", torch.bitwise_not, np.invert, since=18)
+
+
+@register("SwiGLU", since=28)
+def SwiGLU(A, B, *, alpha=1.0):
+    """ONNX SwiGLU: A * sigmoid(alpha * A) * B (same shapes)."""
+    if A.shape != B.shape:
+        raise InvalidArgument(f"SwiGLU: A {list(A.shape)} and B {list(B.shape)} must have the same shape")
+    return _float_op(lambda a: a * torch.sigmoid(alpha * a))(A) * B

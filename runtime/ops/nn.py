@@ -434,3 +434,61 @@ def ArgMax(data, *, axis=0, keepdims=1, select_last_index=0):
 def ArgMin(data, *, axis=0, keepdims=1, select_last_index=0):
     """ONNX ArgMin: int64 indices of the minima along `axis` (first, or last when asked)."""
     return _arg("ArgMin", data, axis, keepdims, select_last_index, torch.argmin, np.argmin)
+
+
+@register("GroupNormalization", since=18)
+def GroupNormalization_18(X, scale, bias, *, epsilon=1e-5, num_groups):
+    """ONNX GroupNormalization (opset 18): scale and bias per group."""
+    c = X.shape[1]
+    per = c // num_groups
+    return GroupNormalization(X, scale.repeat_interleave(per), bias.repeat_interleave(per),
+                              epsilon=epsilon, num_groups=num_groups)
+
+
+@register("GroupNormalization", since=21)
+def GroupNormalization(X, scale, bias, *, epsilon=1e-5, num_groups, stash_type=1):
+    """ONNX GroupNormalization (opset 21): normalise per (instance, group of channels), then
+    scale and bias per channel."""
+    n, c = X.shape[:2]
+    if c % num_groups:
+        raise InvalidArgument(f"GroupNormalization: {c} channels is not a multiple of num_groups={num_groups}")
+    cdt = torch.float64 if X.dtype == torch.float64 else torch.float32
+    x = X.to(cdt).reshape(n, num_groups, -1)
+    m = x.mean(dim=-1, keepdim=True)
+    v = x.var(dim=-1, unbiased=False, keepdim=True)
+    y = ((x - m) / torch.sqrt(v + epsilon)).reshape(X.shape).to(X.dtype)
+    shape = [1, c] + [1] * (X.dim() - 2)
+    return y * scale.reshape(shape).to(X.dtype) + bias.reshape(shape).to(X.dtype)
+
+
+@register("RMSNormalization", since=23)
+def RMSNormalization(X, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
+    """ONNX RMSNormalization: x / sqrt(mean(x^2 over [axis, rank)) + epsilon) * scale."""
+    a = norm_axis(axis, X.dim(), "RMSNormalization")
+    cdt = torch.float64 if X.dtype == torch.float64 else torch.float32
+    x = X.to(cdt)
+    rms = torch.sqrt((x * x).mean(dim=list(range(a, X.dim())), keepdim=True) + epsilon)
+    return (x / rms).to(X.dtype) * scale.to(X.dtype)
+
+
+@register("MaxUnpool", since=9)
+def MaxUnpool(X, I, output_shape=None, *, kernel_shape, pads=None, strides=None):
+    """ONNX MaxUnpool: zeros of the pooled-from shape, (in - 1) * stride + kernel - pads, with X
+    written at the flat indices I (MaxPool's Indices); an ``output_shape`` pads (or crops) that
+    at the end of each spatial axis, the written positions keeping their coordinates."""
+    n = X.dim() - 2
+    strides = list(strides) if strides else [1] * n
+    pads = list(pads) if pads else [0] * (2 * n)
+    shape = list(X.shape[:2]) + [
+        (size - 1) * s + k - pads[i] - pads[n + i]
+        for i, (size, k, s) in enumerate(zip(X.shape[2:], kernel_shape, strides))
+    ]
+    out = torch.zeros(math.prod(shape), dtype=X.dtype, device=X.device)
+    out.scatter_(0, I.reshape(-1).to(device=X.device, dtype=torch.int64), X.reshape(-1))
+    out = out.reshape(shape)
+    if output_shape is not None:
+        target = [int(v) for v in output_shape.reshape(-1).tolist()]
+        if target[:2] != shape[:2]:
+            raise InvalidArgument(f"MaxUnpool: output_shape {target} must keep X's batch and channels {shape[:2]}")
+        out = pad_spatial(out, [0] * n, [t - s for t, s in zip(target[2:], shape[2:])], 0.0)
+    return out

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tritonnx.errors import InvalidArgument, NotImplemented
+from tritonnx.runtime import dtypes
 from tritonnx.runtime.ops._common import ints, needs_widening, norm_axis, scalar, via_numpy
 from tritonnx.runtime.registry import register
 
@@ -401,3 +402,35 @@ def Pad(data, pads, constant_value=None, axes=None, *, mode="constant"):
     return _pad("Pad", data, pads, mode, constant_value, axes)
 
 
+
+
+@register("CenterCropPad", since=18)
+def CenterCropPad(input_data, shape, *, axes=None):
+    """ONNX CenterCropPad: crop (start rounded down) or zero-pad (extra on the right) each
+    listed axis to `shape` around the centre."""
+    target = ints(shape)
+    rank = input_data.dim()
+    axes = list(range(rank)) if axes is None else [norm_axis(a, rank, "CenterCropPad", "axes") for a in axes]
+    if len(target) != len(axes):
+        raise InvalidArgument(f"CenterCropPad: shape has {len(target)} values, expected {len(axes)} (one per axis)")
+    out = input_data
+    for a, t in zip(axes, target):
+        s = out.shape[a]
+        if s > t:
+            out = out.narrow(a, (s - t) // 2, t)
+        elif s < t:
+            begin = (t - s) // 2
+            spec = [0, 0] * (rank - 1 - a) + [begin, t - s - begin]
+            out = F.pad(out, spec)
+    return out
+
+
+@register("BitCast", since=26)
+def BitCast(input, *, to):
+    """ONNX BitCast: the same bits read as element type `to` (same width)."""
+    if to not in dtypes.ONNX_TO_TORCH:
+        raise NotImplemented(f"BitCast: to={dtypes.onnx_type_name(to)} has no torch dtype")
+    out_dt = dtypes.ONNX_TO_TORCH[to]
+    if out_dt.itemsize != input.dtype.itemsize:
+        raise InvalidArgument(f"BitCast: {input.dtype} and {out_dt} have different widths")
+    return input.contiguous().view(out_dt)

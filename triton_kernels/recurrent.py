@@ -42,12 +42,12 @@ back in the input dtype. Under the interpreter the dot operands are upcast to fp
 
 Supported attributes: every direction, layout 0/1, B, sequence_lens, initial_h/c, P, clip,
 input_forget, and all eleven ONNX recurrent activations (constexpr codes, alpha/beta as
-arguments) provided both directions use the same (f, g, h) list; GRU with either
+arguments; directions with different (f, g, h) lists are launched separately); GRU with either
 linear_before_reset. GRU linear_before_reset=0 needs r of every unit before the product
 (r*h) · Rh^T, so its step is two phases with a grid-wide sync between (two launches per step,
 or two barriers per step in the persistent kernel): correct, but unmeasured and twice the
 product work of lbr=1. Declined (`unsupported_reason`, the rule runs them on the reference):
-per-direction activations that differ, dtypes other than fp32/fp16/bf16.
+dtypes other than fp32/fp16/bf16, unknown activation names.
 """
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def _cell_update(
 @triton.jit
 def _step_body(
     s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
-    batch, H, NJB, rev_mask,
+    batch, H, NJB, rev_mask, d_base,
     stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
     clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
     CELL: tl.constexpr, GP: tl.constexpr, HAS_PEEP: tl.constexpr, HAS_CLIP: tl.constexpr,
@@ -258,7 +258,7 @@ def _step_body(
 ):
     pid_j = tl.program_id(0)
     pid_b = tl.program_id(1)
-    d = tl.program_id(2)
+    d = d_base + tl.program_id(2)
     ROWS: tl.constexpr = GP * BLOCK_J
     offs_r = tl.arange(0, ROWS)
     offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -308,7 +308,7 @@ def recurrent_step_kernel(
     # pointers
     rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
     # sizes
-    s, batch, H, NJB, rev_mask,
+    s, batch, H, NJB, rev_mask, d_base,
     # strides
     stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
     # scalars
@@ -319,11 +319,12 @@ def recurrent_step_kernel(
     ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr, PHASE: tl.constexpr,
     BLOCK_J: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """One time step s of every direction: grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), dirs).
+    """One time step s: grid (cdiv(H, BLOCK_J), cdiv(batch, BLOCK_B), directions), direction
+    d_base + program_id(2) (one launch per direction when their activations differ).
     GRU lbr=0 (CELL 3) takes two launches per step, PHASE 1 then PHASE 2 (else PHASE 0)."""
     _step_body(
         s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
-        batch, H, NJB, rev_mask,
+        batch, H, NJB, rev_mask, d_base,
         stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
         clip, alpha_f, beta_f, alpha_g, beta_g, alpha_h, beta_h,
         CELL, GP, HAS_PEEP, HAS_CLIP, INPUT_FORGET, ACT_F, ACT_G, ACT_H, ALLOW_TF32, DOT_FP32,
@@ -361,7 +362,7 @@ def recurrent_persistent_kernel(
     # pointers
     rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr, flag_ptr,
     # sizes
-    s0, steps, batch, H, NJB, rev_mask,
+    s0, steps, batch, H, NJB, rev_mask, d_base,
     # strides
     stride_xt, stride_xb, stride_yt, stride_yd, stride_yb,
     # scalars
@@ -382,7 +383,7 @@ def recurrent_persistent_kernel(
     """
     pid_j = tl.program_id(0)
     pid_b = tl.program_id(1)
-    d = tl.program_id(2)
+    d = d_base + tl.program_id(2)
     nprog = tl.num_programs(0) * tl.num_programs(1)
     NSYNC: tl.constexpr = 2 if CELL == 3 else 1
     ROWS: tl.constexpr = GP * BLOCK_J
@@ -457,9 +458,9 @@ class PackedRecurrent:
     rp: torch.Tensor  # [dirs, NJB, GP*BLOCK_J, H], compute dtype
     peep: torch.Tensor | None  # [dirs, 3H] fp32
     rbh: torch.Tensor | None  # [dirs, H] fp32 (GRU's Rbh, added inside r * (.))
-    acts: tuple[int, int, int]  # codes of f, g, h
-    alphas: tuple[float, float, float]
-    betas: tuple[float, float, float]
+    acts: tuple[tuple[int, int, int], ...]  # per direction: codes of f, g, h
+    alphas: tuple[tuple[float, float, float], ...]  # per direction
+    betas: tuple[tuple[float, float, float], ...]  # per direction
     clip: float | None
     input_forget: bool
     block_j: int
@@ -482,12 +483,9 @@ def unsupported_reason(cell: str, *, dtype: torch.dtype | None = None, direction
         return f"direction {direction!r} is not an ONNX direction"
     nd = 2 if direction == "bidirectional" else 1
     try:
-        acts = resolve_activations(cell, nd, activations, activation_alpha, activation_beta)
+        resolve_activations(cell, nd, activations, activation_alpha, activation_beta)
     except Exception as exc:  # the reference raises the precise error at run time
         return f"activations not supported: {exc}"
-    if nd == 2 and acts[0] != acts[1]:
-        return (f"per-direction activations differ ({[a[0] for a in acts[0]]} vs "
-                f"{[a[0] for a in acts[1]]}): the kernel takes one (f, g, h) set")
     return None
 
 
@@ -533,8 +531,8 @@ def pack(cell: str, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None = N
     rp = torch.zeros(dirs, njb * block_j, gp, H, **f32)
     rp[:, :H, :G, :] = Rf.view(dirs, G, H, H).permute(0, 2, 1, 3)
     rp = rp.view(dirs, njb, block_j, gp, H).permute(0, 1, 3, 2, 4).contiguous()
-    acts = resolve_activations(cell, dirs, activations, activation_alpha, activation_beta)[0]
-    acts = list(acts) + [("tanh", 0.0, 0.0)] * (3 - len(acts))
+    per_dir = [list(a) + [("tanh", 0.0, 0.0)] * (3 - len(a))
+               for a in resolve_activations(cell, dirs, activations, activation_alpha, activation_beta)]
     return PackedRecurrent(
         cell=cell, cell_code=3 if cell == "GRU" and not linear_before_reset else CELLS[cell],
         hidden=H, input_size=int(W.shape[-1]), dirs=dirs,
@@ -544,8 +542,9 @@ def pack(cell: str, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None = N
         rp=rp.view(dirs, njb, gp * block_j, H).to(dtype),
         peep=P.to(**f32).contiguous() if P is not None else None,
         rbh=rbh,
-        acts=tuple(ACT_CODES[a[0]] for a in acts),
-        alphas=tuple(a[1] for a in acts), betas=tuple(a[2] for a in acts),
+        acts=tuple(tuple(ACT_CODES[a[0]] for a in acts) for acts in per_dir),
+        alphas=tuple(tuple(a[1] for a in acts) for acts in per_dir),
+        betas=tuple(tuple(a[2] for a in acts) for acts in per_dir),
         clip=float(clip) if clip is not None else None,
         input_forget=bool(input_forget), block_j=block_j, gp=gp,
     )
@@ -743,7 +742,7 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
     H, nd = packed.hidden, packed.dirs
     njb = triton.cdiv(H, packed.block_j)
     bb = _block_b(batch)
-    grid = (njb, triton.cdiv(batch, bb), nd)
+    nbb = triton.cdiv(batch, bb)
     dummy = packed.xbias
     peep = packed.peep if packed.peep is not None else dummy
     rbh = packed.rbh if packed.rbh is not None else dummy
@@ -753,13 +752,19 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
         rhbuf = torch.empty(nd, batch, H, device=xp.device, dtype=torch.float32)
     else:
         zbuf = rhbuf = dummy
-    a, al, be = packed.acts, packed.alphas, packed.betas
-    scalars = (packed.clip or 0.0, al[0], be[0], al[1], be[1], al[2], be[2])
     meta = dict(CELL=packed.cell_code, GP=packed.gp, HAS_PEEP=packed.peep is not None,
                 HAS_CLIP=packed.clip is not None, INPUT_FORGET=packed.input_forget,
-                ACT_F=a[0], ACT_G=a[1], ACT_H=a[2],
                 ALLOW_TF32=bool(allow_tf32) and packed.dtype == torch.float32,
                 DOT_FP32=INTERPRET, BLOCK_J=packed.block_j, BLOCK_B=bb)
+    # launch groups (first direction, directions, per-launch args): one launch for all
+    # directions when they share the activations (constexprs), else one per direction
+    same = all(packed.acts[d] == packed.acts[0] and packed.alphas[d] == packed.alphas[0]
+               and packed.betas[d] == packed.betas[0] for d in range(nd))
+    groups = []
+    for d0, count in ([(0, nd)] if same else [(d, 1) for d in range(nd)]):
+        a, al, be = packed.acts[d0], packed.alphas[d0], packed.betas[d0]
+        groups.append((d0, count, (packed.clip or 0.0, al[0], be[0], al[1], be[1], al[2], be[2]),
+                       dict(ACT_F=a[0], ACT_G=a[1], ACT_H=a[2])))
     if mode == "auto":
         mode = choose_mode(packed, batch, xp.device)
     if mode == "persistent":
@@ -772,23 +777,27 @@ def _recurrence(packed, xp, state, c, Y, lens, seq, batch, strides, mode, allow_
         # interpreter: programs run one after another, so no barrier; one launch per step unless
         # each direction is a single program (then the launch runs the whole sequence)
         # (and for GRU lbr=0 one launch per phase)
-        one_program = grid[0] * grid[1] == 1
+        one_program = njb * nbb == 1
         if INTERPRET and not one_program:
             chunks = [(s, ph) for s in range(seq) for ph in ((1, 2) if two_phase else (0,))]
         else:
             chunks = [(None, 0)]
         for s0, only_phase in chunks:
-            recurrent_persistent_kernel[grid](
-                packed.rp, xp, state, c, Y, lens, peep, rbh, zbuf, rhbuf, flags,
-                0 if s0 is None else s0, seq if s0 is None else 1, batch, H, njb, packed.rev_mask,
-                *strides, *scalars, USE_BARRIER=barrier and not INTERPRET, ONLY_PHASE=only_phase,
-                KPAD=kpad, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **meta)
+            for d0, count, scalars, acts in groups:
+                recurrent_persistent_kernel[(njb, nbb, count)](
+                    packed.rp, xp, state, c, Y, lens, peep, rbh, zbuf, rhbuf, flags,
+                    0 if s0 is None else s0, seq if s0 is None else 1, batch, H, njb,
+                    packed.rev_mask, d0, *strides, *scalars,
+                    USE_BARRIER=barrier and not INTERPRET, ONLY_PHASE=only_phase, KPAD=kpad,
+                    num_warps=cfg.num_warps, num_stages=cfg.num_stages, **acts, **meta)
         return
     for s in range(seq):
         for phase in ((1, 2) if two_phase else (0,)):
-            recurrent_step_kernel[grid](
-                packed.rp, xp, state, c, Y, lens, peep, rbh, zbuf, rhbuf,
-                s, batch, H, njb, packed.rev_mask, *strides, *scalars, PHASE=phase, **meta)
+            for d0, count, scalars, acts in groups:
+                recurrent_step_kernel[(njb, nbb, count)](
+                    packed.rp, xp, state, c, Y, lens, peep, rbh, zbuf, rhbuf,
+                    s, batch, H, njb, packed.rev_mask, d0, *strides, *scalars, PHASE=phase,
+                    **acts, **meta)
 
 
 def _recurrent(cell, X, W, R, B, sequence_lens, initial_h, initial_c=None, P=None, *,

@@ -7,8 +7,7 @@ the saved model keeps W, R, B, P in ONNX layout). Declined, with the reason (the
 on the standard handler, i.e. `rnn_reference`):
 - W or R (or a present B / P) not constant: the weights are packed once per session;
 - X's element type not float / float16 / bfloat16;
-- what `recurrent.unsupported_reason` refuses (per-direction activations that differ,
-  unknown activations).
+- what `recurrent.unsupported_reason` refuses (unknown activation names).
 """
 from __future__ import annotations
 

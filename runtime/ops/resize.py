@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from tritonnx.errors import InvalidArgument
+from tritonnx.errors import InvalidArgument, NotImplemented
 from tritonnx.runtime.registry import register
 
 _MODES = ("nearest", "linear", "cubic")
@@ -232,3 +232,23 @@ def Upsample(X, scales, *, mode="nearest"):
     return Resize_10(X, scales, mode=mode)
 
 
+
+
+_GRID_MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic", "bicubic": "bicubic"}
+
+
+@register("GridSample", since=16)
+def GridSample(X, grid, *, align_corners=0, mode="linear", padding_mode="zeros"):
+    """ONNX GridSample (opsets 16, 20): torch's grid_sample for 2-D (linear, nearest, cubic)
+    and 3-D (linear, nearest) inputs; padding zeros, border or reflection."""
+    if mode not in _GRID_MODES:
+        raise InvalidArgument(f"GridSample: mode={mode!r}, expected one of {', '.join(_GRID_MODES)}")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise InvalidArgument(f"GridSample: padding_mode={padding_mode!r}, expected zeros, border or reflection")
+    tmode = _GRID_MODES[mode]
+    if X.dim() not in (4, 5) or (X.dim() == 5 and tmode == "bicubic"):
+        raise NotImplemented(f"GridSample: {X.dim() - 2}-D input with mode {mode!r}; supported: 2-D, and 3-D linear/nearest")
+    cdt = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
+    y = torch.nn.functional.grid_sample(X.to(cdt), grid.to(cdt), mode=tmode, padding_mode=padding_mode,
+                                        align_corners=bool(align_corners))
+    return y.to(X.dtype)

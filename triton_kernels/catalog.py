@@ -588,7 +588,7 @@ def _conv_cost(flags: dict) -> float:
     # compile time grows with the unrolled pool taps; ptxas dominates
     _, pkh, pkw, _ = _CONV_POOLS[flags["pool"]]
     return (pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
-            + 0.01 * (flags["layout"] != "nhwc16"))
+            + 0.01 * (flags["layout"] != "nhwc16") + 0.01 * (not flags["tf32"]))  # tf32: the default
 
 
 def _conv_signature(fn, dtype, flags, config):
@@ -627,9 +627,9 @@ def _conv_spills(row: dict) -> str | None:
         return (f"pool {pool}: the pooled accumulator and each tap's conv accumulator are live "
                 f"across the unrolled pool taps; every tile spills some there (up to ~1.3 KB seen "
                 f"at 64x64, fp32). Kept until a GPU timing says whether to prune (owner: conv)")
-    if row["spill"] <= 64:
-        return ("<= 64 B of stack (residual/tf32 epilogue at 255 registers): a few spilled "
-                "values per tile, L1-resident")
+    if row["spill"] <= 128:
+        return ("<= 128 B of stack at 255 registers (the largest tiles in fp32/tf32, or with the "
+                "residual epilogue): at most 32 values per thread, L1-resident; more fails the gate")
     return None
 
 
@@ -728,7 +728,7 @@ def _rnn_cost(flags: dict) -> float:
     # the extra configs of a sample get the common case: LSTM, default activations, no options
     return ((flags["cell"] != "LSTM") + (flags["activations"] != _RNN_DEFAULT_ACTIVATIONS)
             + flags["peephole"] + flags["clip"] + flags["input_forget"] + (flags["block_b"] != 16)
-            + 0.1 * flags.get("kpad", 0) / 512)
+            + 0.1 * flags.get("kpad", 0) / 512 + 0.5 * (not flags["tf32"]))  # tf32: the default
 
 
 def _persistent_compatible(config, dtype: str, flags: dict) -> bool:

@@ -12,8 +12,9 @@ parallel, and returns one row per job:
     cached, sampled, matmul, expect_tensor_core.
 
 Results are cached as JSON under `$TRITONNX_CACHE_DIR/aot` (default `~/.cache/tritonnx/aot`),
-keyed by the kernel's source hash + config + flags + dtype + arch + Triton version: an edit to
-a kernel module recompiles that kernel only. `gate_failures(rows)` lists what the CI gate
+keyed by the kernel module's source hash + the exact compile inputs (signature, constexprs,
+options, divisibility attrs) + arch + Triton version: an edit to a kernel module recompiles
+that kernel only, a catalog edit only the jobs whose inputs it changes. `gate_failures(rows)` lists what the CI gate
 rejects. The parent process may run under the interpreter (`TRITON_INTERPRET=1`): kernels are
 only compiled in the workers.
 """
@@ -176,10 +177,14 @@ def compile_job(job: catalog.Job) -> dict:
     return row
 
 
+def _identity(job: catalog.Job) -> dict:
+    """The fields of a row that name its job (a cached result may come from an equal job)."""
+    return {"kernel": job.kernel, "config": job.config, "config_index": job.config_index,
+            "dtype": job.dtype, "flags": dict(job.flags), "arch": job.arch, "sampled": job.sampled}
+
+
 def _base_row(job: catalog.Job) -> dict:
-    return {
-        "kernel": job.kernel, "config": job.config, "config_index": job.config_index,
-        "dtype": job.dtype, "flags": dict(job.flags), "arch": job.arch, "sampled": job.sampled,
+    return _identity(job) | {
         "status": "error", "error": "", "shared": None,
         "smem_limit": catalog.ARCHS[job.arch].smem_per_block, "regs": None, "spill": None,
         "local": None, "tensor_core": None, "num_warps": None, "blocks_per_sm": None,
@@ -293,7 +298,7 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
         path = cache / keys[i][:2] / f"{keys[i]}.json"
         if use_cache and path.exists():
             try:
-                rows[i] = json.loads(path.read_text()) | {"cached": True}
+                rows[i] = json.loads(path.read_text()) | _identity(job) | {"cached": True}
                 continue
             except (OSError, ValueError):
                 pass

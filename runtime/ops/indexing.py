@@ -341,3 +341,54 @@ def SoftmaxCrossEntropyLoss(scores, labels, weights=None, *, ignore_index=None, 
     w = None if weights is None else weights.to(cdt)
     loss = NegativeLogLikelihoodLoss(log_prob, labels, w, ignore_index=ignore_index, reduction=reduction)
     return loss.to(scores.dtype), log_prob.to(scores.dtype)
+
+
+@register("Unique", since=11)
+def Unique(X, *, axis=None, sorted=1, num_outputs=1):
+    """ONNX Unique -> (Y, indices of first occurrences, inverse_indices, counts), over the
+    flattened input or slices along `axis`; ascending when ``sorted=1``, else in order of
+    first occurrence."""
+    x = X.reshape(-1) if axis is None else X
+    a = 0 if axis is None else norm_axis(axis, X.dim(), "Unique")
+    if needs_widening(x):
+        x = x.to(torch.int64) if x.dtype != torch.uint64 else x
+    y, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True, dim=a)
+    n = x.shape[a]
+    first = torch.full((y.shape[a],), n, dtype=torch.int64, device=x.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(n, device=x.device), "amin")
+    if not sorted:
+        order = torch.argsort(first)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel(), device=order.device)
+        y, first, counts, inverse = y.index_select(a, order), first[order], counts[order], rank[inverse]
+    return y.to(X.dtype), first, inverse, counts
+
+
+@register("Col2Im", since=18)
+def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
+    """ONNX Col2Im: (N, C * prod(block), L) columns summed back into (N, C, *image_shape)."""
+    img = [int(v) for v in image_shape.reshape(-1).tolist()]
+    blk = [int(v) for v in block_shape.reshape(-1).tolist()]
+    k = len(img)
+    dil = list(dilations) if dilations else [1] * k
+    st = list(strides) if strides else [1] * k
+    pd = list(pads) if pads else [0] * (2 * k)
+    n, ck, length = input.shape
+    kprod = math.prod(blk)
+    if ck % kprod:
+        raise InvalidArgument(f"Col2Im: input dim 1 ({ck}) is not a multiple of prod(block_shape) = {kprod}")
+    padded = [i + pd[d] + pd[k + d] for d, i in enumerate(img)]
+    outs = [(p - (b - 1) * dl - 1) // s + 1 for p, b, dl, s in zip(padded, blk, dil, st)]
+    if math.prod(outs) != length:
+        raise InvalidArgument(f"Col2Im: input has {length} blocks, the shapes give {math.prod(outs)}")
+    dev = input.device
+    kpos = torch.cartesian_prod(*[torch.arange(b, device=dev) for b in blk]).reshape(kprod, k)
+    lpos = torch.cartesian_prod(*[torch.arange(o, device=dev) for o in outs]).reshape(length, k)
+    coords = lpos[None, :, :] * torch.tensor(st, device=dev) + kpos[:, None, :] * torch.tensor(dil, device=dev)
+    strides_flat = torch.tensor([math.prod(padded[d + 1:]) for d in range(k)], device=dev)
+    target = (coords * strides_flat).sum(-1).reshape(-1)  # (kprod * length,)
+    cols = input.reshape(n, ck // kprod, kprod * length)
+    out = torch.zeros(n, ck // kprod, math.prod(padded), dtype=input.dtype, device=dev)
+    out.index_add_(2, target, cols)
+    out = out.reshape([n, ck // kprod] + padded)
+    return pad_spatial(out, [-p for p in pd[:k]], [-p for p in pd[k:]], 0.0)

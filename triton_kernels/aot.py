@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import queue
-import selectors
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from tritonnx.triton_kernels import catalog
 AOT_FORMAT = 2
 _MARK = "@@tritonnx-aot "
 DEFAULT_JOB_TIMEOUT = 600.0
+_STARTUP_TIMEOUT = 300.0
 
 
 def cache_dir() -> Path:
@@ -196,6 +196,10 @@ def _worker_main() -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("the aot worker needs TRITON_INTERPRET=0", file=sys.stderr)
         return 2
+    import triton.compiler  # noqa: F401 - the slow imports, before the first job's clock starts
+
+    sys.stdout.write(_MARK + "ready\n")
+    sys.stdout.flush()
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -211,7 +215,7 @@ def _worker_main() -> int:
 # ----------------------------------------------------------------------------------------------
 
 class _Worker:
-    """One `python -m tritonnx.triton_kernels.aot --worker` process."""
+    """One `python -m tritonnx.triton_kernels.aot --worker` process; a thread reads its stdout."""
 
     def __init__(self):
         env = dict(os.environ, TRITON_INTERPRET="0", PYTHONUNBUFFERED="1")
@@ -220,40 +224,70 @@ class _Worker:
             [sys.executable, "-m", "tritonnx.triton_kernels.aot", "--worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             env=env, bufsize=1)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.lines: queue.Queue = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.closed = False
+        self.ready = False
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith(_MARK):
+                self.lines.put(line[len(_MARK):])
+        self.lines.put(None)  # end of output: the worker exited
 
     def run(self, job: catalog.Job, timeout: float) -> dict:
-        self.proc.stdin.write(json.dumps(job.as_dict(), default=str) + "\n")
-        self.proc.stdin.flush()
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.sel.select(timeout=left):
+        if not self.ready:  # the job's time starts once Triton is imported
+            try:
+                line = self.lines.get(timeout=_STARTUP_TIMEOUT)
+            except queue.Empty:
+                line = None
+            if line is None or line.strip() != "ready":
                 self.close(kill=True)
-                raise TimeoutError(f"compile took longer than {timeout:.0f} s")
-            line = self.proc.stdout.readline()
-            if not line:
-                code = self.proc.wait()
-                self.stderr.seek(0)
-                tail = self.stderr.read()[-1500:].strip()
-                self.close()
-                raise RuntimeError(f"compile worker died (exit code {code}): {tail}")
-            if line.startswith(_MARK):
-                return json.loads(line[len(_MARK):])
+                raise RuntimeError(f"compile worker did not start: {self._stderr_tail()}")
+            self.ready = True
+        try:
+            self.proc.stdin.write(json.dumps(job.as_dict(), default=str) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died: the reader's end-of-output says how
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.close(kill=True)
+            raise TimeoutError(f"compile took longer than {timeout:.0f} s") from None
+        if line is None:
+            code = self.proc.wait()
+            tail = self._stderr_tail()
+            self.close()
+            raise RuntimeError(f"compile worker died (exit code {code}): {tail}")
+        return json.loads(line)
+
+    def _stderr_tail(self) -> str:
+        try:
+            self.stderr.seek(0)
+            return self.stderr.read()[-1500:].strip()
+        except (OSError, ValueError):
+            return ""
 
     def close(self, kill: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.proc.poll() is None:
             if kill:
                 self.proc.kill()
             else:
-                self.proc.stdin.close()
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.sel.close()
+        self.reader.join(timeout=5)
         self.stderr.close()
 
 
@@ -320,7 +354,7 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
     out = []
     for job, row in zip(jobs, rows):
         entry = entries.get(job.entry_ref)
-        row = dict(row)
+        row = dict(row or _base_row(job) | {"error": "not compiled (interrupted)"})
         row["matmul"] = bool(entry and entry.matmul)
         row["expect_tensor_core"] = _expect_tc(entry, job)
         row["spill_reason"] = entry.spill_reason(row) if (entry and row.get("spill")) else None
@@ -362,9 +396,11 @@ def _compile_parallel(jobs, misses, rows, workers, timeout, progress, on_done) -
                     worker = _Worker()
                 try:
                     rows[i] = worker.run(jobs[i], timeout)
-                except (RuntimeError, TimeoutError, OSError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a dead or confused worker is an error row
+                    worker.close(kill=True)
                     worker = None
-                    rows[i] = _base_row(jobs[i]) | {"error": str(exc), "worker_failure": True}
+                    rows[i] = _base_row(jobs[i]) | {"error": f"{type(exc).__name__}: {exc}",
+                                                    "worker_failure": True}
                 on_done(i)
                 if bar is not None:
                     with lock:

@@ -108,6 +108,20 @@ def _crash_signature(fn, dtype, flags, config):
     return _scale_signature(fn, dtype, flags, config)
 
 
+def _hang_signature(fn, dtype, flags, config):
+    import os
+    import time
+
+    if os.environ.get("TRITON_INTERPRET") == "0":
+        time.sleep(120)  # as a compile that never ends
+    return _scale_signature(fn, dtype, flags, config)
+
+
+HANG = catalog.KernelEntry(
+    name="test_hang", kernel=f"{HERE}:scale_kernel", configs=lambda: scale_configs()[:1],
+    dtypes=("fp32",), signature=_hang_signature, flags={"RELU": (0,)},
+)
+
 CRASH = catalog.KernelEntry(
     name="test_crash", kernel=f"{HERE}:scale_kernel", configs=scale_configs,
     dtypes=("fp32",), signature=_crash_signature, flags={"RELU": (0,)},

@@ -15,6 +15,8 @@ import time
 
 from tritonnx.errors import InvalidArgument
 
+FULL_LIMIT = 5000
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -61,6 +63,13 @@ def run(args) -> int:
     jobs = catalog.plan(selected, archs, full=args.full, dtypes=dtypes)
     if not jobs:
         raise InvalidArgument("nothing to compile: no registered kernel claims the selected dtypes")
+    if args.full and len(jobs) > FULL_LIMIT:
+        raise InvalidArgument(f"--full: {len(jobs)} compiles (about a second or more each); narrow it "
+                              f"with --kernel, --dtype, --arch to at most {FULL_LIMIT}, or drop --full "
+                              f"for the sample that covers every config and flag value")
+    if args.format == "table":
+        print(f"compiling {len(jobs)} kernel variants for {', '.join(archs)} (cached ones are instant)",
+              file=sys.stderr)
     start = time.perf_counter()
     rows = aot.run_jobs(jobs, workers=args.jobs, use_cache=not args.no_cache,
                         progress=args.format == "table" and sys.stderr.isatty())

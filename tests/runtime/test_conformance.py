@@ -1,11 +1,13 @@
 """ONNX backend node tests (`onnx.backend.test.case.node.collect_testcases`) for every op type
 registered in `OPS` for the standard domain, `_expanded` variants included when all their ops
-are registered. Compared as onnx's backend runner does (`Runner.assert_similar_outputs`, the
-case's own rtol/atol). Everything skipped is in `SKIP`, with its reason; the counts are printed
-by tests/runtime/conftest.py."""
+are registered. Each case runs through `InferenceSession(..., providers=["CPUExecutionProvider"],
+fusion=False)` and is compared as onnx's backend runner does (`Runner.assert_similar_outputs`,
+the case's own rtol/atol). Everything skipped is in `SKIP`, with its reason; the counts
+(passed / skipped / failed / total) are printed by tests/runtime/conftest.py."""
 from __future__ import annotations
 
 import warnings
+
 import numpy as np
 import onnx
 import pytest

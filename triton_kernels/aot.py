@@ -566,7 +566,7 @@ def format_summary(rows: list[dict], tablefmt: str = "github") -> str:
         tc = "-" if s["tensor_core"] is None else " ".join(f"{k}:{v}" for k, v in sorted(s["tensor_core"].items()))
         spill = f"{s['spilling']} (max {s['max_spill']} B)" if s["spilling"] else "0"
         table.append([s["kernel"], s["dtype"], s["arch"], f"{s['compiled']}/{s['jobs']}",
-                      f"{s['configs']}{' (sampled flags)' if s['sampled'] else ''}",
+                      s["configs"],
                       f"{_kb(s['max_shared'])} / {_kb(s['smem_limit'])}", _dash(s["max_regs"]), spill, tc,
                       _dash(s["min_blocks_per_sm"])])
     return tabulate(table, headers=SUMMARY_HEADERS, tablefmt=tablefmt)

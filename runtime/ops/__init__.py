@@ -20,3 +20,6 @@ __all__ = ["OPS"]
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     importlib.import_module(f"{__name__}.{_info.name}")
+
+# Last: onnx's function bodies for the standard ops that no module above handles.
+importlib.import_module(f"{__name__}.functions").register_function_ops()

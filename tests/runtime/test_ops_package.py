@@ -25,3 +25,12 @@ def test_handlers_are_named_like_their_op_and_documented():
             if not impl.fn.__name__.startswith(op) or not (impl.fn.__doc__ or "").strip():
                 bad.append(f"{op} since {impl.since}: {impl.fn.__name__}")
     assert not bad
+
+
+def test_function_body_handlers_only_fill_gaps():
+    """onnx's function bodies are run only for ops that no module handles natively."""
+    for (domain, op), impls in OPS.handlers.items():
+        kinds = {impl.fn.__module__.rsplit(".", 1)[-1] == "functions" for impl in impls}
+        assert len(kinds) == 1, f"{op}: native and function-body handlers mixed"
+    assert OPS.resolve("", "Attention", 23).fn.__module__.endswith("functions")
+    assert not OPS.resolve("", "Elu", 22).fn.__module__.endswith("functions")

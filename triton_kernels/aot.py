@@ -8,8 +8,9 @@ parallel, and returns one row per job:
     kernel, config, dtype, flags, arch, status ("ok" | "error"), error, shared (bytes),
     smem_limit, regs, spill (STACK bytes per thread from cuobjdump: the stack frame, which is
     register spills unless the kernel has local arrays), local, tensor_core
-    ("wgmma" | "mma" | "none" in the PTX), blocks_per_sm (occupancy bound), compile_s,
-    cached, sampled, matmul, expect_tensor_core.
+    ("wgmma" | "mma" | "none" in the PTX), ptx_features (`PTX_FEATURES` found: cp.async,
+    barrier atomics, ...), blocks_per_sm (occupancy bound), in_autotuner, compile_s, cached,
+    sampled, and from the entry: matmul, expect_tensor_core, spill_reason, ptx_requires.
 
 Results are cached as JSON under `$TRITONNX_CACHE_DIR/aot` (default `~/.cache/tritonnx/aot`),
 keyed by the kernel module's source hash + the exact compile inputs (signature, constexprs,
@@ -35,7 +36,7 @@ from tritonnx.triton_kernels import catalog
 
 #: Bump when the row format or the compile procedure (`compile_job`) changes: part of the cache
 #: key, with the Triton version and the kernel's source hash.
-AOT_FORMAT = 2
+AOT_FORMAT = 3
 _MARK = "@@tritonnx-aot "
 DEFAULT_JOB_TIMEOUT = 600.0
 _STARTUP_TIMEOUT = 300.0
@@ -108,6 +109,26 @@ def _resource_usage(cubin: bytes) -> dict:
     return usage
 
 
+#: PTX features a row lists (`ptx_features`): name -> regex. Entries may require some
+#: (`KernelEntry.ptx_requires`), e.g. the grid barrier's release/acquire atomics.
+PTX_FEATURES = {
+    "wgmma": r"wgmma\.mma_async",
+    "mma.sync": r"\bmma\.sync",
+    "cp.async": r"\bcp\.async\.c[ag]\b",
+    "cp.async.bulk": r"\bcp\.async\.bulk",
+    "atom.release": r"\batom\.[\w.]*\.release\.",
+    "ld.acquire": r"\bld\.[\w.]*\.acquire\.",
+    "bar.sync": r"\bbar\.sync\b",
+    "local": r"\b(?:ld|st)\.local\b",
+}
+
+
+def ptx_features(ptx: str) -> list[str]:
+    import re
+
+    return [name for name, pattern in PTX_FEATURES.items() if re.search(pattern, ptx)]
+
+
 def _tensor_core(ptx: str) -> str:
     if "wgmma.mma_async" in ptx:
         return "wgmma"
@@ -165,6 +186,7 @@ def compile_job(job: catalog.Job) -> dict:
             spill=usage["STACK"],
             local=usage["LOCAL"],
             tensor_core=_tensor_core(compiled.asm["ptx"]),
+            ptx_features=ptx_features(compiled.asm["ptx"]),
             num_warps=int(compiled.metadata.num_warps),
             blocks_per_sm=blocks_per_sm(job.arch, int(compiled.metadata.num_warps),
                                         usage["REG"], shared),
@@ -188,7 +210,7 @@ def _base_row(job: catalog.Job) -> dict:
         "status": "error", "error": "", "shared": None,
         "smem_limit": catalog.ARCHS[job.arch].smem_per_block, "regs": None, "spill": None,
         "local": None, "tensor_core": None, "num_warps": None, "blocks_per_sm": None,
-        "compile_s": None, "cached": False, "in_autotuner": None,
+        "compile_s": None, "cached": False, "in_autotuner": None, "ptx_features": None,
     }
 
 
@@ -358,6 +380,7 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
         row["matmul"] = bool(entry and entry.matmul)
         row["expect_tensor_core"] = _expect_tc(entry, job)
         row["spill_reason"] = entry.spill_reason(row) if (entry and row.get("spill")) else None
+        row["ptx_requires"] = list(entry.ptx_requires) if entry else []
         out.append(row)
     return out
 
@@ -431,6 +454,7 @@ def gate_failures(rows: list[dict], spills: dict[str, dict[str, str]] | None = N
     - a matmul kernel with no config reaching the arch's tensor-core instruction (wgmma on
       sm_90, mma on sm_80) for fp16/bf16;
     - a job its entry expects to reach the tensor cores (`expect_tensor_core`) that does not;
+    - a PTX feature its entry requires (`ptx_requires`, names of `PTX_FEATURES`) missing;
     - a config of the catalog's list missing from the kernel's `@triton.autotune` list (the
       catalog must compile the configs the autotuner runs: contract 7).
 
@@ -449,6 +473,10 @@ def gate_failures(rows: list[dict], spills: dict[str, dict[str, str]] | None = N
         if r["status"] != "ok":
             failures.append(f"{where(r)}: does not compile: {error_summary(r['error'])}")
             continue
+        missing = [f for f in r.get("ptx_requires") or () if f not in (r.get("ptx_features") or ())]
+        if missing:
+            failures.append(f"{where(r)}: the PTX lacks {', '.join(missing)} (the entry requires "
+                            f"it; found: {', '.join(r.get('ptx_features') or []) or 'none'})")
         if r.get("in_autotuner") is False:
             failures.append(f"{where(r)}: config not in the kernel's @triton.autotune list: the "
                             f"catalog's config function and the autotuner disagree")

@@ -246,6 +246,8 @@ class KernelEntry:
             cover with the cheapest combinations (keeps the CI gate short).
         compatible: (config, dtype, flags) -> bool: the pairs the launcher can produce when
             it picks the config from the flags (e.g. warps by tile size); default: all.
+        ptx_requires: names of `aot.PTX_FEATURES` every compile must contain (e.g. the
+            grid barrier's "atom.release" and "ld.acquire").
         per_arch_flags: flags whose code does not depend on the dtype (e.g. activations
             applied to the fp32 accumulator): a sample covers their values once per arch,
             spread over the dtypes, instead of once per dtype and arch.
@@ -271,6 +273,7 @@ class KernelEntry:
     cost: Callable[[dict], float] | None = None
     compatible: Callable[[Any, str, dict], bool] | None = None
     per_arch_flags: tuple[str, ...] = ()
+    ptx_requires: tuple[str, ...] = ()
     matmul: bool = False
     expect_tensor_core: Callable[[Any, str, dict, str], bool] | None = None
     spills: dict[str, str] | Callable[[dict], str | None] = field(default_factory=dict)
@@ -800,6 +803,8 @@ def _recurrent_entry(kind: str) -> KernelEntry:
         compatible=_persistent_compatible if persistent else None,
         per_arch_flags=("activations",),  # elementwise on the fp32 gates, whatever the dtype
         spills=_persistent_spills if persistent else {},
+        # the grid barrier (DESIGN): release add, acquire spin, block barriers around them
+        ptx_requires=("atom.release", "ld.acquire", "bar.sync") if persistent else (),
         matmul=True,
         expect_tensor_core=_rnn_expect_tc,
         note=("LSTM/GRU/RNN: whole sequence in one launch, weights held on chip, grid barrier"

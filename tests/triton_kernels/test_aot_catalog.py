@@ -203,10 +203,19 @@ def test_gate_rules():
     # a small tile may use mma.sync as long as another config of the dtype reaches wgmma
     rows = [_row(), _row(config="BLOCK=16,w2,s2", tensor_core="mma", expect_tensor_core=False)]
     assert aot.gate_failures(rows, spills={}) == []
+    (msg,) = aot.gate_failures([_row(ptx_features=["bar.sync"], ptx_requires=["atom.release", "bar.sync"])],
+                               spills={})
+    assert "the PTX lacks atom.release" in msg
     (msg,) = aot.gate_failures([_row(in_autotuner=False)], spills={})
     assert "not in the kernel's @triton.autotune list" in msg
     # sm_80's tensor-core instruction is mma
     assert aot.gate_failures([_row(arch="sm_80", tensor_core="mma", smem_limit=163 * 1024)], spills={}) == []
+
+
+def test_ptx_features():
+    ptx = "wgmma.mma_async.sync.aligned.m64n64k16\n atom.global.gpu.release.add.u32 %r1\n ld.global.gpu.acquire.b32 %r2"
+    assert aot.ptx_features(ptx) == ["wgmma", "atom.release", "ld.acquire"]
+    assert aot.ptx_features("mma.sync.aligned.m16n8k16 \n cp.async.cg.shared.global [a], [b]") == ["mma.sync", "cp.async"]
 
 
 def test_blocks_per_sm():

@@ -56,6 +56,8 @@ def test_fixture_kernels_report_and_cache(tmp_path):
     assert by[("test_matmul", big, "sm_90")]["tensor_core"] == "wgmma"
     assert by[("test_matmul", small, "sm_90")]["tensor_core"] == "mma"
     assert by[("test_matmul", big, "sm_80")]["tensor_core"] == "mma"
+    assert "wgmma" in by[("test_matmul", big, "sm_90")]["ptx_features"]
+    assert "mma.sync" in by[("test_matmul", big, "sm_80")]["ptx_features"]
     for r in rows:
         assert r["regs"] > 0 and r["spill"] == 0 and r["blocks_per_sm"] >= 1
         assert r["smem_limit"] == {"sm_90": 227 * 1024, "sm_80": 163 * 1024}[r["arch"]]

@@ -100,12 +100,12 @@ def test_a_crashing_or_hung_worker_is_a_failed_row(tmp_path):
     jobs = catalog.plan(entries, ("sm_90",), dtypes=("fp32",),
                         entry_refs={e.name: _ref(n) for e, n in zip(entries, ("CRASH", "HANG", "SCALE"))})
     start = time.monotonic()
-    rows = aot.run_jobs(jobs, workers=1, cache=tmp_path, timeout=4)
-    assert time.monotonic() - start < 60
+    rows = aot.run_jobs(jobs, workers=1, cache=tmp_path, timeout=10)
+    assert time.monotonic() - start < 100
     crashed = [r for r in rows if r["kernel"] == "test_crash"]
     assert crashed and all("worker died (exit code 3)" in r["error"] for r in crashed)
     (hung,) = [r for r in rows if r["kernel"] == "test_hang"]
-    assert "longer than 4 s" in hung["error"]
+    assert "longer than 10 s" in hung["error"]
     assert all(r["status"] == "ok" for r in rows if r["kernel"] == "test_scale")
     assert not any(p.suffix == ".json" and "test_crash" in p.read_text() for p in tmp_path.rglob("*.json"))
 

@@ -149,8 +149,11 @@ def MaxPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=N
     n, kernel, strides, dilations, begin, _, end_eff, _ = _pool_geometry(
         "MaxPool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     cdt = _compute_dtype(X)
-    x = pad_spatial(X.to(cdt), begin, end_eff, float("-inf"))
     want_idx = num_outputs > 1
+    if not want_idx and begin == end_eff and all(b <= k // 2 for b, k in zip(begin, kernel)):
+        # symmetric padding torch can do itself (implicit -inf): no padded copy
+        return _MAX_POOL[n](X.to(cdt), kernel, strides, begin, dilations).to(X.dtype)
+    x = pad_spatial(X.to(cdt), begin, end_eff, float("-inf"))
     res = _MAX_POOL[n](x, kernel, strides, 0, dilations, ceil_mode=False, return_indices=want_idx)
     if not want_idx:
         return res.to(X.dtype)
@@ -179,6 +182,12 @@ def AveragePool(X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilat
     n, kernel, strides, dilations, begin, end, end_eff, _ = _pool_geometry(
         "AveragePool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     cdt = _compute_dtype(X)
+    if (begin == end_eff and all(d == 1 for d in dilations)
+            and all(b <= k // 2 for b, k in zip(begin, kernel))):
+        # no dilation, symmetric padding within half a kernel, no ceil overhang: torch's
+        # avg_pool counts exactly as ONNX does
+        fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
+        return fn(X.to(cdt), kernel, strides, begin, False, bool(count_include_pad)).to(X.dtype)
     channels = X.shape[1]
     x = pad_spatial(X.to(cdt), begin, end_eff, 0.0)
     ones = torch.ones([channels, 1] + kernel, dtype=cdt, device=X.device)
@@ -214,6 +223,8 @@ def LRN(X, *, alpha=0.0001, beta=0.75, bias=1.0, size):
     [c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]) ** beta."""
     cdt = _compute_dtype(X)
     x = X.to(cdt)
+    if size % 2 == 1 and x.dim() >= 3:  # odd windows are centred: torch's own LRN is the same math
+        return F.local_response_norm(x, size, alpha=alpha, beta=beta, k=bias).to(X.dtype)
     front, back = (size - 1) // 2, size - 1 - (size - 1) // 2
     sq = F.pad((x * x).movedim(1, -1), (front, back))
     window = sq.unfold(-1, size, 1).sum(-1).movedim(-1, 1)

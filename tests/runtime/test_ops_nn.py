@@ -1,7 +1,7 @@
 """Conv, ConvTranspose and pooling handlers against onnxruntime (CPU) on random inputs over the
 attributes the conformance cases touch only lightly: 1-D/3-D, asymmetric pads, SAME_LOWER,
 dilations, groups, ceil_mode, count_include_pad, MaxPool Indices with storage_order; and LRN
-against torch's (odd sizes) and the ONNX formula (even sizes)."""
+against the ONNX formula in float64 (and onnxruntime for odd sizes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -102,7 +102,17 @@ POOL_CASES = {
     "2d_same_lower": ((1, 2, 7, 6), dict(kernel_shape=[3, 3], auto_pad="SAME_LOWER", strides=[2, 1])),
     "2d_dil_ceil": ((1, 1, 9, 9), dict(kernel_shape=[2, 2], dilations=[2, 3], strides=[2, 2], ceil_mode=1)),
     "3d_pads": ((1, 2, 5, 6, 4), dict(kernel_shape=[2, 3, 2], pads=[1, 1, 0, 0, 1, 1], strides=[2, 2, 1])),
+    "2d_sym_pads": ((1, 3, 7, 7), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])),
+    "2d_sym_pads_ceil": ((1, 3, 8, 8), dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2], ceil_mode=1)),
 }
+
+
+@pytest.mark.parametrize("case", list(POOL_CASES), ids=list(POOL_CASES))
+def test_maxpool_without_indices_matches_onnxruntime(case):
+    """One output: symmetric pads take torch's own padding (no padded copy)."""
+    xs, attrs = POOL_CASES[case]
+    x = _rng(7).standard_normal(xs).astype(np.float32)
+    _close(_ours("MaxPool", [x], attrs, opset=12)[0], _ort("MaxPool", [x], attrs, opset=12)[0])
 
 
 @pytest.mark.parametrize("storage_order", [0, 1])
@@ -127,17 +137,9 @@ def test_averagepool_matches_onnxruntime(case, count_include_pad):
     _close(_ours("AveragePool", [x], attrs)[0], want, reduce_len=8)
 
 
-@pytest.mark.parametrize("size", [3, 5])
-def test_lrn_odd_size_matches_torch(size):
-    x = torch.from_numpy(_rng(5).standard_normal((2, 7, 4, 3)))
-    got = OPS.resolve("", "LRN", 13).fn(x, alpha=2e-4, beta=0.75, bias=1.5, size=size)
-    want = torch.nn.functional.local_response_norm(x, size, alpha=2e-4, beta=0.75, k=1.5)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("size", [2, 4])
-def test_lrn_even_size_uses_onnx_window(size):
-    """ONNX's window is [c - floor((size-1)/2), c + ceil((size-1)/2)]; torch's differs for even sizes."""
+@pytest.mark.parametrize("size", [2, 3, 4, 5])
+def test_lrn_uses_the_onnx_window(size):
+    """ONNX's window is [c - floor((size-1)/2), c + ceil((size-1)/2)] (torch's differs for even sizes)."""
     x = _rng(6).standard_normal((1, 6, 2, 2))
     alpha, beta, bias = 1e-3, 0.75, 2.0
     sq = np.zeros_like(x)
@@ -147,5 +149,6 @@ def test_lrn_even_size_uses_onnx_window(size):
     want = x / (bias + alpha / size * sq) ** beta
     got = OPS.resolve("", "LRN", 13).fn(torch.from_numpy(x), alpha=alpha, beta=beta, bias=bias, size=size)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
-
-
+    if size % 2:  # onnxruntime takes odd sizes only
+        want32 = _ort("LRN", [x.astype(np.float32)], dict(alpha=alpha, beta=beta, bias=bias, size=size), opset=13)[0]
+        _close(_ours("LRN", [x.astype(np.float32)], dict(alpha=alpha, beta=beta, bias=bias, size=size), opset=13)[0], want32)

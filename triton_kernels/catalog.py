@@ -561,7 +561,7 @@ def _register_builtins() -> None:
 _CONV = "tritonnx.triton_kernels.conv_relu_pool"
 #: pool flag -> (POOL_KIND, POOL_KH, POOL_KW, COUNT_INCLUDE_PAD)
 _CONV_POOLS = {"none": (0, 1, 1, 0), "max2": (1, 2, 2, 0), "max3": (1, 3, 3, 0),
-               "avg2": (2, 2, 2, 0), "avg3_pad": (2, 3, 3, 1)}
+               "avg2": (2, 2, 2, 0), "avg3_pad": (2, 3, 3, 1), "avg7": (2, 7, 7, 0)}
 _CONV_ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3}
 
 
@@ -588,7 +588,7 @@ def _conv_valid(dtype: str, flags: dict) -> bool:
 
 
 def _conv_cost(flags: dict) -> float:
-    # compile time grows with the unrolled pool taps; ptxas dominates
+    # the extra configs of a sample get the common case: no pool, then small windows
     _, pkh, pkw, _ = _CONV_POOLS[flags["pool"]]
     return (pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
             + 0.01 * (flags["layout"] != "nhwc16") + 0.01 * (not flags["tf32"]))  # tf32: the default

@@ -628,8 +628,9 @@ def _conv_spills(row: dict) -> str | None:
     pool = row["flags"]["pool"]
     if pool != "none":
         return (f"pool {pool}: the pooled accumulator and each tap's conv accumulator are live "
-                f"across the unrolled pool taps; every tile spills some there (up to ~1.3 KB seen "
-                f"at 64x64, fp32). Kept until a GPU timing says whether to prune (owner: conv)")
+                f"together (seen up to ~1.3 KB of stack with the plain-NCHW specialisation and "
+                f"unrolled taps; none since the taps became a runtime loop). Kept until a GPU "
+                f"timing says whether to prune (owner: conv)")
     if row["spill"] <= 128:
         return ("<= 128 B of stack at 255 registers (the largest tiles in fp32/tf32, or with the "
                 "residual epilogue): at most 32 values per thread, L1-resident; more fails the gate")

@@ -211,9 +211,10 @@ def _unary(op: str, torch_fn, np_fn=None, since: int = 1):
 
 
 def _float_op(torch_fn):
-    """Run a float op in fp32 for fp16/bf16 (CPU kernels lack some half ops), cast back."""
+    """Run a float op in fp32 for fp16/bf16 on the CPU (its half kernels are partial), cast
+    back; on the GPU in the input's dtype."""
     def fn(x):
-        if x.dtype in (torch.float16, torch.bfloat16):
+        if x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
             return torch_fn(x.float()).to(x.dtype)
         return torch_fn(x)
     return fn

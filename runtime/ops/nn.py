@@ -235,6 +235,9 @@ def LRN(X, *, alpha=0.0001, beta=0.75, bias=1.0, size):
 
 def _bn(X, scale, B, mean, var, epsilon, momentum, training, outputs):
     cdt = _compute_dtype(X)
+    if not training and scale.dim() == 1 and X.dim() >= 2 and cdt == X.dtype:
+        # inference: torch's fused kernel
+        return F.batch_norm(X, mean.to(cdt), var.to(cdt), scale.to(cdt), B.to(cdt), False, 0.0, epsilon)
     shape = [1, -1] + [1] * (X.dim() - 2)
     if scale.dim() > 1:  # opset < 9 with spatial=0: per-activation parameters (C, D1, ...)
         shape = [1] + list(scale.shape)
@@ -285,6 +288,11 @@ def InstanceNormalization(input, scale, B, *, epsilon=1e-5):
 def LayerNormalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1, num_outputs=1):
     """ONNX LayerNormalization over axes [axis, rank) -> (Y, Mean, InvStdDev)."""
     a = norm_axis(axis, X.dim(), "LayerNormalization")
+    norm_shape = tuple(X.shape[a:])
+    if (num_outputs == 1 and tuple(Scale.shape) == norm_shape and (B is None or tuple(B.shape) == norm_shape)
+            and Scale.dtype == X.dtype and _compute_dtype(X) == X.dtype):
+        # Y only: torch's fused kernel (fp32 statistics for half types)
+        return F.layer_norm(X, norm_shape, Scale, B, epsilon)
     cdt = torch.float64 if X.dtype == torch.float64 else torch.float32
     x = X.to(cdt)
     axes = list(range(a, X.dim()))
@@ -293,6 +301,8 @@ def LayerNormalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1,
     y = (x - m) * inv * Scale.to(cdt)
     if B is not None:
         y = y + B.to(cdt)
+    if num_outputs == 1:
+        return y.to(X.dtype)
     stash = torch.float32 if stash_type == 1 else X.dtype
     return y.to(X.dtype), m.to(stash), inv.to(stash)
 
@@ -335,6 +345,12 @@ def Gemm(A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         raise InvalidArgument(
             f"Gemm: A' {list(a.shape)} and B' {list(b.shape)} (transA={transA}, transB={transB}) have different inner dimensions"
         )
+    if A.dtype.is_floating_point and B.dtype == A.dtype and _compute_dtype(A) == A.dtype:
+        # one fused kernel: addmm (C broadcast to (M, N)) or mm
+        if C is not None and beta != 0:
+            return torch.addmm(C.to(A.dtype), a, b, beta=beta, alpha=alpha)
+        y = torch.mm(a, b)
+        return y if alpha == 1.0 else y * alpha
     y = _matmul("Gemm", a, b)
     if alpha != 1.0:
         y = (y.to(_compute_dtype(y)) * alpha).to(A.dtype)
@@ -390,12 +406,16 @@ _make_softmax("Hardmax", _hardmax)
 @register("Dropout", since=1)
 def Dropout_1(data, *, ratio=0.5, is_test=0, consumed_inputs=None, num_outputs=1):
     """ONNX Dropout (opsets 1-9): inference, the output is the input; mask all ones in data's dtype."""
+    if num_outputs == 1:
+        return data
     return data, torch.ones(data.shape, dtype=data.dtype, device=data.device)
 
 
 @register("Dropout", since=10)
 def Dropout_10(data, *, ratio=0.5, num_outputs=1):
     """ONNX Dropout (opsets 10-11): inference, the output is the input; bool mask all true."""
+    if num_outputs == 1:
+        return data
     return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
 
 
@@ -406,6 +426,8 @@ def Dropout(data, ratio=None, training_mode=None, *, seed=None, num_outputs=1):
     training = training_mode is not None and bool(scalar(training_mode))
     r = 0.5 if ratio is None or not training else float(scalar(ratio))
     if not training or r == 0.0:
+        if num_outputs == 1:
+            return data
         return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
     if not 0.0 <= r < 1.0:
         raise InvalidArgument(f"Dropout: ratio={r}, expected a value in [0, 1)")

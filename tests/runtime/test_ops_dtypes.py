@@ -77,12 +77,19 @@ def test_int_div_truncates_toward_zero():
 
 
 FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+_LN_REF = lambda x: torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5)  # noqa: E731
+_P = lambda x: torch.linspace(0.5, 1.5, 6, dtype=x.dtype)  # noqa: E731  BatchNorm parameters
 FLOAT_OPS = {
     "Sigmoid": (lambda x: _op("Sigmoid")(x), torch.sigmoid),
     "Erf": (lambda x: _op("Erf")(x), torch.erf),
     "Softmax": (lambda x: _op("Softmax", 13)(x, axis=1), lambda x: torch.softmax(x, 1)),
-    "LayerNorm": (lambda x: _op("LayerNormalization", 17)(x, torch.ones(x.shape[-1], dtype=x.dtype))[0],
-                  lambda x: torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5)),
+    "LayerNorm": (lambda x: _op("LayerNormalization", 17)(x, torch.ones(x.shape[-1], dtype=x.dtype)), _LN_REF),
+    "LayerNorm-stats": (lambda x: _op("LayerNormalization", 17)(x, torch.ones(x.shape[-1], dtype=x.dtype),
+                                                               num_outputs=3)[0], _LN_REF),
+    "BatchNorm": (lambda x: _op("BatchNormalization", 15)(x, _P(x), _P(x), _P(x), _P(x)),
+                  lambda x: (x - _P(x)[:, None]) / torch.sqrt(_P(x)[:, None] + 1e-5) * _P(x)[:, None] + _P(x)[:, None]),
+    "Gemm": (lambda x: _op("Gemm", 13)(x[0], x[1], x[2, :, 0], alpha=0.5, beta=2.0, transB=1),
+             lambda x: 0.5 * x[0] @ x[1].T + 2.0 * x[2, :, 0]),
     "ReduceMean": (lambda x: _op("ReduceMean")(x, torch.tensor([1]), keepdims=0), lambda x: x.mean(1)),
     "MatMul": (lambda x: _op("MatMul")(x, x.transpose(-1, -2)), lambda x: x @ x.transpose(-1, -2)),
     "GlobalAveragePool": (lambda x: _op("GlobalAveragePool")(x[None]), lambda x: x[None].mean((2, 3), keepdim=True)),

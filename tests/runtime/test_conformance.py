@@ -71,17 +71,8 @@ _SKIPPED: dict[str, list[str]] = {
         "test_training_dropout_default", "test_training_dropout_default_mask",
         "test_training_dropout", "test_training_dropout_mask",
     ],
-    "the session's optimizer (onnxscript) rewrites CastLike into Cast and drops saturate=0": [
-        "test_castlike_no_saturate_FLOAT_to_FLOAT8E4M3FN", "test_castlike_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ",
-        "test_castlike_no_saturate_FLOAT_to_FLOAT8E5M2", "test_castlike_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ",
-        "test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FN", "test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ",
-        "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2", "test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ",
-    ],
     "fp16 tolerance: 1 of 192 elements is 1 fp16 ulp off (0.00049 at 0.47, rtol 1e-3); we accumulate fp16 in fp32": [
         "test_attention_4d_causal_fp16_expanded", "test_attention_4d_causal_fp16",
-    ],
-    "models at opset 1: the session loads opsets 7 and up": [
-        "test_not_2d", "test_not_3d", "test_not_4d",
     ],
     "sequence and optional values: the runtime handles tensors only": [
         "test_identity_sequence", "test_identity_opt",

@@ -8,6 +8,7 @@ and only for ops that nobody registered.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import onnx
@@ -70,13 +71,15 @@ def _bind_refs(fn: onnx.FunctionProto, attrs: dict) -> onnx.FunctionProto:
 def _make_handler(op: str, since: int):
     schema = onnx.defs.get_schema(op, since, "")
     cache: OrderedDict = OrderedDict()
+    lock = threading.Lock()  # sessions run from several threads
 
     def body(inputs, num_outputs, attrs) -> onnx.FunctionProto:
         key = (tuple(None if t is None else (t.dtype, tuple(t.shape)) for t in inputs), num_outputs,
                repr(sorted((k, v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in attrs.items())))
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
+        with lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
         names = ["" if t is None else f"x{i}" for i, t in enumerate(inputs)]
         node = helper.make_node(op, names, [f"y{i}" for i in range(num_outputs)],
                                 **{k: (numpy_helper.from_array(dtypes.to_numpy(v)) if isinstance(v, torch.Tensor) else v)
@@ -90,9 +93,10 @@ def _make_handler(op: str, since: int):
         else:
             fn = schema.function_body
         fn = _bind_refs(fn, attrs)
-        cache[key] = fn
-        if len(cache) > _CACHE_SIZE:
-            cache.popitem(last=False)
+        with lock:
+            cache[key] = fn
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
         return fn
 
     def handler(*inputs, num_outputs=1, ctx=None, **attrs):

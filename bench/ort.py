@@ -59,10 +59,29 @@ def session_options(ort, *, optimize: bool = True):
     return so
 
 
+def _fp16_recurrent(data: bytes) -> bool:
+    import onnx
+
+    model = onnx.load_from_string(data)
+    has_fp16_input = any(
+        i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for i in model.graph.input
+    ) or any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    return has_fp16_input and any(n.op_type in ("LSTM", "GRU", "RNN") for n in model.graph.node)
+
+
 def cpu_session(model):
-    """A CPU-provider session with full optimisation (the reference and the no-GPU provider)."""
+    """A CPU-provider session with full optimisation (the reference and the no-GPU provider).
+
+    onnxruntime 1.32's CPU provider crashes (segfault) opening an fp16 model with LSTM/GRU/RNN
+    nodes at ORT_ENABLE_ALL (seen with the zoo's rnn_lm, gru_lm, lstm_lm, bilstm_speech);
+    EXTENDED opens them, so those models get EXTENDED.
+    """
     ort = import_onnxruntime()
-    return ort.InferenceSession(_model_bytes(model), session_options(ort), providers=["CPUExecutionProvider"])
+    data = _model_bytes(model)
+    options = session_options(ort)
+    if _fp16_recurrent(data):
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 class OrtRunner:

@@ -47,8 +47,8 @@ every flag value is compiled at least once per dtype and arch. Flags an entry de
 covered once per arch, spread over the dtypes. Rows say `sampled`; `plan(full=True)` compiles
 the whole product.
 
-Arch limits (`ARCHS`): shared memory per block 227 KB on sm_90, 163 KB on sm_80; 65536
-registers per SM. Kernel modules may import `SMEM_LIMITS` from here for their `keep()` filters
+Arch limits (`ARCHS`): shared memory per block 227 KB on sm_90, 163 KB on sm_80 (the gate's
+archs), 99 KB on sm_89/sm_86 (report only); 65536 registers per SM. Kernel modules may import `SMEM_LIMITS` from here for their `keep()` filters
 (this module imports no kernel module at import time).
 """
 from __future__ import annotations
@@ -82,6 +82,9 @@ class Arch:
 ARCHS: dict[str, Arch] = {
     "sm_90": Arch("sm_90", 90, 227 * 1024, 228 * 1024, 65536, 2048, "wgmma", "H100, H200"),
     "sm_80": Arch("sm_80", 80, 163 * 1024, 164 * 1024, 65536, 2048, "mma", "A100"),
+    # not in the gate (DEFAULT_ARCHS); `tritonnx kernels --report --arch sm_89`
+    "sm_89": Arch("sm_89", 89, 99 * 1024, 100 * 1024, 65536, 1536, "mma", "L4, L40S, RTX 4090"),
+    "sm_86": Arch("sm_86", 86, 99 * 1024, 100 * 1024, 65536, 1536, "mma", "A10, RTX 3090"),
 }
 #: Shared memory per block, bytes, by arch name: the limit `keep()` filters prune with.
 SMEM_LIMITS: dict[str, int] = {a.name: a.smem_per_block for a in ARCHS.values()}

@@ -2,8 +2,11 @@
 
 Each node becomes a frozen `Step` (its handler, input/output names, attributes converted once,
 and the values whose last use it is). Weights are converted and placed on the device once,
-at construction; a run keeps a name -> tensor environment of its own (so several threads may
-run one executor at once) and drops each intermediate after its last use.
+at construction; then each handler's `prepare` step (`tritonnx.runtime.registry`) runs once per
+node on its constant inputs, and every run passes its result as ``prepared=`` (``None`` to a
+node when that run's feeds override one of those constants). A run keeps a name -> tensor
+environment of its own (so several threads may run one executor at once) and drops each
+intermediate after its last use.
 
 On a CUDA device with ``cuda_graphs`` on, the first run of each input signature (names,
 shapes, dtypes of the feeds, and the requested outputs) warms up on a side stream, then
@@ -112,6 +115,8 @@ class Step:
     release: tuple[str, ...] = ()
     host: bool = False  # runs on the CPU (shape arithmetic); its ctx says device "cpu"
     to_device: tuple[int, ...] = ()  # argument positions holding host values to move first
+    prepared: Any = None  # what `impl.prepare` returned (passed as ``prepared=``)
+    prepared_from: frozenset[str] = frozenset()  # the constants (initializer names) it was given
 
     @property
     def kernel(self) -> str:
@@ -210,7 +215,9 @@ class Executor:
         #: storage addresses of the weights (a result aliasing one is cloned before it is returned)
         self.weight_storages = frozenset(w.untyped_storage().data_ptr() for w in self.weights.values()
                                          if isinstance(w, torch.Tensor))
-        self.steps = tuple(self._with_releases(steps))
+        self.steps = tuple(self._prepare(s) for s in self._with_releases(steps))
+        #: initializers some prepared value was computed from (a feed overriding one disables it)
+        self._prepared_from = frozenset().union(*(s.prepared_from for s in self.steps))
         self.host_outputs = frozenset(o for o in self.output_names if o in self._host_values)
         self.has_custom_nodes = any(s.domain not in ("",) for s in self.steps)
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
@@ -289,6 +296,38 @@ class Executor:
                 release.setdefault(idx, []).append(name)
         return [dataclasses.replace(s, release=tuple(release.get(s.index, ()))) for s in steps]
 
+    def _prepare(self, step: Step) -> Step:
+        """Call the handler's `prepare` step once on the node's constant inputs (initializers
+        that are not graph inputs; ``None`` for the others), its attributes and ctx."""
+        impl = step.impl
+        if impl.prepare is None:
+            return step
+        args, dynamic, used = [], [], set()
+        graph_inputs = set(self.input_names)
+        for pos, name in enumerate(step.inputs):
+            base = name[:-len(_HOST)] if name.endswith(_HOST) else name
+            if name in self.weights and base not in graph_inputs:
+                args.append(self.weights[name])
+                used.add(base)
+            else:
+                args.append(None)
+                if name:
+                    dynamic.append(pos)
+        while args and args[-1] is None:
+            args.pop()
+        kwargs = dict(step.attrs)
+        if impl.prepare_wants_ctx:
+            kwargs["ctx"] = self._host_ctx if step.host else self.ctx
+        if impl.prepare_wants_dynamic:
+            kwargs["dynamic_inputs"] = tuple(dynamic)
+        try:
+            prepared = impl.prepare(*args, **kwargs)
+        except TritonnxError as exc:
+            raise type(exc)(f"node {step.name!r} ({step.op_type}): preparing: {exc}") from exc
+        except Exception as exc:
+            raise Fail(f"node {step.name!r} ({step.op_type}): preparing failed: {type(exc).__name__}: {exc}") from exc
+        return dataclasses.replace(step, prepared=prepared, prepared_from=frozenset(used))
+
     # ----------------------------------------------------------------- running
     def run(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
             profile: list[ProfileRow] | None = None) -> list[torch.Tensor]:
@@ -311,6 +350,7 @@ class Executor:
         env: dict[str, Any] = dict(self.weights)
         env.update(feeds)
         ctx = self.ctx
+        stale = self._prepared_from.intersection(feeds) if self._prepared_from else None
         timing = profile is not None
         cuda = self.device.type == "cuda"
         events = []
@@ -338,6 +378,8 @@ class Executor:
                 kwargs["ctx"] = self._host_ctx if step.host else ctx
             if step.impl.wants_num_outputs:
                 kwargs["num_outputs"] = len(step.outputs)
+            if step.impl.wants_prepared:
+                kwargs["prepared"] = None if stale and not stale.isdisjoint(step.prepared_from) else step.prepared
             if timing:
                 if cuda:
                     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -35,12 +35,14 @@ class PluginRegistry:
         self.ops = ops
         self.rules = rules
 
-    def register(self, op_type: str, *, since: int = 1, domain: str = ""):
-        """Decorator adding a handler: ``@registry.register("MyOp", domain="my.domain")``."""
-        return self.ops.register(op_type, since=since, domain=domain)
+    def register(self, op_type: str, *, since: int = 1, domain: str = "", prepare: Callable | None = None):
+        """Decorator adding a handler: ``@registry.register("MyOp", domain="my.domain")``;
+        `prepare`: its optional once-per-node preparation step (`tritonnx.runtime.registry`)."""
+        return self.ops.register(op_type, since=since, domain=domain, prepare=prepare)
 
-    def add_handler(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "") -> OpImpl:
-        return self.ops.add(op_type, fn, since=since, domain=domain)
+    def add_handler(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "",
+                    prepare: Callable | None = None) -> OpImpl:
+        return self.ops.add(op_type, fn, since=since, domain=domain, prepare=prepare)
 
     #: A kernel is the handler of a custom op (it may launch Triton kernels itself).
     add_kernel = add_handler

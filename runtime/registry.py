@@ -14,6 +14,25 @@ Handler contract (every handler, built-in or from a plugin):
 - It returns one tensor or a tuple of tensors, one per node output in order (outputs past
   the node's count are dropped).
 
+Preparation (optional): a handler whose constant inputs (weights) want a one-off
+transformation (gate reordering, transposes, dtype casts, prepacked tiles) registers a
+``prepare`` function with it, ``register("LSTM", since=1, domain="tritonnx", prepare=prepare_lstm)``,
+and takes a keyword parameter ``prepared=None``.
+- The session calls ``prepare`` once per node, at creation: after the passes, with the weights
+  on the device, before any run (so before any CUDA-graph warm-up or capture). It is called like
+  the handler: inputs positionally, the constant ones (initializers that are not graph inputs)
+  as tensors, ``None`` for absent or non-constant inputs (trailing ``None`` not passed);
+  attributes as keywords (only those set on the node: give defaults). If it has a keyword
+  parameter ``ctx``, it receives the session's ``ExecContext`` (``kernels``, ``device``, ...);
+  if it has one named ``dynamic_inputs``, the positions of the inputs that are present but not
+  constant (a ``None`` there is not an absent input).
+- Whatever it returns (``None``: nothing prepared) is passed as ``prepared=`` on every run of
+  that node, shared by concurrent runs: treat it as read-only.
+- The handler must also work with ``prepared=None``: it gets that when nothing was prepared,
+  when a run overrides a constant the value was prepared from (an initializer fed as an
+  input), and when it is called outside a session (function bodies, tests).
+An error raised by ``prepare`` fails the session's creation, naming the node.
+
 Versions resolve to the nearest implemented one: a model at opset 13 uses the handler with the
 greatest ``since`` <= 13.
 """
@@ -41,6 +60,15 @@ class OpImpl:
     fn: Callable
     wants_num_outputs: bool = False
     wants_ctx: bool = False
+    #: the preparation step (module docstring), called once per node at session creation
+    prepare: Callable | None = None
+    prepare_wants_ctx: bool = False
+    prepare_wants_dynamic: bool = False
+
+    @property
+    def wants_prepared(self) -> bool:
+        """The handler receives ``prepared=`` (it has a `prepare` step)."""
+        return self.prepare is not None
 
 
 @dataclass
@@ -49,8 +77,18 @@ class OpRegistry:
 
     handlers: dict[tuple[str, str], list[OpImpl]] = field(default_factory=dict)
 
-    def add(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "") -> OpImpl:
+    def add(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "",
+            prepare: Callable | None = None) -> OpImpl:
+        """Register `fn` as the handler of `op_type` from opset `since` of `domain`, with an
+        optional `prepare` step (module docstring); `fn` must then take ``prepared=None``."""
         params = inspect.signature(fn).parameters
+        prep_params = {}
+        if prepare is not None:
+            takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            if "prepared" not in params and not takes_kwargs:
+                raise TypeError(f"handler {op_type!r} ({getattr(fn, '__qualname__', fn)!r}) has a prepare step, "
+                                "so it must take a keyword parameter 'prepared' (default None)")
+            prep_params = inspect.signature(prepare).parameters
         impl = OpImpl(
             domain=canonical_domain(domain),
             op_type=op_type,
@@ -58,17 +96,20 @@ class OpRegistry:
             fn=fn,
             wants_num_outputs="num_outputs" in params,
             wants_ctx="ctx" in params,
+            prepare=prepare,
+            prepare_wants_ctx="ctx" in prep_params,
+            prepare_wants_dynamic="dynamic_inputs" in prep_params,
         )
         entries = self.handlers.setdefault((impl.domain, op_type), [])
         entries[:] = [e for e in entries if e.since != since] + [impl]
         entries.sort(key=lambda e: e.since)
         return impl
 
-    def register(self, op_type: str, *, since: int = 1, domain: str = ""):
+    def register(self, op_type: str, *, since: int = 1, domain: str = "", prepare: Callable | None = None):
         """Decorator form of `add`: ``@register("Conv", since=11)``."""
 
         def deco(fn: Callable) -> Callable:
-            self.add(op_type, fn, since=since, domain=domain)
+            self.add(op_type, fn, since=since, domain=domain, prepare=prepare)
             return fn
 
         return deco

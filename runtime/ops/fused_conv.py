@@ -1,21 +1,21 @@
 """Handler of ``tritonnx::ConvReluPool`` (written by `tritonnx.runtime.passes.fuse_conv`).
 
 ``kernels == "triton"``: the fused Triton kernel (`conv_relu_pool`; on the CPU under the
-interpreter); ``"torch"``: its plain-torch reference. Weights are packed once per weight tensor
-(cached while the tensor lives and is unmodified). On a GPU the input is handed to the kernel
-channels-last (its fast layout) and the output stays channels-last: logically still NCHW.
+interpreter); ``"torch"``: its plain-torch reference. With ``"triton"`` the weights are packed
+(`pack_conv_weight`) once per node at session creation, by the prepare step
+(`tritonnx.runtime.registry`); a node whose weights were not prepared (not constant, overridden
+by a feed, or a call outside a session) packs them on the fly. On a GPU the input is handed
+to the kernel channels-last (its fast layout) and the output stays channels-last: logically
+still NCHW.
 """
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 
 import torch
 
 from tritonnx.runtime.registry import register
 from tritonnx.triton_kernels.conv_relu_pool import (
-    PackedConvWeight,
     auto_pads,
     conv_out_size,
     conv_relu_pool,
@@ -23,33 +23,23 @@ from tritonnx.triton_kernels.conv_relu_pool import (
     pack_conv_weight,
 )
 
-#: id(W) -> (weak reference to W, W's version, group, packed). Keyed by id: a tensor compares
-#: elementwise, so a WeakKeyDictionary's lookup (which compares referents with ==) fails on a hit.
-_PACKED: dict[int, tuple[weakref.ref, int, int, PackedConvWeight]] = {}
-_LOCK = threading.Lock()
+
+def prepare_ConvReluPool(X=None, W=None, B=None, R=None, *, group=1, ctx=None, **_attrs):
+    """tritonnx::ConvReluPool's prepare step: W packed for the Triton kernel, or None (torch
+    kernels, W not constant or not 4-D: the handler decides at run time)."""
+    if W is None or W.dim() != 4 or getattr(ctx, "kernels", "triton") == "torch":
+        return None
+    return pack_conv_weight(W, int(group))
 
 
-def packed_weight(w: torch.Tensor, group: int) -> PackedConvWeight:
-    """`pack_conv_weight(w, group)`, computed once per weight tensor (and version)."""
-    with _LOCK:
-        hit = _PACKED.get(id(w))
-    if hit is not None and hit[0]() is w and hit[1] == w._version and hit[2] == group:
-        return hit[3]
-    packed = pack_conv_weight(w, group)
-    key = id(w)
-    ref = weakref.ref(w, lambda _r, key=key: _PACKED.pop(key, None))
-    with _LOCK:
-        _PACKED[key] = (ref, w._version, group, packed)
-    return packed
-
-
-@register("ConvReluPool", since=1, domain="tritonnx")
+@register("ConvReluPool", since=1, domain="tritonnx", prepare=prepare_ConvReluPool)
 def ConvReluPool(X, W, B=None, R=None, *, auto_pad="NOTSET", pads=None, strides=None, dilations=None,
                  group=1, kernel_shape=None, activation="relu", alpha=0.01, clip_min=-math.inf,
                  clip_max=math.inf, pool="none", pool_kernel=None, pool_strides=None, pool_pads=None,
-                 pool_auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, ctx=None):
+                 pool_auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, ctx=None, prepared=None):
     """Fused Conv + bias (+ R) + activation + pool. X: [N, C, H, W], W: [O, C/group, KH, KW],
-    B: [O], R: [N, O, OH, OW] -> [N, O, PH, PW] (see `tritonnx.triton_kernels.conv_relu_pool`)."""
+    B: [O], R: [N, O, OH, OW] -> [N, O, PH, PW] (see `tritonnx.triton_kernels.conv_relu_pool`).
+    `prepared`: `prepare_ConvReluPool`'s packed W."""
     strides = list(strides or (1, 1))
     dilations = list(dilations or (1, 1))
     kernel = list(W.shape[2:]) if W.dim() == 4 else list(kernel_shape or ())
@@ -75,4 +65,5 @@ def ConvReluPool(X, W, B=None, R=None, *, auto_pad="NOTSET", pads=None, strides=
         return conv_relu_pool_reference(X, W, B, R, **kw)
     if X.is_cuda and X.dim() == 4:
         X = X.contiguous(memory_format=torch.channels_last)
-    return conv_relu_pool(X, packed_weight(W, int(group)), B, R, allow_tf32=allow_tf32, **kw)
+    packed = prepared if prepared is not None else pack_conv_weight(W, int(group))
+    return conv_relu_pool(X, packed, B, R, allow_tf32=allow_tf32, **kw)

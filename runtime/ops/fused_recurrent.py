@@ -1,9 +1,11 @@
 """tritonnx::LSTM / GRU / RNN handlers: the fused recurrent kernels (`triton_kernels/recurrent.py`).
 
 Same inputs, outputs and attributes as the ONNX ops. With ``ctx.kernels == "triton"`` the
-weights are packed once per weight tensors (gate tiles, compute dtype; cached on the session's
-weight tensors, so the first run packs and later runs, CUDA-graph replays included, reuse it)
-and the kernels run; with ``"torch"`` the plain-torch reference (`rnn_reference`) runs.
+weights are packed (gate tiles, compute dtype: `recurrent.pack`) once per node at session
+creation, by each handler's prepare step (`tritonnx.runtime.registry`), and the kernels run;
+a node whose weights were not prepared (not constant, overridden by a feed, or a call outside
+a session) packs them on the fly. With ``"torch"`` the plain-torch reference
+(`rnn_reference`) runs and nothing is packed.
 The recurrence kernel ("auto" | "step" | "persistent"; default "auto": `recurrent.choose_mode`)
 comes from the session config entry ``rnn_mode`` (``SessionOptions.add_session_config_entry``),
 else the environment variable ``TRITONNX_RNN_MODE``.
@@ -11,44 +13,55 @@ else the environment variable ``TRITONNX_RNN_MODE``.
 from __future__ import annotations
 
 import os
-import threading
-import weakref
 
 from tritonnx.errors import InvalidArgument
 from tritonnx.runtime.registry import register
 from tritonnx.triton_kernels import recurrent, rnn_reference
 
-#: id(R) -> (weak reference to R, {key: (weight versions, PackedRecurrent)}); an entry goes
-#: when its R tensor is freed (tensors are not hashable by value, so no WeakKeyDictionary).
-_PACKS: dict[int, tuple[weakref.ref, dict]] = {}
-_LOCK = threading.Lock()
 MODE_KEY = "rnn_mode"
 MODE_ENV = "TRITONNX_RNN_MODE"
+#: input positions of the weights (W, R, B, P) per cell: what packing reads
+WEIGHT_POSITIONS = {"LSTM": (1, 2, 3, 7), "GRU": (1, 2, 3), "RNN": (1, 2, 3)}
 
 
-def _freeze(value):
-    return tuple(value) if isinstance(value, list) else value
+def _pack_constants(cell: str, W, R, B, P, attrs: dict, dynamic_inputs, ctx):
+    """The packed weights of a node whose weights are all constant, for the Triton kernels;
+    None where nothing is to pack (torch kernels, a weight computed at run time, a dtype the
+    kernels do not take: the handler then decides at run time)."""
+    if ctx is None or ctx.kernels != "triton" or W is None or R is None:
+        return None
+    if any(pos in dynamic_inputs for pos in WEIGHT_POSITIONS[cell]) or W.dtype not in recurrent.DTYPES:
+        return None
+    return recurrent.pack(cell, W, R, B, P, dtype=W.dtype, device=W.device, **attrs)
 
 
-def packed_for(cell: str, X, W, R, B, P, attrs: dict) -> recurrent.PackedRecurrent:
-    """The packed weights of these weight tensors (packed on first use, then cached on R)."""
-    key = (id(W), id(B), id(P), X.dtype, str(R.device), tuple(sorted((k, _freeze(v)) for k, v in attrs.items())))
-    versions = (W._version, R._version, getattr(B, "_version", None), getattr(P, "_version", None))
-    with _LOCK:
-        entry = _PACKS.get(id(R))
-        if entry is not None and entry[0]() is R:
-            hit = entry[1].get(key)
-            if hit is not None and hit[0] == versions:
-                return hit[1]
-    packed = recurrent.pack(cell, W, R, B, P, dtype=X.dtype, device=X.device, **attrs)
-    with _LOCK:
-        entry = _PACKS.get(id(R))
-        if entry is None or entry[0]() is not R:
-            entry = (weakref.ref(R), {})
-            _PACKS[id(R)] = entry
-            weakref.finalize(R, _PACKS.pop, id(R), None)
-        entry[1][key] = (versions, packed)
-    return packed
+def prepare_LSTM(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
+                 activation_alpha=None, activation_beta=None, activations=None, clip=None,
+                 direction="forward", hidden_size=None, input_forget=0, layout=0, ctx=None, dynamic_inputs=()):
+    """tritonnx::LSTM's prepare step: its `recurrent.PackedRecurrent`, or None."""
+    attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
+                 activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
+                 input_forget=input_forget)
+    return _pack_constants("LSTM", W, R, B, P, attrs, dynamic_inputs, ctx)
+
+
+def prepare_GRU(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
+                activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
+                layout=0, linear_before_reset=0, ctx=None, dynamic_inputs=()):
+    """tritonnx::GRU's prepare step: its `recurrent.PackedRecurrent`, or None."""
+    attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
+                 activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
+                 linear_before_reset=linear_before_reset)
+    return _pack_constants("GRU", W, R, B, None, attrs, dynamic_inputs, ctx)
+
+
+def prepare_RNN(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
+                activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
+                layout=0, ctx=None, dynamic_inputs=()):
+    """tritonnx::RNN's prepare step: its `recurrent.PackedRecurrent`, or None."""
+    attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
+                 activations=activations, clip=clip, direction=direction, hidden_size=hidden_size)
+    return _pack_constants("RNN", W, R, B, None, attrs, dynamic_inputs, ctx)
 
 
 def _mode(ctx) -> str:
@@ -59,43 +72,45 @@ def _mode(ctx) -> str:
     return mode
 
 
-def _run(cell, X, W, R, B, sequence_lens, initial_h, initial_c, P, attrs, layout, ctx):
+def _run(cell, X, W, R, B, sequence_lens, initial_h, initial_c, P, attrs, layout, ctx, prepared):
     if ctx is None or ctx.kernels == "torch" or X.dtype not in recurrent.DTYPES:
         ref = {"LSTM": rnn_reference.lstm, "GRU": rnn_reference.gru, "RNN": rnn_reference.rnn}[cell]
         extra = (initial_c, P) if cell == "LSTM" else ()
         return ref(X, W, R, B, sequence_lens, initial_h, *extra, layout=layout, **attrs)
-    packed = packed_for(cell, X, W, R, B, P, attrs)
+    packed = prepared
+    if packed is None or packed.dtype != X.dtype or packed.rp.device != X.device:
+        packed = recurrent.pack(cell, W, R, B, P, dtype=X.dtype, device=X.device, **attrs)
     return recurrent.run(packed, X, sequence_lens, initial_h, initial_c, layout=layout,
                          mode=_mode(ctx), allow_tf32=bool(getattr(ctx, "tf32", True)))
 
 
-@register("LSTM", since=1, domain="tritonnx")
+@register("LSTM", since=1, domain="tritonnx", prepare=prepare_LSTM)
 def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
          activation_alpha=None, activation_beta=None, activations=None, clip=None,
-         direction="forward", hidden_size=None, input_forget=0, layout=0, ctx=None):
-    """tritonnx::LSTM: returns (Y, Y_h, Y_c)."""
+         direction="forward", hidden_size=None, input_forget=0, layout=0, ctx=None, prepared=None):
+    """tritonnx::LSTM: returns (Y, Y_h, Y_c). `prepared`: `prepare_LSTM`'s packed weights."""
     attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
                  activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
                  input_forget=input_forget)
-    return _run("LSTM", X, W, R, B, sequence_lens, initial_h, initial_c, P, attrs, layout, ctx)
+    return _run("LSTM", X, W, R, B, sequence_lens, initial_h, initial_c, P, attrs, layout, ctx, prepared)
 
 
-@register("GRU", since=1, domain="tritonnx")
+@register("GRU", since=1, domain="tritonnx", prepare=prepare_GRU)
 def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
-        layout=0, linear_before_reset=0, ctx=None):
-    """tritonnx::GRU: returns (Y, Y_h)."""
+        layout=0, linear_before_reset=0, ctx=None, prepared=None):
+    """tritonnx::GRU: returns (Y, Y_h). `prepared`: `prepare_GRU`'s packed weights."""
     attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
                  activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
                  linear_before_reset=linear_before_reset)
-    return _run("GRU", X, W, R, B, sequence_lens, initial_h, None, None, attrs, layout, ctx)
+    return _run("GRU", X, W, R, B, sequence_lens, initial_h, None, None, attrs, layout, ctx, prepared)
 
 
-@register("RNN", since=1, domain="tritonnx")
+@register("RNN", since=1, domain="tritonnx", prepare=prepare_RNN)
 def RNN(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
-        layout=0, ctx=None):
-    """tritonnx::RNN: returns (Y, Y_h)."""
+        layout=0, ctx=None, prepared=None):
+    """tritonnx::RNN: returns (Y, Y_h). `prepared`: `prepare_RNN`'s packed weights."""
     attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
                  activations=activations, clip=clip, direction=direction, hidden_size=hidden_size)
-    return _run("RNN", X, W, R, B, sequence_lens, initial_h, None, None, attrs, layout, ctx)
+    return _run("RNN", X, W, R, B, sequence_lens, initial_h, None, None, attrs, layout, ctx, prepared)

@@ -30,6 +30,7 @@ def test_dry_run_twice_second_redoes_nothing(tmp_path):
     logs = "".join(p.read_text() for p in (state / "logs").glob("*.log"))
     assert "skipped: no GPU" in logs  # nvidia-smi, onnxruntime-gpu, pytest -m gpu
     assert "dry run: installs nothing" in logs
+    assert "tests collected" in (state / "logs" / "tests.log").read_text()  # the GPU tests import here
     returned = sorted(p.name for p in out.iterdir())
     assert len(returned) <= 8 and {"summary.txt", "state.tgz", "table.md", "results.json"} <= set(returned)
     assert "CPU-interpreter times" in (out / "table.md").read_text()
@@ -52,3 +53,15 @@ def test_bad_usage(tmp_path):
     assert _run(tmp_path / "s", "--steps", "env,nosuch").returncode == 2
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
     assert proc.returncode == 2 and "STATEDIR" in proc.stdout
+
+
+def test_gather_gzips_a_file_over_the_return_limit(tmp_path):
+    state, out = tmp_path / "state", tmp_path / "out"
+    (state / "results").mkdir(parents=True)
+    (state / "results" / "results.json").write_text('{"rows": [' + "0.0123456789, " * 1_400_000 + "0]}")
+    (state / "results" / "table.md").write_text("| a |\n")
+    proc = _run(state, "--steps", "gather", out=out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    returned = {p.name: p.stat().st_size for p in out.iterdir()}
+    assert "results.json.gz" in returned and "results.json" not in returned and "table.md" in returned
+    assert all(size <= 16 * 2**20 for size in returned.values())

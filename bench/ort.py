@@ -19,6 +19,7 @@ import numpy as np
 def import_onnxruntime():
     """The onnxruntime module, or RuntimeError naming the extra that provides it."""
     try:
+        import torch  # noqa: F401 - first: loads the CUDA/cuDNN libraries onnxruntime-gpu links against
         import onnxruntime
     except ImportError:
         raise RuntimeError(
@@ -163,6 +164,13 @@ class OrtRunner:
         device = f"cuda:{self.device_id}" if self.on_cuda else "cpu"
         self.outputs = [torch.from_numpy(np.array(a, copy=True)).to(device) for a in first]
         self.provider = plain.get_providers()[0]
+        if self.on_cuda and self.provider != "CUDAExecutionProvider":
+            # onnxruntime falls back to the CPU with only a logged warning when the CUDA
+            # provider's libraries do not load: never time that as the GPU baseline.
+            raise RuntimeError(
+                f"onnxruntime's CUDAExecutionProvider did not load (the session runs on {self.provider}): "
+                "its CUDA/cuDNN libraries were not found; import torch first or call onnxruntime.preload_dlls()"
+            )
         self.sess, self.binding = plain, None
         if self.on_cuda and cuda_graph:
             try:

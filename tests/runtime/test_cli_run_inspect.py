@@ -70,6 +70,27 @@ def test_run_bad_arguments(model_path, capsys):
     assert main(["run", str(model_path.parent / "missing.onnx")]) == 2
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--dim", "batch=abc"], "--dim batch=abc: expected a non-negative integer"),
+    (["--dim", "batch=-1"], "--dim batch=-1: expected a non-negative integer"),
+    (["--dim", "bacth=2"], "no symbolic dimension 'bacth'; theirs: ['batch']"),
+    (["--input", "x=does-not-exist.npy"], "--input x=does-not-exist.npy: cannot read a .npy array"),
+    (["--output", "no/such/dir/out.npz"], "--output no/such/dir/out.npz: cannot write"),
+])
+def test_run_bad_values_are_one_line_errors(model_path, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(model_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_run_output_written_at_the_given_path(model_path, tmp_path, capsys):
+    out = tmp_path / "outputs"  # no .npz suffix: still exactly this file
+    assert main(["run", str(model_path), "--output", str(out)]) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    assert set(np.load(out)) == {"y", "side"}
+
+
 def test_inspect_reports_and_saves(model_path, tmp_path, capsys):
     fused = tmp_path / "fused.onnx"
     assert main(["inspect", str(model_path), "--save", str(fused)]) == 0

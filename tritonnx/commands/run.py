@@ -41,6 +41,25 @@ def parse_pairs(items: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
+def parse_dims(items: list[str]) -> dict[str, int]:
+    dims = {}
+    for name, value in parse_pairs(items, "--dim").items():
+        try:
+            dims[name] = int(value)
+        except ValueError:
+            raise InvalidArgument(f"--dim {name}={value}: expected a non-negative integer") from None
+        if dims[name] < 0:
+            raise InvalidArgument(f"--dim {name}={value}: expected a non-negative integer")
+    return dims
+
+
+def load_npy(name: str, path: str) -> np.ndarray:
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"--input {name}={path}: cannot read a .npy array: {exc}") from None
+
+
 def random_input(arg, dims: dict[str, int], rng: np.random.Generator) -> np.ndarray:
     """A random array for a `NodeArg` (symbolic dims from `dims`, unknown ones 1)."""
     from tritonnx.runtime import dtypes
@@ -78,6 +97,8 @@ def run(args) -> int:
 
     from tritonnx.runtime import InferenceSession
 
+    files = parse_pairs(args.input, "--input")
+    dims = parse_dims(args.dim)
     options = {}
     if args.no_fusion:
         options["fusion"] = False
@@ -87,19 +108,22 @@ def run(args) -> int:
     sess = InferenceSession(args.model, providers=args.provider, **options)
     load_s = time.perf_counter() - t0
 
-    files = parse_pairs(args.input, "--input")
-    dims = {k: int(v) for k, v in parse_pairs(args.dim, "--dim").items()}
     known = {a.name: a for a in sess.get_inputs()} | {a.name: a for a in sess.get_overridable_initializers()}
     for name in files:
         if name not in known:
             raise InvalidArgument(f"--input {name}: the model has no input {name!r}; its inputs: {list(known)}")
+    symbolic = {d for a in sess.get_inputs() for d in (a.shape or []) if isinstance(d, str)}
+    unknown = sorted(set(dims) - symbolic)
+    if unknown:
+        raise InvalidArgument(f"--dim {unknown[0]}: the model's inputs have no symbolic dimension {unknown[0]!r}; "
+                              f"theirs: {sorted(symbolic) or 'none'}")
     rng = np.random.default_rng(args.seed)
     feed = {}
     for arg in sess.get_inputs():
-        feed[arg.name] = np.load(files[arg.name]) if arg.name in files else random_input(arg, dims, rng)
+        feed[arg.name] = load_npy(arg.name, files[arg.name]) if arg.name in files else random_input(arg, dims, rng)
     for name, path in files.items():
         if name not in feed:
-            feed[name] = np.load(path)
+            feed[name] = load_npy(name, path)
 
     device = "CPU" if sess.device.type == "cpu" else str(sess.device)
     print(f"model: {args.model}  device: {device}  providers: {', '.join(sess.get_providers())}  "
@@ -123,6 +147,10 @@ def run(args) -> int:
     print(tabulate([_summary(n, a) for n, a in zip(names, outputs)], headers=["output", "shape", "dtype", "min", "max", "mean"]))
     if args.output:
         out = Path(args.output)
-        np.savez(out, **dict(zip(names, outputs)))
+        try:
+            with open(out, "wb") as f:  # exactly this path (np.savez would append .npz to a bare name)
+                np.savez(f, **dict(zip(names, outputs)))
+        except OSError as exc:
+            raise InvalidArgument(f"--output {out}: cannot write: {exc}") from None
         print(f"\nsaved {len(outputs)} output(s) to {out}")
     return 0

@@ -220,7 +220,7 @@ def _pick_device(names: list[str], options: list[dict]) -> torch.device:
             raise InvalidArgument(f"device_id {device_id}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return torch.device("cuda", device_id)
     if CUDA_EP in names and not cuda:
-        warnings.warn(f"{CUDA_EP} is not available (no CUDA device); running on the CPU", RuntimeWarning, stacklevel=4)
+        warnings.warn(f"{CUDA_EP} is not available (no CUDA device); running on the CPU", RuntimeWarning, stacklevel=3)
     return torch.device("cpu")
 
 

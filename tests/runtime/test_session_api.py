@@ -244,3 +244,10 @@ def test_cuda_io_binding_with_device_pointers():
     s.run_with_iobinding(binding)
     torch.cuda.synchronize()
     np.testing.assert_allclose(y.cpu().numpy(), s.run(["y"], {"x": x.cpu().numpy()})[0], rtol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback warning is for machines without CUDA")
+def test_cuda_provider_fallback_warning_points_at_the_caller():
+    with pytest.warns(RuntimeWarning, match="CUDAExecutionProvider is not available") as record:
+        InferenceSession(_model().SerializeToString(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert record[0].filename == __file__  # the user's line, not "sys:1"

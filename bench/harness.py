@@ -14,6 +14,7 @@ the same reference (onnxruntime's output), and torch rows the module with the sa
 from __future__ import annotations
 
 import gc
+import json
 import sys
 import time
 import traceback
@@ -319,8 +320,9 @@ class Harness:
         return self._costs[key]
 
     # one row --------------------------------------------------------------------------------
-    def run_row(self, plan: RowPlan, deadline: float | None = None) -> dict:
-        row = {
+    def new_row(self, plan: RowPlan) -> dict:
+        """A row of `plan` with nothing measured yet (status "ok")."""
+        return {
             "model": plan.model, "config": plan.config, "batch": plan.batch, "dtype": plan.dtype,
             "provider": plan.provider, "status": "ok", "note": "", "device": self.device_name,
             "median_ms": None, "p20_ms": None, "p80_ms": None, "samples_ms": None, "timing": None,
@@ -328,6 +330,9 @@ class Harness:
             "compile_warm_s": None, "flops": None, "bytes": None, "roofline": None, "input_shapes": None,
             "tf32": self.s.tf32,
         }
+
+    def run_row(self, plan: RowPlan, deadline: float | None = None) -> dict:
+        row = self.new_row(plan)
         provider = make_provider(plan.provider)
         reason = provider.missing(self.device)
         if reason:
@@ -416,6 +421,22 @@ class Harness:
         # A "missing" provider may be there now (e.g. onnxruntime-gpu installed since): retried.
         done = {report.row_key(r) for r in report.load_rows(self.out) if r.get("status") != "missing"}
         plans = plan_rows(self.s)
+        # The row a killed run was in (time cap, Ctrl-C, or a kill after a hang): tried once
+        # more first, then recorded as an error so that a row that hangs cannot take every call.
+        marker = self.out / INFLIGHT_FILE
+        stale = _read_marker(marker)
+        if stale is not None and (stale["key"] in done or stale["attempts"] >= MAX_ATTEMPTS):
+            plan = next((p for p in plans if p.key == stale["key"]), None)
+            if plan is not None and plan.key not in done:
+                row = self.new_row(plan)
+                row.update(status="error", time_utc=_utc(),
+                           note=f"killed while running, {stale['attempts']} times (a hang or the time cap); "
+                                "--resume does not try it again")
+                report.append_row(self.out, row)
+                done.add(plan.key)
+                self.log(f"{plan.label()}: killed while running {stale['attempts']} times: recorded as an error")
+            marker.unlink(missing_ok=True)
+            stale = None
         pending = [p for p in plans if p.key not in done]
         skipped = len(plans) - len(pending)
         if skipped:
@@ -434,9 +455,13 @@ class Harness:
                     break
                 bar.set_description(plan.label())
                 self._forget_other_workloads(plan.model, plan.dtype)
+                attempts = stale["attempts"] + 1 if stale is not None and stale["key"] == plan.key else 1
+                self.out.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps({"key": list(plan.key), "attempts": attempts}))
                 row = self.run_row(plan, deadline)
                 row["time_utc"] = _utc()
                 report.append_row(self.out, row)
+                marker.unlink(missing_ok=True)
                 ran += 1
                 bar.update(1)
         except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: keep what finished, write the files
@@ -455,6 +480,21 @@ class Harness:
         if interrupted:
             raise KeyboardInterrupt
         return BenchResult(self.out, env, report.derive(rows), not_run, written, ran)
+
+
+#: The row being run, written before it starts and removed once it is recorded.
+INFLIGHT_FILE = "inflight.json"
+#: Runs of one row that a kill may interrupt before the row is recorded as an error.
+MAX_ATTEMPTS = 2
+
+
+def _read_marker(path: Path) -> dict | None:
+    """The in-flight marker as {"key": tuple, "attempts": int}, or None (absent, unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+        return {"key": tuple(data["key"]), "attempts": int(data.get("attempts", 1))}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _utc() -> str:

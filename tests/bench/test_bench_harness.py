@@ -189,6 +189,47 @@ def test_interrupt_keeps_finished_rows_and_writes_the_files(tmp_path, fake_zoo, 
     assert results["not_run"] == ["fake_mlp b1 fp32 torch"]
 
 
+def test_a_row_killed_twice_is_recorded_as_an_error_not_retried_forever(tmp_path, fake_zoo, monkeypatch):
+    """A row that hangs (killed by the time cap) is tried once more, then recorded, so that
+    `--resume` calls on a lent GPU are not all spent on it."""
+    from tritonnx.bench import harness, providers
+
+    def interrupted(self, work):
+        raise KeyboardInterrupt
+
+    s = _settings(tmp_path, batches=[1])
+    monkeypatch.setattr(providers.TorchProvider, "prepare", interrupted)
+    for attempt in (1, 2):
+        with pytest.raises(KeyboardInterrupt):
+            _run(s, fake_zoo)
+        marker = json.loads((s.out / harness.INFLIGHT_FILE).read_text())
+        assert marker == {"key": ["fake_mlp", "tiny", 1, "fp32", "torch"], "attempts": attempt}
+    monkeypatch.undo()
+    third = _run(s, fake_zoo)
+    assert third.ran == 0 and not third.not_run
+    rows = {r["provider"]: r for r in third.rows}
+    assert rows["onnxruntime"]["status"] == "ok"
+    assert rows["torch"]["status"] == "error" and "killed while running, 2 times" in rows["torch"]["note"]
+    assert not (s.out / harness.INFLIGHT_FILE).exists()
+
+
+def test_a_row_killed_once_runs_again_first(tmp_path, fake_zoo, monkeypatch):
+    from tritonnx.bench import harness, providers
+
+    def interrupted(self, work):
+        raise KeyboardInterrupt
+
+    s = _settings(tmp_path, batches=[1])
+    monkeypatch.setattr(providers.TorchProvider, "prepare", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(s, fake_zoo)
+    monkeypatch.undo()
+    second = _run(s, fake_zoo)
+    assert second.ran == 1
+    assert {r["provider"]: r["status"] for r in second.rows} == {"onnxruntime": "ok", "torch": "ok"}
+    assert not (s.out / harness.INFLIGHT_FILE).exists()
+
+
 def test_cli_help_names_the_cpu_models():
     from tritonnx.bench.harness import CPU_DEFAULT_MODELS
     from tritonnx.cli import build_parser

@@ -8,6 +8,7 @@ times are not performance figures.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
                    help="tritonnx,onnxruntime,tritonnx-unfused,torch,torch.compile or 'all' "
                    "(default: all on a GPU; no torch.compile on a CPU)")
     p.add_argument("--out", default=None, help="result folder (default bench-results/<UTC time>/)")
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue a result folder, skipping rows done")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue a result folder, skipping rows done (sweep options not given again: the folder's own)")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="stop starting rows after S seconds and list what did not run")
     p.add_argument("--format", choices=FORMATS, default="table", help="what to print (files get every format)")
@@ -72,8 +73,38 @@ def _dtypes(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: Options that define a sweep: `--resume DIR` without them continues the folder's own sweep.
+SWEEP_OPTIONS = {"models": None, "config": None, "batch": None, "dtype": None, "providers": None,
+                 "seq_len": None, "seed": 0, "opset": 18, "no_tf32": False}
+
+
+def _original_sweep(out: Path) -> dict:
+    """The sweep options of the command that started result folder `out` (from its env.json)."""
+    import json
+    import shlex
+
+    try:
+        env = json.loads((out / "env.json").read_text(encoding="utf-8"))
+        argv = shlex.split((env.get("commands") or [env.get("command")])[0] or "")
+    except (OSError, ValueError):
+        return {}
+    if argv[1:2] != ["bench"]:
+        return {}
+    parser = argparse.ArgumentParser(add_help=False)
+    register(parser.add_subparsers())
+    try:
+        original, _ = parser.parse_known_args(argv[1:])
+    except SystemExit:
+        return {}
+    return {k: getattr(original, k, None) for k in SWEEP_OPTIONS}
+
+
 def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = None):
-    """`BenchSettings` from parsed arguments and the machine's defaults."""
+    """`BenchSettings` from parsed arguments and the machine's defaults.
+
+    With `--resume DIR`, a sweep option left at its default takes the value of the command that
+    started DIR, so ``--resume DIR`` alone continues that sweep rather than the default one.
+    """
     from tritonnx.bench import environment
     from tritonnx.bench.harness import CPU_DEFAULT_MODELS, BenchSettings, order_models
     from tritonnx.bench.providers import parse_providers
@@ -84,6 +115,11 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
         out = Path(args.resume)
         if not out.is_dir():
             raise InvalidArgument(f"--resume {out}: no such result folder")
+        original = _original_sweep(out)
+        args = argparse.Namespace(**vars(args))
+        for key, default in SWEEP_OPTIONS.items():
+            if getattr(args, key, default) == default and original.get(key, default) != default:
+                setattr(args, key, original[key])
     else:
         out = Path(args.out) if args.out else Path("bench-results") / environment.utc_stamp()
     if args.time_budget is not None and args.time_budget <= 0:

@@ -144,21 +144,36 @@ class CudaGraphs:
         self.device = device
 
     def warmup(self, fn) -> None:
-        side = torch.cuda.Stream(device=self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):  # autotuning, lazy init, allocator, host->device copies
-                fn()
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.cuda.device(self.device):
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):  # autotuning, lazy init, allocator, host->device copies
+                    fn()
+            torch.cuda.current_stream(self.device).wait_stream(side)
 
     def capture(self, fn) -> tuple[Any, list[torch.Tensor]]:
+        """Capture `fn` on the session's device (torch.cuda.graph captures on the current device:
+        work on another device would run eagerly and be missing from the graph).
+
+        "thread_local": another thread's eager CUDA calls during the capture neither fail nor
+        invalidate it. The caller's stream is restored even when the capture fails:
+        torch.cuda.graph's __exit__ leaves the thread on its capture stream when capture_end
+        raises, and the eager fallback would then race the caller's stream.
+        """
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = fn()
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device)
+            try:
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    outputs = fn()
+            finally:
+                torch.cuda.set_stream(stream)
         return graph, outputs
 
     def replay(self, graph) -> None:
-        graph.replay()
+        with torch.cuda.device(self.device):
+            graph.replay()
 
     def recover(self) -> None:
         try:

@@ -121,3 +121,10 @@ def test_inspect_lists_unsupported_ops(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 1
     text = capsys.readouterr().out
     assert "unsupported ops:" in text and "com.example::Frob" in text
+
+
+def test_inspect_save_to_unwritable_path_is_one_line_error(model_path, tmp_path, capsys):
+    target = tmp_path / "no" / "such" / "dir" / "fused.onnx"
+    assert main(["inspect", str(model_path), "--save", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"--save {target}: cannot write" in err and "Traceback" not in err

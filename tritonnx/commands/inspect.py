@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tritonnx.errors import NotImplemented
+from tritonnx.errors import InvalidArgument, NotImplemented
 
 
 def register(subparsers) -> None:
@@ -73,6 +73,9 @@ def run(args) -> int:
         print(f"  {d}")
     print("\nunsupported ops: none")
     if args.save:
-        sess.save_rewritten(args.save)
+        try:
+            sess.save_rewritten(args.save)
+        except OSError as exc:
+            raise InvalidArgument(f"--save {args.save}: cannot write: {exc}") from None
         print(f"\nsaved the rewritten model to {args.save}")
     return 0

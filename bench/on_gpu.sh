@@ -175,11 +175,11 @@ step_tests() {
   # A module that fails to import skips only its own tests; each test gets a time limit (a
   # deadlocked grid barrier would otherwise hold the whole step: pytest-timeout's thread method
   # ends the process, and under xdist only that worker, which is replaced); workers in parallel
-  # when pytest-xdist is there (the autotuning compiles are CPU-bound). `-o` keys are ignored
+  # when pytest-xdist is there (the autotuning compiles are CPU-bound: 12 of the 16 cores). `-o` keys are ignored
   # (a warning) where pytest-timeout is missing.
   local args=(-m gpu -q -p no:cacheprovider -rfE --continue-on-collection-errors --durations=25
               -o timeout="${ON_GPU_TEST_TIMEOUT:-240}" -o timeout_method=thread)
-  if "$PY" -c "import xdist" 2>/dev/null; then args+=(-n "${ON_GPU_TEST_WORKERS:-6}"); fi
+  if "$PY" -c "import xdist" 2>/dev/null; then args+=(-n "${ON_GPU_TEST_WORKERS:-12}"); fi
   echo "pytest ${args[*]} tests"
   "$PY" -m pytest "${args[@]}" tests
   local rc=$?

@@ -171,8 +171,8 @@ def _fmt(key: str, value) -> str:
         return str(value)
     if key == "roofline":
         return f"{100 * value:.1f}%"
-    if key == "speedup_vs_ort":
-        return f"{value:.2f}x"
+    if key == "speedup_vs_ort":  # never "0.00x": small ratios keep two significant digits
+        return f"{value:.2f}x" if value >= 0.01 else f"{value:.2g}x"
     if key == "max_rel_err":
         return f"{value:.1e}" if math.isfinite(value) else str(value)
     if key == "throughput":

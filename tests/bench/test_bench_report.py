@@ -74,3 +74,9 @@ def test_long_notes_short_in_terminal_whole_and_escaped_in_markdown():
     rows = report.derive([_row("lenet5", "tritonnx", 1.0, note=note)])
     assert "x" * 97 + "..." in report.render(rows, "table")
     assert "a\\|b" in report.render(rows, "markdown")
+
+
+def test_small_speedups_are_not_rounded_to_zero():
+    assert report._fmt("speedup_vs_ort", 1.7e-05) == "1.7e-05x"
+    assert report._fmt("speedup_vs_ort", 0.004) == "0.004x"
+    assert report._fmt("speedup_vs_ort", 0.5) == "0.50x"

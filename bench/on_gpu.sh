@@ -122,7 +122,13 @@ EOF
 
 step_install() {
   if [ "$DRY" = 1 ]; then echo "dry run: installs nothing"
-  else "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO" || return 1; fi
+  elif ! "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO"; then
+    # setuptools < 77 rejects the SPDX string form of project.license (no network to upgrade
+    # it): retry with the table form, in this machine's copy of pyproject.toml only.
+    echo "retrying with the table form of project.license (setuptools $("$PY" -c 'import setuptools; print(setuptools.__version__)' 2>&1))"
+    sed -i 's/^license = "\(.*\)"$/license = {text = "\1"}/' "$REPO/pyproject.toml"
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO" || return 1
+  fi
   "$PY" -c "import tritonnx, tritonnx.bench, tritonnx.runtime; print('tritonnx', tritonnx.__version__, tritonnx.__file__)"
 }
 

@@ -68,13 +68,13 @@ if [ "$DRY" = 0 ] && nvidia-smi -L >/dev/null 2>&1; then HAS_GPU=1; fi
 
 say() { echo "[on_gpu $(date -u +%H:%M:%S)] $*"; }
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
-is_done() {  # step [machine]: done, and (for machine steps) on this machine
-  local f="$STATEDIR/steps/$1.done"
+is_done() {  # step [machine]: done, and (for machine steps) on this machine, for this checkout
+  local f="$STATEDIR/steps/$1.done"  # (the editable install points at the checkout's path)
   [ -f "$f" ] || return 1
-  [ "${2:-}" = machine ] && ! grep -q "boot=$BOOT_ID" "$f" && return 1
+  [ "${2:-}" = machine ] && ! grep -qF "boot=$BOOT_ID repo=$REPO " "$f" && return 1
   return 0
 }
-mark_done() { echo "boot=$BOOT_ID time=$(date -u +%FT%TZ) seconds=$2" > "$STATEDIR/steps/$1.done"; }
+mark_done() { echo "boot=$BOOT_ID repo=$REPO time=$(date -u +%FT%TZ) seconds=$2" > "$STATEDIR/steps/$1.done"; }
 record() { printf '%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$1" "$2" "$3" >> "$STATEDIR/steps.tsv"; }
 
 # run_step NAME CAP [machine] -- command...: skips done steps, caps the time, logs, marks done on rc 0

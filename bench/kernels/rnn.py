@@ -64,19 +64,22 @@ def _graphed(fn):
     packing happen outside the capture), or `fn` itself when capture fails."""
     import torch
 
+    caller = torch.cuda.current_stream()
     try:
         stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
+        stream.wait_stream(caller)
         with torch.cuda.stream(stream):
             for _ in range(2):
                 fn()
-        torch.cuda.current_stream().wait_stream(stream)
+        caller.wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             fn()
         graph.replay()
         return graph.replay, "cuda graph"
     except Exception as exc:  # noqa: BLE001 - reported in the row's note
+        # torch.cuda.graph's __exit__ leaves the thread on its capture stream when the capture fails
+        torch.cuda.set_stream(caller)
         torch.cuda.synchronize()
         return fn, f"eager (graph capture failed: {type(exc).__name__})"
 

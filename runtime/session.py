@@ -436,8 +436,8 @@ class InferenceSession:
 
     def _output_names(self, output_names) -> list[str]:
         all_names = [s.name for s in self._outputs]
-        if output_names is None:
-            return all_names
+        if output_names is None or (not isinstance(output_names, str) and len(output_names) == 0):
+            return all_names  # onnxruntime: None or an empty list means every output
         if isinstance(output_names, str):
             output_names = [output_names]
         for name in output_names:

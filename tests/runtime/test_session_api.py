@@ -252,3 +252,10 @@ def test_cuda_provider_fallback_warning_points_at_the_caller():
     with pytest.warns(RuntimeWarning, match="CUDAExecutionProvider is not available") as record:
         InferenceSession(_model().SerializeToString(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert record[0].filename == __file__  # the user's line, not "sys:1"
+
+
+def test_empty_output_names_means_every_output_like_onnxruntime(sess, ref):
+    ours, theirs = sess.run([], {"x": _x()}), ref.run([], {"x": _x()})
+    assert len(ours) == len(theirs) == 2
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

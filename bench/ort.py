@@ -158,11 +158,6 @@ class OrtRunner:
     def _build(self, cuda_graph: bool, exhaustive: bool, torch) -> None:
         # Output shapes come from one plain run (IOBinding needs them to bind torch buffers).
         plain = self._session(torch, exhaustive, cuda_graph=False)
-        self.output_names = [o.name for o in plain.get_outputs()]
-        host = {k: v.detach().cpu().numpy() for k, v in self.feeds.items()}
-        first = plain.run(self.output_names, host)
-        device = f"cuda:{self.device_id}" if self.on_cuda else "cpu"
-        self.outputs = [torch.from_numpy(np.array(a, copy=True)).to(device) for a in first]
         self.provider = plain.get_providers()[0]
         if self.on_cuda and self.provider != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU with only a logged warning when the CUDA
@@ -171,6 +166,11 @@ class OrtRunner:
                 f"onnxruntime's CUDAExecutionProvider did not load (the session runs on {self.provider}): "
                 "its CUDA/cuDNN libraries were not found; import torch first or call onnxruntime.preload_dlls()"
             )
+        self.output_names = [o.name for o in plain.get_outputs()]
+        host = {k: v.detach().cpu().numpy() for k, v in self.feeds.items()}
+        first = plain.run(self.output_names, host)
+        device = f"cuda:{self.device_id}" if self.on_cuda else "cpu"
+        self.outputs = [torch.from_numpy(np.array(a, copy=True)).to(device) for a in first]
         self.sess, self.binding = plain, None
         if self.on_cuda and cuda_graph:
             try:

@@ -37,7 +37,7 @@ CPU_BANNER = "CPU-interpreter times, not performance figures"
 
 #: (column title, row key) of the model table, in order.
 COLUMNS = (
-    ("model", "model"), ("batch", "batch"), ("dtype", "dtype"), ("provider", "provider"),
+    ("model", "model"), ("config", "config"), ("batch", "batch"), ("dtype", "dtype"), ("provider", "provider"),
     ("median ms", "median_ms"), ("p20 ms", "p20_ms"), ("p80 ms", "p80_ms"),
     ("items/s", "throughput"), ("vs ORT", "speedup_vs_ort"), ("max rel err", "max_rel_err"),
     ("peak MiB", "peak_mem_mib"), ("cold s", "compile_cold_s"), ("warm s", "compile_warm_s"),

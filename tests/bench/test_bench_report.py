@@ -80,3 +80,10 @@ def test_small_speedups_are_not_rounded_to_zero():
     assert report._fmt("speedup_vs_ort", 1.7e-05) == "1.7e-05x"
     assert report._fmt("speedup_vs_ort", 0.004) == "0.004x"
     assert report._fmt("speedup_vs_ort", 0.5) == "0.50x"
+
+
+def test_tables_name_the_model_config():
+    rows = [_row("lenet5", "tritonnx", 1.0, config="tiny"), _row("lenet5", "onnxruntime", 2.0, config="tiny")]
+    assert "| config " in report.render(rows, "markdown").splitlines()[0]
+    assert "| tiny " in report.render(rows, "markdown")
+    assert report.render(rows, "csv").splitlines()[0].startswith("model,config,batch")

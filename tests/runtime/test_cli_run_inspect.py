@@ -76,9 +76,11 @@ def test_run_bad_arguments(model_path, capsys):
     (["--dim", "bacth=2"], "no symbolic dimension 'bacth'; theirs: ['batch']"),
     (["--input", "x=does-not-exist.npy"], "--input x=does-not-exist.npy: cannot read a .npy array"),
     (["--output", "no/such/dir/out.npz"], "--output no/such/dir/out.npz: cannot write"),
+    (["--input", "x=inputs.npz"], "--input x=inputs.npz: a .npz archive (arrays ['x'])"),
 ])
 def test_run_bad_values_are_one_line_errors(model_path, tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "inputs.npz", x=np.zeros((1, 2, 6, 6), np.float32))
     assert main(["run", str(model_path), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -55,9 +55,15 @@ def parse_dims(items: list[str]) -> dict[str, int]:
 
 def load_npy(name: str, path: str) -> np.ndarray:
     try:
-        return np.load(path)
+        value = np.load(path)
     except (OSError, ValueError) as exc:
         raise InvalidArgument(f"--input {name}={path}: cannot read a .npy array: {exc}") from None
+    if not isinstance(value, np.ndarray):  # an .npz archive
+        keys = list(value.keys())
+        value.close()
+        raise InvalidArgument(f"--input {name}={path}: a .npz archive (arrays {keys}); give one .npy file "
+                              "per input (np.save)")
+    return value
 
 
 def random_input(arg, dims: dict[str, int], rng: np.random.Generator) -> np.ndarray:

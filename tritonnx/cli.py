@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TritonnxError as exc:
-        print(f"tritonnx {args.verb}: error: {exc}", file=sys.stderr)
+        # One line, also for onnxruntime's multi-line wordings (e.g. "Got invalid dimensions ...").
+        message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"tritonnx {args.verb}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tritonnx {args.verb}: interrupted", file=sys.stderr)

@@ -130,3 +130,10 @@ def test_inspect_save_to_unwritable_path_is_one_line_error(model_path, tmp_path,
     assert main(["inspect", str(model_path), "--save", str(target)]) == 2
     err = capsys.readouterr().err
     assert f"--save {target}: cannot write" in err and "Traceback" not in err
+
+
+def test_run_wrong_fixed_dim_is_one_line(model_path, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 2, 7, 6), np.float32))
+    assert main(["run", str(model_path), "--input", f"x={tmp_path / 'x.npy'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "index: 2 Got: 7 Expected: 6" in err

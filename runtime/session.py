@@ -32,6 +32,17 @@ TRITON_EP = "TritonExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 PROVIDERS = (TRITON_EP, CUDA_EP, CPU_EP)
+#: onnxruntime's other execution providers: listed in a provider list, they are skipped with a
+#: warning (as onnxruntime does for a provider it lacks); any other name is an error.
+ONNXRUNTIME_ONLY_PROVIDERS = frozenset({
+    "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider", "MIGraphXExecutionProvider",
+    "ROCMExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider",
+    "DmlExecutionProvider", "CoreMLExecutionProvider", "NnapiExecutionProvider",
+    "QNNExecutionProvider", "XnnpackExecutionProvider", "ACLExecutionProvider",
+    "ArmNNExecutionProvider", "CANNExecutionProvider", "AzureExecutionProvider",
+    "VitisAIExecutionProvider", "WebGpuExecutionProvider", "JsExecutionProvider",
+    "SNPEExecutionProvider", "RknpuExecutionProvider", "TvmExecutionProvider",
+})
 
 
 def get_available_providers() -> list[str]:
@@ -192,6 +203,12 @@ def _parse_providers(providers, provider_options) -> tuple[list[str], list[dict]
             name, opts = item
         else:
             name, opts = item, {}
+        if name in ONNXRUNTIME_ONLY_PROVIDERS:
+            # onnxruntime skips a provider it lacks with a warning; a script that lists e.g.
+            # TensorRT first must survive the import swap, so do the same.
+            warnings.warn(f"{name} is an onnxruntime provider that tritonnx does not have; skipped "
+                          f"(tritonnx providers: {', '.join(PROVIDERS)})", RuntimeWarning, stacklevel=3)
+            continue
         if name not in PROVIDERS:
             raise InvalidArgument(f"unknown execution provider {name!r}; valid providers: {', '.join(PROVIDERS)}")
         names.append(name)

@@ -124,7 +124,10 @@ def test_providers_and_settings():
     assert s.context.kernels == "torch" and s.context.fusion is False
     assert s.device == torch.device("cpu")
     with pytest.raises(InvalidArgument, match="TritonExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider"):
-        InferenceSession(_model(), providers=["TensorrtExecutionProvider"])
+        InferenceSession(_model(), providers=["CudaExecutionProvider"])
+    with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider is an onnxruntime provider"):
+        s = InferenceSession(_model(), providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    assert s.get_providers() == ["CPUExecutionProvider"]
     with pytest.raises(InvalidArgument, match="unknown InferenceSession option 'fusoin'"):
         InferenceSession(_model(), fusoin=False)
     with pytest.raises(InvalidArgument, match="tritonnx.kernels"):

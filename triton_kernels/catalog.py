@@ -728,6 +728,10 @@ def _rnn_valid(dtype: str, flags: dict) -> bool:
     # peepholes and input_forget exist only for LSTM; two phases only for GRU_lbr0
     if "phase" in flags and (flags["phase"] != 0) != (flags["cell"] == "GRU_lbr0"):
         return False
+    # the persistent kernel is launched only within its tile budgets (`persistent_launchable`)
+    if "kpad" in flags and not _recurrent_module().persistent_launchable(
+            _RNN_CELLS[flags["cell"]][0], _ELEM[dtype], flags["kpad"], flags["block_b"]):
+        return False
     return flags["cell"] == "LSTM" or not (flags["peephole"] or flags["input_forget"])
 
 
@@ -739,8 +743,9 @@ def _rnn_cost(flags: dict) -> float:
 
 
 def _persistent_compatible(config, dtype: str, flags: dict) -> bool:
-    """The wrapper picks the warps from the tile size (`persistent_config`)."""
-    chosen = _recurrent_module().persistent_config(_RNN_TILE_ROWS * flags["kpad"] * _ELEM[dtype])
+    """The wrapper picks the warps from the weight and h^T tile sizes (`persistent_config`)."""
+    chosen = _recurrent_module().persistent_config(_RNN_TILE_ROWS * flags["kpad"] * _ELEM[dtype],
+                                                   flags["kpad"] * flags["block_b"] * 4)
     return config.num_warps == chosen.num_warps and config.num_stages == chosen.num_stages
 
 
@@ -775,15 +780,9 @@ def _persistent_spills(row: dict) -> str | None:
     """Why a spilling persistent compile is accepted for now (seen in the report, triton 3.6)."""
     if row["dtype"] == "fp32" and row["flags"]["block_b"] == 64 and row["config"].startswith("w4,") \
             and row["spill"] <= 256:
-        return ("fp32, 4 warps, BLOCK_B=64: the 64x64 fp32 gate accumulator next to the held "
-                "weight tile needs > 255 registers (<= 256 B stack seen); `persistent_config` "
-                "picks warps by tile size only; 8 warps at BLOCK_B=64 would not spill "
-                "(owner: recurrent)")
-    if row["dtype"] == "fp32" and row["flags"]["cell"] == "GRU_lbr0" and row["flags"]["kpad"] >= 256:
-        return ("GRU linear_before_reset=0, fp32, the largest tile (KPAD 256, 64 KB): ptxas stops "
-                "at 128 registers and spills ~2 KB per thread (no local arrays in the PTX; GRU and "
-                "LSTM at the same tile: ~64 registers, no stack). A GPU timing decides whether to "
-                "lower this case's tile budget (owner: recurrent)")
+        return ("fp32, 4 warps, BLOCK_B=64 (KPAD <= 32: `persistent_config` picks 4 warps for an "
+                "h^T tile <= 8 KB): the 64x64 fp32 gate accumulator needs > 255 registers "
+                "(<= 40 B stack seen); 8 warps would not spill (owner: recurrent)")
     return None
 
 

@@ -77,6 +77,24 @@ def test_conv_entry_uses_the_autotuner_configs():
     assert ids == [catalog.config_id(c) for c in conv_relu_pool.conv_configs(interpret=False)]
 
 
+def test_persistent_entry_compiles_what_the_wrapper_launches():
+    """Every planned persistent job (full product) is a tile the wrapper launches
+    (`persistent_launchable`) with the warps it picks (`persistent_config`, from the weight
+    AND h^T tile sizes): the gate checks the launched kernels, not neighbours of them."""
+    from tritonnx.triton_kernels import recurrent
+
+    cells = {"LSTM": 0, "GRU": 1, "RNN": 2, "GRU_lbr0": 3}
+    elem = {"fp32": 4, "fp16": 2, "bf16": 2}
+    jobs = catalog.plan([catalog.get("recurrent_persistent")], ("sm_90",), full=True)
+    assert jobs
+    for job in jobs:
+        f = dict(job.flags)
+        assert recurrent.persistent_launchable(cells[f["cell"]], elem[job.dtype], f["kpad"], f["block_b"]), job
+        tile = recurrent.TILE_ROWS * f["kpad"] * elem[job.dtype]
+        picked = recurrent.persistent_config(tile, f["kpad"] * f["block_b"] * 4)
+        assert job.config == catalog.config_id(picked), job
+
+
 def test_make_spec_specialises_like_the_launcher():
     config = triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3)
     spec = catalog.make_spec(FIXTURES.matmul_kernel, config,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from tritonnx.bench import devices, report
-from tritonnx.bench.counting import count_file
+from tritonnx.bench.counting import count
 from tritonnx.bench.providers import Workload, make_provider
 from tritonnx.bench.stats import Timing, max_rel_err
 from tritonnx.errors import InvalidArgument
@@ -190,6 +190,7 @@ class Harness:
         self.out = Path(settings.out)
         self.model_dir = Path(settings.model_dir) if settings.model_dir else self.out / "models"
         self._exports: dict[tuple, Path | BaseException] = {}
+        self._protos: dict[tuple, object] = {}  # (model, dtype) -> onnx.ModelProto, loaded once
         self._works: dict[tuple, Workload | BaseException] = {}
         self._refs: dict[tuple, tuple[list | None, str]] = {}
         self._costs: dict[tuple, object] = {}
@@ -235,15 +236,22 @@ class Harness:
             raise result
         return result
 
-    def _make_workload(self, model: str, dtype: str, batch: int) -> Workload:
-        import onnx
+    def _proto(self, model: str, dtype: str):
+        """The exported file of (model, dtype), parsed once for its inputs and the cost count."""
+        key = (model, dtype)
+        if key not in self._protos:
+            import onnx
 
+            self._protos[key] = onnx.load(str(self._export(model, dtype)), load_external_data=False)
+        return self._protos[key]
+
+    def _make_workload(self, model: str, dtype: str, batch: int) -> Workload:
         from tritonnx.bench.providers import torch_dtype
 
         path = self._export(model, dtype)
         entry = self.zoo.get(model)
         inputs = list(entry.example_inputs(self.s.config, batch=batch, seq_len=self.s.seq_len, seed=self.s.seed))
-        graph = onnx.load(str(path), load_external_data=False).graph
+        graph = self._proto(model, dtype).graph
         init = {i.name for i in graph.initializer}
         graph_inputs = [vi for vi in graph.input if vi.name not in init]
         if len(graph_inputs) != len(inputs):
@@ -313,8 +321,8 @@ class Harness:
         key = (work.model, work.dtype, work.batch)
         if key not in self._costs:
             try:
-                self._costs[key] = count_file(work.onnx_path, {n: list(x.shape) for n, x in
-                                                               zip(work.input_names, work.inputs)})
+                self._costs[key] = count(self._proto(work.model, work.dtype),
+                                         {n: list(x.shape) for n, x in zip(work.input_names, work.inputs)})
             except Exception:  # noqa: BLE001 - no roofline then
                 self._costs[key] = None
         return self._costs[key]
@@ -401,8 +409,8 @@ class Harness:
         return fn, seconds, mem
 
     def _forget_other_workloads(self, model: str, dtype: str) -> None:
-        """Drop feeds and references of other (model, dtype) pairs: device memory stays flat."""
-        for cache in (self._works, self._refs):
+        """Drop feeds, references and parsed files of other (model, dtype) pairs: memory stays flat."""
+        for cache in (self._works, self._refs, self._protos):
             for key in [k for k in cache if k[:2] != (model, dtype)]:
                 del cache[key]
 

@@ -1,6 +1,7 @@
 import argparse
 import json
 
+import onnx
 import pytest
 import torch
 
@@ -64,6 +65,15 @@ def test_sweep_rows_agreement_and_files(tmp_path, fake_zoo):
         assert (result.out / name).exists()
     env = json.loads((result.out / report.ENV_FILE).read_text())
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and "commit" in env
+
+
+def test_each_exported_file_is_parsed_once_for_all_its_batches(tmp_path, fake_zoo, monkeypatch):
+    loads = []
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **kw: loads.append(a[0]) or real_load(*a, **kw))
+    result = _run(_settings(tmp_path, batches=[1, 2, 3]), fake_zoo)
+    assert all(r["status"] == "ok" and r["flops"] for r in result.rows)
+    assert len(loads) == 1  # inputs and the cost count of every batch come from one parse
 
 
 def test_fp16_rows_use_an_fp16_model(tmp_path, fake_zoo):

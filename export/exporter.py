@@ -368,7 +368,11 @@ def export_model(
         raise InvalidArgument(f"export_model takes a zoo model name or an nn.Module, got {type(name_or_module).__name__}")
     path, tmp = _prepare_path(path)
     try:
-        module = spec.module.to(EXPORT_DTYPES[dtype]) if dtype != "fp32" else spec.module
+        module = spec.module
+        if dtype != "fp32":
+            # nn.Module.to casts in place: a caller's module is copied first, never changed.
+            owned = isinstance(name_or_module, str)
+            module = (module if owned else copy.deepcopy(module)).to(EXPORT_DTYPES[dtype])
         args = _cast_inputs(spec.make_inputs(TRACE_BATCH, spec.seq_len, seed), EXPORT_DTYPES[dtype])
         _torch_export(spec, module, args, tmp, opset)
         try:

@@ -112,6 +112,13 @@ def test_plain_module_with_defaults(tmp_path):
         export_model(3, tmp_path / "t.onnx")
 
 
+def test_fp16_export_leaves_the_callers_module_fp32(tmp_path):
+    module = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    r16 = export_model(module, tmp_path / "h.onnx", dtype="fp16", example_inputs=(torch.randn(2, 6),))
+    assert r16.verified and all(p.dtype == torch.float32 for p in module.parameters())
+    r32 = export_model(module, tmp_path / "f.onnx", example_inputs=(torch.randn(2, 6),))  # was: mixed-dtype failure
+    assert r32.verified and r32.max_rel_err < 1e-5
+
 def test_state_dict_is_exported(tmp_path):
     from tritonnx import zoo
     trained = zoo.get("mlp").build("tiny", seed=42).state_dict()

@@ -318,8 +318,8 @@ def Expand(input, shape):
     """ONNX Expand: numpy-style bidirectional broadcast of `input` with `shape`."""
     target = ints(shape)
     try:
-        out_shape = torch.broadcast_shapes(tuple(input.shape), tuple(target))
-    except RuntimeError:
+        out_shape = np.broadcast_shapes(tuple(input.shape), tuple(target))
+    except ValueError:
         raise InvalidArgument(f"Expand: input shape {list(input.shape)} cannot broadcast with {target}") from None
     return input.expand(out_shape)
 

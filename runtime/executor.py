@@ -117,6 +117,9 @@ class Step:
     to_device: tuple[int, ...] = ()  # argument positions holding host values to move first
     prepared: Any = None  # what `impl.prepare` returned (passed as ``prepared=``)
     prepared_from: frozenset[str] = frozenset()  # the constants (initializer names) it was given
+    #: the handler's keyword arguments, built once: `attrs` plus ``ctx``, ``num_outputs`` and
+    #: ``prepared`` where the handler takes them (`Executor._bind`)
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def kernel(self) -> str:
@@ -230,7 +233,7 @@ class Executor:
         #: storage addresses of the weights (a result aliasing one is cloned before it is returned)
         self.weight_storages = frozenset(w.untyped_storage().data_ptr() for w in self.weights.values()
                                          if isinstance(w, torch.Tensor))
-        self.steps = tuple(self._prepare(s) for s in self._with_releases(steps))
+        self.steps = tuple(self._bind(self._prepare(s)) for s in self._with_releases(steps))
         #: initializers some prepared value was computed from (a feed overriding one disables it)
         self._prepared_from = frozenset().union(*(s.prepared_from for s in self.steps))
         self.host_outputs = frozenset(o for o in self.output_names if o in self._host_values)
@@ -343,6 +346,19 @@ class Executor:
             raise Fail(f"node {step.name!r} ({step.op_type}): preparing failed: {type(exc).__name__}: {exc}") from exc
         return dataclasses.replace(step, prepared=prepared, prepared_from=frozenset(used))
 
+    def _bind(self, step: Step) -> Step:
+        """Build the step's keyword arguments once (a run only swaps in ``prepared=None`` when
+        its feeds override a constant the prepared value came from)."""
+        impl = step.impl
+        kwargs = dict(step.attrs)
+        if impl.wants_ctx:
+            kwargs["ctx"] = self._host_ctx if step.host else self.ctx
+        if impl.wants_num_outputs:
+            kwargs["num_outputs"] = len(step.outputs)
+        if impl.wants_prepared:
+            kwargs["prepared"] = step.prepared
+        return dataclasses.replace(step, kwargs=MappingProxyType(kwargs))
+
     # ----------------------------------------------------------------- running
     def run(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
             profile: list[ProfileRow] | None = None) -> list[torch.Tensor]:
@@ -364,22 +380,17 @@ class Executor:
         the host (host values depend only on the input shapes, fixed per captured signature)."""
         env: dict[str, Any] = dict(self.weights)
         env.update(feeds)
-        ctx = self.ctx
+        env[""] = None  # an absent optional input
         stale = self._prepared_from.intersection(feeds) if self._prepared_from else None
         timing = profile is not None
         cuda = self.device.type == "cuda"
         events = []
         for step in self.steps:
-            args = []
-            for name in step.inputs:
-                if not name:
-                    args.append(None)
-                    continue
-                try:
-                    args.append(env[name])
-                except KeyError:
-                    raise Fail(f"node {step.name!r} ({step.op_type}): input {name!r} was never produced "
-                               "(an earlier node returned fewer outputs than it declares)") from None
+            try:
+                args = [env[name] for name in step.inputs]
+            except KeyError as exc:
+                raise Fail(f"node {step.name!r} ({step.op_type}): input {exc.args[0]!r} was never produced "
+                           "(an earlier node returned fewer outputs than it declares)") from None
             while args and args[-1] is None:
                 args.pop()
             if step.host and step.op_type in ("Shape", "Size") and isinstance(args[0], torch.Tensor):
@@ -388,13 +399,9 @@ class Executor:
             for pos in step.to_device:
                 if isinstance(args[pos], torch.Tensor):
                     args[pos] = self._to_device(args[pos], (step.index, pos), transfers)
-            kwargs = dict(step.attrs)
-            if step.impl.wants_ctx:
-                kwargs["ctx"] = self._host_ctx if step.host else ctx
-            if step.impl.wants_num_outputs:
-                kwargs["num_outputs"] = len(step.outputs)
-            if step.impl.wants_prepared:
-                kwargs["prepared"] = None if stale and not stale.isdisjoint(step.prepared_from) else step.prepared
+            kwargs = step.kwargs
+            if stale and not stale.isdisjoint(step.prepared_from):
+                kwargs = {**kwargs, "prepared": None}
             if timing:
                 if cuda:
                     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -5,6 +5,7 @@ A uniquely named helper module (not conftest.py), so ``from bench_fakes import .
 pick up another folder's conftest."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,3 +89,12 @@ def fake_export(zoo: FakeZoo):
         onnx.save(model, str(path))
     return export
 
+
+
+def bench_args(**kw) -> argparse.Namespace:
+    """`tritonnx bench`'s parsed arguments at their defaults, with `kw` given."""
+    base = dict(models=None, config=None, batch=None, dtype=None, providers=None, out=None, resume=None,
+                time_budget=None, format="table", kernels=None, quick=False, seq_len=None, seed=0,
+                opset=18, no_tf32=False, no_progress=True)
+    base.update(kw)
+    return argparse.Namespace(**base)

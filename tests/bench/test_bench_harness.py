@@ -1,11 +1,10 @@
-import argparse
 import json
 
 import onnx
 import pytest
 import torch
 
-from bench_fakes import fake_export
+from bench_fakes import bench_args, fake_export
 from tritonnx.bench import report
 from tritonnx.bench.harness import BenchSettings, Harness, order_models, plan_rows
 from tritonnx.bench.providers import CPU_DEFAULT_PROVIDERS, parse_providers
@@ -115,20 +114,12 @@ def test_failures_are_visible_rows(tmp_path, fake_zoo):
     assert "ERROR: export failed" in report.render(result.rows)
 
 
-def _args(**kw):
-    base = dict(models=None, config=None, batch=None, dtype=None, providers=None, out=None, resume=None,
-                time_budget=None, format="table", kernels=None, quick=False, seq_len=None, seed=0,
-                opset=18, no_tf32=False, no_progress=True)
-    base.update(kw)
-    return argparse.Namespace(**base)
-
-
 def test_cli_defaults_per_machine(tmp_path):
     known = ["mlp", "lenet5", "char_lstm", "vgg16"]  # a CPU default missing from the zoo is left out
-    cpu = bench_cmd.settings_from_args(_args(out=str(tmp_path)), on_gpu=False, known_models=known)
+    cpu = bench_cmd.settings_from_args(bench_args(out=str(tmp_path)), on_gpu=False, known_models=known)
     assert (cpu.config, cpu.batches, cpu.dtypes) == ("tiny", [1], ["fp32"])
     assert cpu.models == ["mlp", "lenet5", "char_lstm"] and "torch.compile" not in cpu.providers
-    gpu = bench_cmd.settings_from_args(_args(), on_gpu=True, known_models=known)
+    gpu = bench_cmd.settings_from_args(bench_args(), on_gpu=True, known_models=known)
     assert (gpu.config, gpu.batches, gpu.dtypes) == ("paper", [1, 64], ["fp16", "fp32"])
     assert gpu.models == ["lenet5", "vgg16", "char_lstm", "mlp"] and gpu.providers[-1] == "torch.compile"
     assert gpu.out.parent.name == "bench-results"
@@ -141,7 +132,7 @@ def test_cli_defaults_per_machine(tmp_path):
 ])
 def test_cli_bad_arguments(kw, match):
     with pytest.raises(InvalidArgument, match=match):
-        bench_cmd.settings_from_args(_args(**kw), on_gpu=False, known_models=["lenet5"])
+        bench_cmd.settings_from_args(bench_args(**kw), on_gpu=False, known_models=["lenet5"])
 
 
 def test_kernels_without_gpu_say_so(tmp_path, capsys):
@@ -252,8 +243,8 @@ def test_cpu_sessions_run_the_triton_kernels_without_touching_the_environment(mo
     import os
 
     monkeypatch.delenv("TRITONNX_KERNELS", raising=False)
-    cpu = bench_cmd.settings_from_args(_args(), on_gpu=False, known_models=["mlp"])
+    cpu = bench_cmd.settings_from_args(bench_args(), on_gpu=False, known_models=["mlp"])
     assert cpu.kernels == "triton" and "TRITONNX_KERNELS" not in os.environ
     monkeypatch.setenv("TRITONNX_KERNELS", "torch")
-    assert bench_cmd.settings_from_args(_args(), on_gpu=False, known_models=["mlp"]).kernels is None
-    assert bench_cmd.settings_from_args(_args(), on_gpu=True, known_models=["mlp"]).kernels is None
+    assert bench_cmd.settings_from_args(bench_args(), on_gpu=False, known_models=["mlp"]).kernels is None
+    assert bench_cmd.settings_from_args(bench_args(), on_gpu=True, known_models=["mlp"]).kernels is None

@@ -380,7 +380,7 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
         row["matmul"] = bool(entry and entry.matmul)
         row["expect_tensor_core"] = _expect_tc(entry, job)
         row["spill_reason"] = entry.spill_reason(row) if (entry and row.get("spill")) else None
-        row["ptx_requires"] = list(entry.ptx_requires) if entry else []
+        row["ptx_requires"] = list(entry.required_ptx(job.dtype, dict(job.flags), job.arch)) if entry else []
         out.append(row)
     return out
 

@@ -250,7 +250,8 @@ class KernelEntry:
         compatible: (config, dtype, flags) -> bool: the pairs the launcher can produce when
             it picks the config from the flags (e.g. warps by tile size); default: all.
         ptx_requires: names of `aot.PTX_FEATURES` every compile must contain (e.g. the
-            grid barrier's "atom.release" and "ld.acquire").
+            grid barrier's "atom.release" and "ld.acquire"); or a callable
+            (dtype, flags, arch) -> such names, for features only some jobs must have.
         per_arch_flags: flags whose code does not depend on the dtype (e.g. activations
             applied to the fp32 accumulator): a sample covers their values once per arch,
             spread over the dtypes, instead of once per dtype and arch.
@@ -276,7 +277,7 @@ class KernelEntry:
     cost: Callable[[dict], float] | None = None
     compatible: Callable[[Any, str, dict], bool] | None = None
     per_arch_flags: tuple[str, ...] = ()
-    ptx_requires: tuple[str, ...] = ()
+    ptx_requires: tuple[str, ...] | Callable[[str, dict, str], tuple[str, ...]] = ()
     matmul: bool = False
     expect_tensor_core: Callable[[Any, str, dict, str], bool] | None = None
     spills: dict[str, str] | Callable[[dict], str | None] = field(default_factory=dict)
@@ -355,6 +356,12 @@ class KernelEntry:
             cover.append(best)
             todo -= set(best.items())
         return cover
+
+    def required_ptx(self, dtype: str, flags: dict, arch: str) -> tuple[str, ...]:
+        """The `aot.PTX_FEATURES` names a compile of (dtype, flags, arch) must contain."""
+        if callable(self.ptx_requires):
+            return tuple(self.ptx_requires(dtype, flags, arch))
+        return tuple(self.ptx_requires)
 
     def spill_reason(self, row: dict) -> str | None:
         """Why a spilling compile (a report row) is accepted, or None."""
@@ -646,6 +653,12 @@ def _conv_expect_tc(config, dtype, flags, arch) -> bool:
     return dtype != "fp32" or bool(flags["tf32"])
 
 
+def _conv_ptx_requires(dtype, flags, arch) -> tuple[str, ...]:
+    # channels-last activations (unit channel strides): the A/B tiles are loaded through
+    # cp.async (software pipelining); the plain-NCHW first layer is not required to be
+    return ("cp.async",) if flags["layout"] == "nhwc16" else ()
+
+
 def _conv_entry() -> KernelEntry:
     return KernelEntry(
         name="conv_relu_pool",
@@ -659,6 +672,7 @@ def _conv_entry() -> KernelEntry:
         matmul=True,
         expect_tensor_core=_conv_expect_tc,
         spills=_conv_spills,
+        ptx_requires=_conv_ptx_requires,
         note="implicit-GEMM Conv+bias+act(+residual)+pool",
     )
 

@@ -95,6 +95,18 @@ def test_persistent_entry_compiles_what_the_wrapper_launches():
         assert job.config == catalog.config_id(picked), job
 
 
+def test_conv_channels_last_compiles_must_pipeline_their_loads():
+    """The gate requires cp.async in every channels-last conv compile (unit channel strides:
+    the A/B tiles are software-pipelined), not in the plain-NCHW first layer's."""
+    entry = catalog.get("conv_relu_pool")
+    flags = entry.flag_cover("fp16")[0]
+    for arch in catalog.DEFAULT_ARCHS:
+        assert entry.required_ptx("fp16", dict(flags, layout="nhwc16"), arch) == ("cp.async",)
+        assert entry.required_ptx("fp16", dict(flags, layout="nchw"), arch) == ()
+    (msg,) = aot.gate_failures([_row(ptx_requires=["cp.async"], ptx_features=["wgmma"])], spills={})
+    assert "lacks cp.async" in msg
+
+
 def test_make_spec_specialises_like_the_launcher():
     config = triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3)
     spec = catalog.make_spec(FIXTURES.matmul_kernel, config,

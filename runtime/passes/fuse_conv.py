@@ -125,6 +125,15 @@ def _scalar(value: ir.Value | None, default: float) -> float:
     return float(np.asarray(value.const_value.numpy()).reshape(-1)[0])
 
 
+def _clip_bounds(clip: ir.Node) -> tuple[float, float]:
+    """Clip's (min, max): inputs 1 and 2 from opset 11, attributes ``min`` and ``max`` before."""
+    a = clip.attributes
+    if "min" in a or "max" in a:
+        return a.get_float("min", -math.inf), a.get_float("max", math.inf)
+    return (_scalar(clip.inputs[1] if len(clip.inputs) > 1 else None, -math.inf),
+            _scalar(clip.inputs[2] if len(clip.inputs) > 2 else None, math.inf))
+
+
 def _fused_attributes(conv: ir.Node, act: ir.Node | None, pool: ir.Node | None) -> dict:
     a = conv.attributes
     w_shape = conv.inputs[1].const_value.shape
@@ -143,8 +152,7 @@ def _fused_attributes(conv: ir.Node, act: ir.Node | None, pool: ir.Node | None) 
         elif act.op_type == "LeakyRelu":
             attrs.update(activation="leaky_relu", alpha=act.attributes.get_float("alpha", 0.01))
         else:
-            lo = _scalar(act.inputs[1] if len(act.inputs) > 1 else None, -math.inf)
-            hi = _scalar(act.inputs[2] if len(act.inputs) > 2 else None, math.inf)
+            lo, hi = _clip_bounds(act)
             attrs.update(activation="clip", clip_min=max(lo, -3.0e38), clip_max=min(hi, 3.0e38))
     attrs["pool"] = "none"
     if pool is not None:

@@ -16,12 +16,9 @@ import tritonnx
 
 ort = pytest.importorskip("onnxruntime")
 
-HEADER = '<ir_version: 8, opset_import: ["" : 18]>\n'
-
-
-def _model(body: str, inits: dict[str, tuple | np.ndarray], *, seed=0) -> onnx.ModelProto:
+def _model(body: str, inits: dict[str, tuple | np.ndarray], *, seed=0, opset=18) -> onnx.ModelProto:
     """A model from ONNX text; `inits`: name -> shape (seeded random values) or an array."""
-    model = onnx.parser.parse_model(HEADER + body)
+    model = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {opset}]>\n' + body)
     rng = np.random.default_rng(seed)
     for name, shape in inits.items():
         if isinstance(shape, np.ndarray):
@@ -98,6 +95,15 @@ def test_activations_and_auto_pad():
     }""", {"w1": (4, 3, 3, 3), "b1": (4,), "w2": (4, 4, 3, 3), "w3": (4, 4, 1, 1),
           "lo": np.array(-0.2, np.float32), "hi": np.array(0.3, np.float32)})
     _check(model, fused=3, remaining=[])
+
+
+def test_clip_bounds_as_attributes_before_opset_11():
+    model = _model(f"""
+    g (float[1,3,9,9] x) => (float[1,4,7,7] y) {CONV} {{
+        c = Conv(x, w, b)
+        y = Clip<min=-0.1, max=0.2>(c)
+    }}""", {"w": (4, 3, 3, 3), "b": (4,)}, opset=10)
+    _check(model, fused=1, remaining=[])
 
 
 def test_residual_add_and_declines():

@@ -63,7 +63,8 @@ The handler that runs the custom op is registered like any other handler, in
 What the framework does with the rules (`apply_fusion`):
 - runs each `FusionRule`'s rewrite rules (``RewriteRuleSet.apply_to_model``) in priority
   order, recording every replacement: the new node, the rule, and the nodes it replaced
-  (`FusedGroup`);
+  (`FusedGroup`); a rule is skipped when the graph holds none of its ``candidates`` (its
+  patterns must contain one of them; a rule listing no candidates always runs);
 - then scans the graph (subgraphs included) for every candidate left standing (a node of the
   standard domain whose op type is in some rule's ``candidates``) and asks each such rule's
   ``explain(node)`` why; the answers are kept as `Declined` entries (onnxscript's rewriter
@@ -385,8 +386,12 @@ def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | 
             for rule in ordered if enabled else ():
                 if not rule.rules:
                     continue
+                nodes = list(_all_nodes(model.graph))
+                if rule.candidates and not any(_is_standard(n.domain) and n.op_type in rule.candidates
+                                               for n in nodes):
+                    continue  # none of the ops it fuses is left: its patterns cannot match
 
-                position = {id(n): i for i, n in enumerate(_all_nodes(model.graph))}
+                position = {id(n): i for i, n in enumerate(nodes)}
 
                 def on_delta(delta, rule=rule, position=position):
                     matched = sorted(delta.match.nodes, key=lambda n: position.get(id(n), -1))

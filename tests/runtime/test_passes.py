@@ -232,3 +232,15 @@ def test_custom_schema_shape_inference():
     onnx.checker.check_model(model, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(model)
     assert inferred.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_rule_runs_only_on_a_graph_holding_a_candidate():
+    """A rule whose candidates are all absent is skipped (start-up cost); none listed: it runs."""
+    def run(candidates):
+        model = ir.serde.deserialize_model(parser.parse_model(FUSE_MODEL))
+        rule = FusionRule("toy", 50, candidates, (AddRelu("TestAddRelu").rule(),), explain)
+        return apply_fusion(model, RuleRegistry([rule]))
+
+    assert len(run(("Add",)).fused) == 1
+    assert len(run(()).fused) == 1
+    assert not run(("Mul",)).fused  # no Mul in the graph: its pattern is not even tried

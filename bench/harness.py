@@ -13,6 +13,7 @@ the same reference (onnxruntime's output), and torch rows the module with the sa
 """
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import sys
@@ -191,6 +192,7 @@ class Harness:
         self.model_dir = Path(settings.model_dir) if settings.model_dir else self.out / "models"
         self._exports: dict[tuple, Path | BaseException] = {}
         self._protos: dict[tuple, object] = {}  # (model, dtype) -> onnx.ModelProto, loaded once
+        self._modules: dict[str, object] = {}  # model -> its fp32 CPU nn.Module, built once
         self._works: dict[tuple, Workload | BaseException] = {}
         self._refs: dict[tuple, tuple[list | None, str]] = {}
         self._costs: dict[tuple, object] = {}
@@ -266,13 +268,20 @@ class Harness:
             if want is None:
                 want = float_dtype if x.is_floating_point() else x.dtype
             feeds.append(x.to(device=self.device, dtype=want).contiguous())
-        config, seed = self.s.config, self.s.seed
         return Workload(
-            model=model, config=config, dtype=dtype, batch=batch, onnx_path=path,
-            build_module=lambda: entry.build(config, seed=seed), input_names=names, inputs=feeds,
+            model=model, config=self.s.config, dtype=dtype, batch=batch, onnx_path=path,
+            build_module=lambda: self._module(model), input_names=names, inputs=feeds,
             device=self.device, seq_len=self.s.seq_len,
             options=self._session_options(),
         )
+
+    def _module(self, model: str):
+        """A fresh copy of the model's torch module (fp32, CPU, the exported weights): built
+        (random init, seconds for the paper configs) once per model, not once per torch row.
+        A copy, because a provider moves and casts its module in place (`nn.Module.to`)."""
+        if model not in self._modules:
+            self._modules[model] = self.zoo.get(model).build(self.s.config, seed=self.s.seed)
+        return copy.deepcopy(self._modules[model])
 
     def _session_options(self) -> dict:
         options = {} if self.s.tf32 else {"tf32": False}
@@ -413,6 +422,8 @@ class Harness:
         for cache in (self._works, self._refs, self._protos):
             for key in [k for k in cache if k[:2] != (model, dtype)]:
                 del cache[key]
+        for key in [k for k in self._modules if k != model]:
+            del self._modules[key]
 
     def _free(self) -> None:
         gc.collect()

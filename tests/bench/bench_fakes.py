@@ -90,7 +90,6 @@ def fake_export(zoo: FakeZoo):
     return export
 
 
-
 def bench_args(**kw) -> argparse.Namespace:
     """`tritonnx bench`'s parsed arguments at their defaults, with `kw` given."""
     base = dict(models=None, config=None, batch=None, dtype=None, providers=None, out=None, resume=None,

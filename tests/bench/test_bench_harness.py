@@ -75,6 +75,20 @@ def test_each_exported_file_is_parsed_once_for_all_its_batches(tmp_path, fake_zo
     assert len(loads) == 1  # inputs and the cost count of every batch come from one parse
 
 
+def test_the_torch_module_is_built_once_per_model_and_each_row_gets_its_own_copy(tmp_path, fake_zoo, monkeypatch):
+    entry = fake_zoo.get("fake_mlp")
+    built, modules = [], []
+    real_build = type(entry).build
+    monkeypatch.setattr(type(entry), "build", lambda self, *a, **kw: built.append(1) or real_build(self, *a, **kw))
+    harness = Harness(_settings(tmp_path, batches=[1, 2, 3], providers=["torch"]), zoo=fake_zoo,
+                      export_fn=fake_export(fake_zoo), device="cpu", progress=False, log=lambda msg: None)
+    real_module = harness._module
+    monkeypatch.setattr(harness, "_module", lambda model: modules.append(real_module(model)) or modules[-1])
+    result = harness.run()
+    assert all(r["status"] == "ok" and r["max_rel_err"] < 1e-5 for r in result.rows)
+    assert len(built) == 2  # the export's, then one for the three torch rows (was one per row)
+    assert len(modules) == 3 and len({id(m) for m in modules}) == 3
+
 def test_fp16_rows_use_an_fp16_model(tmp_path, fake_zoo):
     result = _run(_settings(tmp_path, dtypes=["fp16"], batches=[2]), fake_zoo)
     ort = next(r for r in result.rows if r["provider"] == "onnxruntime")

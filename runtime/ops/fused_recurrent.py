@@ -24,44 +24,21 @@ MODE_ENV = "TRITONNX_RNN_MODE"
 WEIGHT_POSITIONS = {"LSTM": (1, 2, 3, 7), "GRU": (1, 2, 3), "RNN": (1, 2, 3)}
 
 
-def _pack_constants(cell: str, W, R, B, P, attrs: dict, dynamic_inputs, ctx):
-    """The packed weights of a node whose weights are all constant, for the Triton kernels;
-    None where nothing is to pack (torch kernels, a weight computed at run time, a dtype the
-    kernels do not take: the handler then decides at run time)."""
-    if ctx is None or ctx.kernels != "triton" or W is None or R is None:
-        return None
-    if any(pos in dynamic_inputs for pos in WEIGHT_POSITIONS[cell]) or W.dtype not in recurrent.DTYPES:
-        return None
-    return recurrent.pack(cell, W, R, B, P, dtype=W.dtype, device=W.device, **attrs)
+def _prepare(cell: str):
+    """tritonnx::`cell`'s prepare step: the node's `recurrent.PackedRecurrent` when its weights
+    (W, R, B, P) are all constant, for the Triton kernels; None where nothing is to pack (torch
+    kernels, a weight computed at run time, a dtype the kernels do not take: the handler then
+    decides at run time). GRU and RNN have no inputs at positions 6 and 7."""
+    def prepare(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, initial_c=None,
+                P=None, *, layout=0, ctx=None, dynamic_inputs=(), **attrs):
+        if ctx is None or ctx.kernels != "triton" or W is None or R is None:
+            return None
+        if any(pos in dynamic_inputs for pos in WEIGHT_POSITIONS[cell]) or W.dtype not in recurrent.DTYPES:
+            return None
+        return recurrent.pack(cell, W, R, B, P, dtype=W.dtype, device=W.device, **attrs)
 
-
-def prepare_LSTM(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
-                 activation_alpha=None, activation_beta=None, activations=None, clip=None,
-                 direction="forward", hidden_size=None, input_forget=0, layout=0, ctx=None, dynamic_inputs=()):
-    """tritonnx::LSTM's prepare step: its `recurrent.PackedRecurrent`, or None."""
-    attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
-                 activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
-                 input_forget=input_forget)
-    return _pack_constants("LSTM", W, R, B, P, attrs, dynamic_inputs, ctx)
-
-
-def prepare_GRU(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
-                activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
-                layout=0, linear_before_reset=0, ctx=None, dynamic_inputs=()):
-    """tritonnx::GRU's prepare step: its `recurrent.PackedRecurrent`, or None."""
-    attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
-                 activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
-                 linear_before_reset=linear_before_reset)
-    return _pack_constants("GRU", W, R, B, None, attrs, dynamic_inputs, ctx)
-
-
-def prepare_RNN(X=None, W=None, R=None, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
-                activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
-                layout=0, ctx=None, dynamic_inputs=()):
-    """tritonnx::RNN's prepare step: its `recurrent.PackedRecurrent`, or None."""
-    attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
-                 activations=activations, clip=clip, direction=direction, hidden_size=hidden_size)
-    return _pack_constants("RNN", W, R, B, None, attrs, dynamic_inputs, ctx)
+    prepare.__name__ = prepare.__qualname__ = f"prepare_{cell}"
+    return prepare
 
 
 def _mode(ctx) -> str:
@@ -84,33 +61,33 @@ def _run(cell, X, W, R, B, sequence_lens, initial_h, initial_c, P, attrs, layout
                          mode=_mode(ctx), allow_tf32=bool(getattr(ctx, "tf32", True)))
 
 
-@register("LSTM", since=1, domain="tritonnx", prepare=prepare_LSTM)
+@register("LSTM", since=1, domain="tritonnx", prepare=_prepare("LSTM"))
 def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
          activation_alpha=None, activation_beta=None, activations=None, clip=None,
          direction="forward", hidden_size=None, input_forget=0, layout=0, ctx=None, prepared=None):
-    """tritonnx::LSTM: returns (Y, Y_h, Y_c). `prepared`: `prepare_LSTM`'s packed weights."""
+    """tritonnx::LSTM: returns (Y, Y_h, Y_c). `prepared`: its prepare step's packed weights."""
     attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
                  activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
                  input_forget=input_forget)
     return _run("LSTM", X, W, R, B, sequence_lens, initial_h, initial_c, P, attrs, layout, ctx, prepared)
 
 
-@register("GRU", since=1, domain="tritonnx", prepare=prepare_GRU)
+@register("GRU", since=1, domain="tritonnx", prepare=_prepare("GRU"))
 def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
         layout=0, linear_before_reset=0, ctx=None, prepared=None):
-    """tritonnx::GRU: returns (Y, Y_h). `prepared`: `prepare_GRU`'s packed weights."""
+    """tritonnx::GRU: returns (Y, Y_h). `prepared`: its prepare step's packed weights."""
     attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
                  activations=activations, clip=clip, direction=direction, hidden_size=hidden_size,
                  linear_before_reset=linear_before_reset)
     return _run("GRU", X, W, R, B, sequence_lens, initial_h, None, None, attrs, layout, ctx, prepared)
 
 
-@register("RNN", since=1, domain="tritonnx", prepare=prepare_RNN)
+@register("RNN", since=1, domain="tritonnx", prepare=_prepare("RNN"))
 def RNN(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
         layout=0, ctx=None, prepared=None):
-    """tritonnx::RNN: returns (Y, Y_h). `prepared`: `prepare_RNN`'s packed weights."""
+    """tritonnx::RNN: returns (Y, Y_h). `prepared`: its prepare step's packed weights."""
     attrs = dict(activation_alpha=activation_alpha, activation_beta=activation_beta,
                  activations=activations, clip=clip, direction=direction, hidden_size=hidden_size)
     return _run("RNN", X, W, R, B, sequence_lens, initial_h, None, None, attrs, layout, ctx, prepared)

@@ -467,8 +467,9 @@ class InferenceSession:
         """Like `run`, with torch tensors in and out on the session's device (no host copy)."""
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
-        outs = self._executor_for(feeds).run(feeds, names)
-        return [self._own(t, feeds) for t in outs]
+        executor = self._executor_for(feeds)
+        outs = executor.run(feeds, names)
+        return [self._own(t, feeds, executor) for t in outs]
 
     def run(self, output_names, input_feed: Mapping[str, Any], run_options=None) -> list[np.ndarray]:
         """onnxruntime's ``run``: numpy arrays in (torch tensors accepted), numpy arrays out.
@@ -491,12 +492,14 @@ class InferenceSession:
         outs = self._executor_for(feeds).run(feeds, names, profile=rows)
         return outs, rows
 
-    def _own(self, t, feeds: Mapping[str, torch.Tensor]):
-        """A result that aliases a weight or a feed is cloned (the caller may write to it)."""
+    @staticmethod
+    def _own(t, feeds: Mapping[str, torch.Tensor], executor: Executor):
+        """A result that aliases a weight (of the `executor` that ran) or a feed is cloned (the
+        caller may write to it)."""
         if not isinstance(t, torch.Tensor):
             return t
         ptr = t.untyped_storage().data_ptr()
-        if ptr in self._executor.weight_storages or any(
+        if ptr in executor.weight_storages or any(
                 isinstance(f, torch.Tensor) and f.untyped_storage().data_ptr() == ptr for f in feeds.values()):
             return t.clone()
         return t

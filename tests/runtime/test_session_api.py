@@ -262,3 +262,19 @@ def test_empty_output_names_means_every_output_like_onnxruntime(sess, ref):
     assert len(ours) == len(theirs) == 2
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_outputs_do_not_alias_weights_when_a_feed_overrides_an_initializer():
+    """The override path (an initializer fed) runs another executor, with weights of its own."""
+    w = onnx.numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "w")
+    b = onnx.numpy_helper.from_array(np.array([5.0, 6.0], np.float32), "b")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "b"], ["y"]), onnx.helper.make_node("Identity", ["w"], ["c"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2]),
+         onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [2])],
+        [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [2]) for n in ("y", "c")], [w, b])
+    s = InferenceSession(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]))
+    feed = {"x": torch.tensor([3.0, 4.0]), "b": torch.tensor([0.0, 0.0])}
+    y, c = s.run_torch(None, feed)
+    c.add_(100.0)
+    assert s.run_torch(["c"], feed)[0].tolist() == [1.0, 2.0]

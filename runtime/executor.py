@@ -252,8 +252,9 @@ class Executor:
         are all host-side run on the host. A device node reads a host value as is at a
         `HOST_INPUTS` position, else it is moved to the device first.
         """
-        small = {n for n, a in arrays.items()
-                 if isinstance(a, np.ndarray) and a.dtype.kind in "iufb" and a.size <= HOST_MAX_ELEMENTS}
+        graph_inputs = set(self.input_names)  # an initializer listed as an input may be fed: no host copy
+        small = {n for n, a in arrays.items() if n not in graph_inputs
+                 and isinstance(a, np.ndarray) and a.dtype.kind in "iufb" and a.size <= HOST_MAX_ELEMENTS}
         host_values: set[str] = set(small)
         produced_on_host: set[str] = set()
         device_inits: set[str] = set(o for o in self.output_names if o in arrays)

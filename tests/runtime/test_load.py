@@ -118,6 +118,22 @@ def test_initializers_listed_as_inputs_are_overridable_defaults(ir_version):
     np.testing.assert_allclose(s.run(None, {"x": x, "b": other})[0], ref.run(None, {"x": x, "b": other})[0], rtol=1e-6)
 
 
+def test_fed_small_initializer_is_used_where_a_shape_is_read():
+    """A small int initializer listed as an input (here Reshape's shape) must not be read from
+    its host copy when a feed overrides it."""
+    shape = numpy_helper.from_array(np.array([3, 2], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("shape", onnx.TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, None])], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    s = InferenceSession(model)
+    x = _x()
+    assert s.run(None, {"x": x})[0].shape == (3, 2)
+    assert s.run(None, {"x": x, "shape": np.array([1, 6], np.int64)})[0].shape == (1, 6)
+
+
 def _external_model(tmp_path, location="weights.bin"):
     w_array = np.arange(1, 65, dtype=np.float32).reshape(8, 8) / 64.0
     w = numpy_helper.from_array(w_array, "w")

@@ -246,6 +246,18 @@ def _cell_update(
 # Kernels
 # ---------------------------------------------------------------------------------------------
 @triton.jit
+def _gates_dot(w, hT, acc, ALLOW_TF32: tl.constexpr, DOT_FP32: tl.constexpr):
+    """acc + w @ hT (fp32 accumulator): hT in w's dtype, tf32 or exact products for fp32;
+    under the interpreter (DOT_FP32) both operands in fp32."""
+    if DOT_FP32:
+        return tl.dot(w.to(tl.float32), hT, acc)
+    elif ALLOW_TF32:
+        return tl.dot(w, hT.to(w.dtype), acc, input_precision="tf32")
+    else:
+        return tl.dot(w, hT.to(w.dtype), acc, input_precision="ieee")
+
+
+@triton.jit
 def _step_body(
     s, rp_ptr, xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
     batch, H, NJB, rev_mask, d_base,
@@ -275,12 +287,7 @@ def _step_body(
         w = tl.load(w_base + offs_r[:, None] * H + offs_k[None, :], mask=mask_k[None, :], other=0.0)
         hT = tl.load(src_base + offs_b[None, :] * H + offs_k[:, None],
                      mask=mask_k[:, None] & mask_b[None, :], other=0.0)
-        if DOT_FP32:
-            acc = tl.dot(w.to(tl.float32), hT, acc)
-        elif ALLOW_TF32:
-            acc = tl.dot(w, hT.to(w.dtype), acc, input_precision="tf32")
-        else:
-            acc = tl.dot(w, hT.to(w.dtype), acc, input_precision="ieee")
+        acc = _gates_dot(w, hT, acc, ALLOW_TF32, DOT_FP32)
     _cell_update(
         acc, d, s, pid_j, pid_b,
         xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
@@ -402,12 +409,7 @@ def recurrent_persistent_kernel(
         h_base = h_ptr + (d * 2 + s % 2) * batch * H
         if ONLY_PHASE != 2:
             hT = tl.load(h_base + src_off, mask=mask_hb, other=0.0, cache_modifier=".cg")
-            if DOT_FP32:
-                acc = tl.dot(w, hT)
-            elif ALLOW_TF32:
-                acc = tl.dot(w, hT.to(w.dtype), input_precision="tf32")
-            else:
-                acc = tl.dot(w, hT.to(w.dtype), input_precision="ieee")
+            acc = _gates_dot(w, hT, tl.zeros((ROWS, BLOCK_B), dtype=tl.float32), ALLOW_TF32, DOT_FP32)
             _cell_update(
                 acc, d, s, pid_j, pid_b,
                 xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,
@@ -422,12 +424,7 @@ def recurrent_persistent_kernel(
         if CELL == 3 and ONLY_PHASE != 1:
             rhT = tl.load(rh_ptr + d * batch * H + src_off, mask=mask_hb, other=0.0,
                           cache_modifier=".cg")
-            if DOT_FP32:
-                acc2 = tl.dot(w, rhT)
-            elif ALLOW_TF32:
-                acc2 = tl.dot(w, rhT.to(w.dtype), input_precision="tf32")
-            else:
-                acc2 = tl.dot(w, rhT.to(w.dtype), input_precision="ieee")
+            acc2 = _gates_dot(w, rhT, tl.zeros((ROWS, BLOCK_B), dtype=tl.float32), ALLOW_TF32, DOT_FP32)
             _cell_update(
                 acc2, d, s, pid_j, pid_b,
                 xp_ptr, h_ptr, c_ptr, y_ptr, lens_ptr, p_ptr, rbh_ptr, z_ptr, rh_ptr,

@@ -42,13 +42,19 @@ DEFAULT_JOB_TIMEOUT = 600.0
 _STARTUP_TIMEOUT = 300.0
 
 
-def cache_dir() -> Path:
-    """`$TRITONNX_CACHE_DIR/aot`, else `$XDG_CACHE_HOME/tritonnx/aot`, else `~/.cache/tritonnx/aot`."""
+def cache_root() -> Path:
+    """tritonnx's cache folder: `$TRITONNX_CACHE_DIR`, else `$XDG_CACHE_HOME/tritonnx`, else
+    `~/.cache/tritonnx`."""
     root = os.environ.get("TRITONNX_CACHE_DIR")
     if root:
-        return Path(root) / "aot"
+        return Path(root)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "tritonnx" / "aot"
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tritonnx"
+
+
+def cache_dir() -> Path:
+    """The compile results' cache: `cache_root() / "aot"`."""
+    return cache_root() / "aot"
 
 
 def _triton_version() -> str:

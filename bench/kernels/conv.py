@@ -5,8 +5,8 @@ paper shapes, found the way a session finds them: each model is exported (paper 
 run through the session's passes; every ``tritonnx::ConvReluPool`` node (with its input shape
 and attributes) is one block. Repeated identical blocks of a model are measured once (the note
 says how many there are). The paper blocks ship as ``conv_blocks.json`` (`write_bundled`
-regenerates it); other configs are cached as JSON in ``~/.cache/tritonnx/bench``. Pooled
-blocks run first, then residual ones, then the rest; fp16 first when listed first.
+regenerates it); other configs are cached as JSON in ``~/.cache/tritonnx/bench``
+(``$TRITONNX_CACHE_DIR/bench``). Pooled blocks run first, then residual ones, then the rest; fp16 first when listed first.
 
 Per block, batch (1 and 64) and dtype, rows for:
 - "tritonnx": `conv_relu_pool` on a channels-last input with prepacked weights (as the
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,6 @@ FAMILY = "conv"
 MODELS = ("lenet5", "alexnet", "vgg16", "googlenet", "resnet18")
 BATCHES = (1, 64)
 QUICK_BLOCKS = 2  # per model, with quick=True (batch 64 only)
-CACHE_DIR = Path(os.environ.get("TRITONNX_CACHE", Path.home() / ".cache" / "tritonnx")) / "bench"
 
 
 @dataclass(frozen=True)
@@ -124,17 +122,19 @@ def model_blocks(name: str, *, config: str = "paper", cache: bool = True) -> lis
     """`extract_blocks` of the zoo model `name` exported in `config`.
 
     "paper" blocks come from the bundled `conv_blocks.json` when it lists the model (so a GPU
-    session spends no time exporting), else from a JSON cache in `CACHE_DIR`, else an export.
+    session spends no time exporting), else from a JSON cache in the ``bench`` folder of
+    `aot.cache_root()` (``$TRITONNX_CACHE_DIR``, as the compile gate's), else an export.
     """
     import onnx
 
     from tritonnx.export import export_model
+    from tritonnx.triton_kernels.aot import cache_root
 
     if cache and config == "paper" and BUNDLED.exists():
         bundled = json.loads(BUNDLED.read_text())
         if name in bundled:
             return _from_json(bundled[name])
-    path = CACHE_DIR / f"conv-blocks-{name}-{config}.json"
+    path = cache_root() / "bench" / f"conv-blocks-{name}-{config}.json"
     if cache and path.exists():
         return _from_json(json.loads(path.read_text()))
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,6 +23,13 @@ def blocks():
     return {name: bench_conv.model_blocks(name, config="tiny", cache=False) for name in ("lenet5", "resnet18")}
 
 
+def test_blocks_cache_in_the_tritonnx_cache_dir(blocks, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITONNX_CACHE_DIR", str(tmp_path))
+    assert bench_conv.model_blocks("lenet5", config="tiny") == blocks["lenet5"]
+    assert (tmp_path / "bench" / "conv-blocks-lenet5-tiny.json").exists()
+    assert bench_conv.model_blocks("lenet5", config="tiny") == blocks["lenet5"]  # from the file
+
+
 def test_blocks_found(blocks):
     assert [b.attrs["pool"] for b in blocks["lenet5"]] == ["max", "max"]
     res = blocks["resnet18"]

@@ -249,6 +249,7 @@ class Harness:
 
     def _make_workload(self, model: str, dtype: str, batch: int) -> Workload:
         from tritonnx.bench.providers import torch_dtype
+        from tritonnx.runtime.dtypes import ONNX_TO_TORCH
 
         path = self._export(model, dtype)
         entry = self.zoo.get(model)
@@ -264,7 +265,7 @@ class Harness:
         float_dtype = torch_dtype(dtype)
         for vi, x in zip(graph_inputs, inputs):
             names.append(vi.name)
-            want = _onnx_torch_dtype(vi.type.tensor_type.elem_type)
+            want = ONNX_TO_TORCH.get(vi.type.tensor_type.elem_type)
             if want is None:
                 want = float_dtype if x.is_floating_point() else x.dtype
             feeds.append(x.to(device=self.device, dtype=want).contiguous())
@@ -520,17 +521,3 @@ def _utc() -> str:
     import datetime as _dt
 
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _onnx_torch_dtype(elem_type: int):
-    import onnx
-    import torch
-
-    table = {
-        onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float16,
-        onnx.TensorProto.BFLOAT16: torch.bfloat16, onnx.TensorProto.DOUBLE: torch.float64,
-        onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32,
-        onnx.TensorProto.BOOL: torch.bool, onnx.TensorProto.UINT8: torch.uint8, onnx.TensorProto.INT8: torch.int8,
-    }
-    return table.get(elem_type)
-

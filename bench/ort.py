@@ -38,17 +38,12 @@ def _model_bytes(model) -> bytes:
 
 
 def _numpy_dtype(tensor):
-    import torch
+    from tritonnx.runtime.dtypes import numpy_dtype_of_torch
 
-    table = {
-        torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
-        torch.int64: np.int64, torch.int32: np.int32, torch.int8: np.int8, torch.uint8: np.uint8,
-        torch.bool: np.bool_,
-    }
-    try:
-        return table[tensor.dtype]
-    except KeyError:
-        raise RuntimeError(f"onnxruntime IOBinding: no numpy element type for {tensor.dtype}") from None
+    dtype = numpy_dtype_of_torch(tensor.dtype)
+    if dtype is None:
+        raise RuntimeError(f"onnxruntime IOBinding: no numpy element type for {tensor.dtype}")
+    return dtype
 
 
 def session_options(ort, *, optimize: bool = True):

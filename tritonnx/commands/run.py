@@ -85,7 +85,9 @@ def random_input(arg, dims: dict[str, int], rng: np.random.Generator) -> np.ndar
         return rng.integers(0, 10, size=shape).astype(kind)
     if kind in ("float", "double", "float16"):
         return rng.standard_normal(shape).astype({"float": np.float32, "double": np.float64, "float16": np.float16}[kind])
-    elem = next(k for k, v in dtypes._ORT_NAMES.items() if v == kind)
+    elem = next((k for k in dtypes.ONNX_TO_TORCH if dtypes.ort_type_string(k) == arg.type), None)
+    if elem is None:
+        raise InvalidArgument(f"input {arg.name!r}: no random values for type {arg.type}; give it with --input")
     return dtypes.to_numpy(dtypes.from_numpy(rng.standard_normal(shape).astype(np.float32)).to(dtypes.torch_dtype(elem)))
 
 

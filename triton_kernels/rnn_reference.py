@@ -188,19 +188,18 @@ def _run(step_fn, xp, lens, states, reverse, seq):
     """Run `step_fn(x_t, states) -> (h, *states)` over time with per-item lengths.
 
     xp: [seq, batch, K] projected inputs; returns Y [seq, batch, hidden] and the final states.
+    No host synchronisation (masks, not boolean indexing), so a CUDA graph can capture it.
     """
     batch = xp.shape[1]
     arange_b = torch.arange(batch, device=xp.device)
     y = xp.new_zeros((seq, batch, states[0].shape[-1]))
     for s in range(seq):
-        valid = s < lens
-        if not bool(valid.any()):
-            break
+        m = (s < lens)[:, None]
+        # an item past its length rewrites Y at t (its own last value, or zero) unchanged
         t = (lens - 1 - s).clamp(min=0) if reverse else torch.full_like(lens, s)
         new = step_fn(xp[t, arange_b], states)
-        m = valid[:, None]
         states = [torch.where(m, n, o) for n, o in zip(new, states)]
-        y[t[valid], arange_b[valid]] = new[0][valid]
+        y[t, arange_b] = torch.where(m, new[0], y[t, arange_b])
     return y, states
 
 

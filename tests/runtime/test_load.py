@@ -54,11 +54,14 @@ def test_malformed_file_is_one_clear_error(tmp_path, damage):
         InferenceSession(str(path))
 
 
-def test_invalid_graph():
+@pytest.mark.parametrize("form", ["proto", "bytes", "path"])
+def test_invalid_graph(form, tmp_path):
     model = parser.parse_model(GOOD)
     model.graph.node[1].input[0] = "undefined_value"
-    with pytest.raises(InvalidGraph, match="invalid ONNX model"):
-        InferenceSession(model)
+    source = {"proto": lambda: model, "bytes": model.SerializeToString,
+              "path": lambda: (tmp_path / "m.onnx").write_bytes(model.SerializeToString()) and tmp_path / "m.onnx"}[form]()
+    with pytest.raises(InvalidGraph, match="invalid ONNX model.*undefined_value"):
+        InferenceSession(source)
 
 
 def test_unsupported_ops_collected_in_one_error():

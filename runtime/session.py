@@ -283,6 +283,8 @@ class InferenceSession:
                                if k.startswith("tritonnx.dim.")})
         self._model = model
         self._inputs, self._overridable, self._outputs = self._io_specs(model)
+        self._feedable = {s.name: s for s in (*self._inputs, *self._overridable)}
+        self._output_order = [s.name for s in self._outputs]
 
         model = convert_opset(model, self._ops, what)
         self._converted = model
@@ -407,8 +409,7 @@ class InferenceSession:
 
     # ----------------------------------------------------------------- feeds
     def _validate(self, feed: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        known = {s.name: s for s in self._inputs}
-        known.update({s.name: s for s in self._overridable})
+        known = self._feedable
         for name in feed:
             if name not in known:
                 raise InvalidArgument(f"Invalid input name: {name} (the model's inputs: "
@@ -452,9 +453,9 @@ class InferenceSession:
             raise InvalidArgument(f"input {name!r}: {exc}") from None
 
     def _output_names(self, output_names) -> list[str]:
-        all_names = [s.name for s in self._outputs]
+        all_names = self._output_order
         if output_names is None or (not isinstance(output_names, str) and len(output_names) == 0):
-            return all_names  # onnxruntime: None or an empty list means every output
+            return list(all_names)  # onnxruntime: None or an empty list means every output
         if isinstance(output_names, str):
             output_names = [output_names]
         for name in output_names:

@@ -620,14 +620,17 @@ def _conv_signature(fn, dtype, flags, config):
 
 
 #: How the launcher's tensors specialise (Triton turns an int 1 into a constant and marks
-#: multiples of 16): "nhwc16" = channels-last activations (the runtime's choice) with channel
-#: counts that are multiples of 16 (every layer past the first); "nchw" = plain contiguous NCHW
-#: with no size hints (a first layer, C = 1 or 3). The packed weight [K, O] is contiguous.
+#: multiples of 16): "nhwc16" = channels-last activations (the runtime hands every conv its
+#: input channels-last on a GPU) with channel counts that are multiples of 16 (most layers past
+#: the first); "nhwc" = channels-last with no size hints (a first layer, C = 1 or 3, and
+#: LeNet-5's 6-channel layers); "nchw" = plain contiguous NCHW with no size hints (a direct
+#: call of `conv_relu_pool`). The packed weight [K, O] is contiguous.
 _CONV_LAYOUTS = {
     "nhwc16": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"),
                "divisible": ("C_G", "COUT_G", "stride_xn", "stride_xh", "stride_xw", "stride_wk",
                              "stride_rn", "stride_rh", "stride_rw", "stride_yn", "stride_yh",
                              "stride_yw")},
+    "nhwc": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"), "divisible": ()},
     "nchw": {"ones": ("stride_xw", "stride_wn", "stride_rw", "stride_yw"), "divisible": ()},
 }
 
@@ -641,6 +644,11 @@ def _conv_spills(row: dict) -> str | None:
                 f"together (seen up to ~1.3 KB of stack with the plain-NCHW specialisation and "
                 f"unrolled taps; none since the taps became a runtime loop). Kept until a GPU "
                 f"timing says whether to prune (owner: conv)")
+    if row["flags"]["residual"] and row["flags"]["layout"] != "nhwc16" and row["spill"] <= 1024:
+        return ("residual epilogue with no size hints (channels not a multiple of 16): seen "
+                "784-880 B of stack at 255 registers with the 64x128 tiles; the zoo's residual "
+                "blocks (ResNet) have >= 64 channels (nhwc16, no such spill). Kept until a GPU "
+                "timing says whether to prune (owner: conv)")
     if row["spill"] <= 128:
         return ("<= 128 B of stack at 255 registers (the largest tiles in fp32/tf32, or with the "
                 "residual epilogue): at most 32 values per thread, L1-resident; more fails the gate")

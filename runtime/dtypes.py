@@ -138,14 +138,18 @@ def numpy_dtype_of_torch(dtype: torch.dtype) -> np.dtype | None:
     return _TORCH_TO_NP.get(dtype)
 
 
-def to_numpy(t: torch.Tensor) -> np.ndarray:
+def to_numpy(t: torch.Tensor, *, copy: bool = False) -> np.ndarray:
     """A torch tensor as a numpy array, bfloat16/float8 through onnx's numpy dtypes (ml_dtypes).
 
-    Returns a host copy for device tensors; for CPU tensors of numpy-native dtypes, a view.
+    Returns a host copy for device tensors; for CPU tensors, a view where one is possible.
+    `copy`: a C-contiguous array that never shares memory with `t` (for a device tensor, the
+    transfer is that copy).
     """
     t = t.detach()
     if t.device.type != "cpu":
-        t = t.cpu()
+        t = (t.contiguous() if copy else t).cpu()
+    elif copy:
+        t = t.clone(memory_format=torch.contiguous_format)
     np_dt = _TORCH_TO_NP.get(t.dtype)
     if np_dt is not None:
         return t.numpy()

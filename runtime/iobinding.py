@@ -102,4 +102,4 @@ class IOBinding:
         return list(self._results)
 
     def copy_outputs_to_cpu(self) -> list[np.ndarray]:
-        return [np.array(dtypes.to_numpy(t), copy=True) for t in self._results]
+        return [dtypes.to_numpy(t, copy=True) for t in self._results]

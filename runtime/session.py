@@ -482,7 +482,7 @@ class InferenceSession:
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
         outs = self._executor_for(feeds).run(feeds, names)
-        return [np.array(dtypes.to_numpy(t), copy=True) if isinstance(t, torch.Tensor) else np.asarray(t)
+        return [dtypes.to_numpy(t, copy=True) if isinstance(t, torch.Tensor) else np.asarray(t)
                 for t in outs]
 
     def run_profiled(self, output_names, input_feed: Mapping[str, Any]) -> tuple[list[torch.Tensor], list[ProfileRow]]:

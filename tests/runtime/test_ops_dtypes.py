@@ -133,3 +133,13 @@ def test_dtype_mapping_round_trips():
         assert back.dtype == tdt
         assert torch.equal(back, t) if tdt.is_complex else torch.equal(back.float(), t.float())
     assert dtypes.ort_type_string(1) == "tensor(float)"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_to_numpy_copy_owns_its_memory_and_is_c_contiguous(dtype):
+    t = torch.arange(1, 7, dtype=dtype).reshape(2, 3).t()  # a non-contiguous view
+    a = dtypes.to_numpy(t, copy=True)
+    assert a.flags.c_contiguous and a.shape == (3, 2)
+    a[0, 0] = 99
+    assert t[0, 0].item() == 1
+    np.testing.assert_array_equal(a[1:].astype(np.float32), t[1:].float().numpy())

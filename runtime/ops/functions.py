@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 
 from tritonnx.errors import NotImplemented
 from tritonnx.runtime import dtypes
+from tritonnx.runtime.executor import attribute_value
 from tritonnx.runtime.registry import OPS, canonical_domain
 
 #: Function ops left out: sequences and random sampling are not tensors-in, tensors-out;
@@ -30,19 +31,6 @@ def _attribute(name: str, value) -> onnx.AttributeProto:
     if isinstance(value, torch.Tensor):
         return helper.make_attribute(name, numpy_helper.from_array(dtypes.to_numpy(value)))
     return helper.make_attribute(name, value)
-
-
-def _attr_value(attr: onnx.AttributeProto, device):
-    value = helper.get_attribute_value(attr)
-    if attr.type == onnx.AttributeProto.STRING:
-        return value.decode()
-    if attr.type == onnx.AttributeProto.STRINGS:
-        return [v.decode() for v in value]
-    if attr.type == onnx.AttributeProto.TENSOR:
-        return dtypes.from_numpy(numpy_helper.to_array(value), device)
-    if attr.type in (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS):
-        return list(value)
-    return value
 
 
 def _bind_refs(fn: onnx.FunctionProto, attrs: dict) -> onnx.FunctionProto:
@@ -111,7 +99,7 @@ def _make_handler(op: str, since: int):
             args = [env.get(n) if n else None for n in node.input]
             while args and args[-1] is None:
                 args.pop()
-            kwargs = {a.name: _attr_value(a, device) for a in node.attribute}
+            kwargs = {a.name: attribute_value(a, device) for a in node.attribute}
             if impl.wants_num_outputs:
                 kwargs["num_outputs"] = len(node.output)
             if impl.wants_ctx:

@@ -294,7 +294,7 @@ class InferenceSession:
         # Initializers listed as inputs are constants for the passes (so they fold and fuse);
         # a run that overrides one uses an unoptimised executor, built on first need.
         rewritten = run_passes(_without_initializer_inputs(model), state)
-        graph_only = weightless_proto(rewritten)
+        graph_only = state.checked if state.checked is not None else weightless_proto(rewritten)
         check_supported(graph_only, self._ops, f"{what} after rewriting")
         self._rewritten = rewritten
         self._report = state.report
@@ -315,7 +315,8 @@ class InferenceSession:
 
                 state = PassState(rules=self._rules, ctx=self._ctx, optimize=False, fusion=False)
                 plain = run_passes(self._converted, state)
-                self._override_executor = Executor(weightless_proto(plain), self._ops, self._ctx,
+                graph_only = state.checked if state.checked is not None else weightless_proto(plain)
+                self._override_executor = Executor(graph_only, self._ops, self._ctx,
                                                    initializer_arrays(plain))
             return self._override_executor
 

@@ -28,6 +28,8 @@ class PassState:
     fusion: bool = True
     report: FusionReport | None = None
     log: list[str] = field(default_factory=list)
+    #: the result as `weightless_proto` gave it to the ``check`` pass (what the executor lowers)
+    checked: onnx.ModelProto | None = None
 
 
 def _infer_shapes(model: ir.Model, state: PassState) -> None:
@@ -120,6 +122,7 @@ def _check(model: ir.Model, state: PassState) -> None:
     except onnx.checker.ValidationError as exc:
         raise InvalidGraph(f"the rewritten model is not valid ONNX (a pass or rule is at fault): "
                            f"{str(exc).strip().splitlines()[0]}") from None
+    state.checked = proto
 
 
 def weightless_proto(model: ir.Model) -> onnx.ModelProto:

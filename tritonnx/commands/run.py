@@ -143,7 +143,7 @@ def run(args) -> int:
         outs, rows = sess.run_profiled(None, feed)
         from tritonnx.runtime import dtypes
 
-        outputs = [np.array(dtypes.to_numpy(t), copy=True) for t in outs]
+        outputs = [dtypes.to_numpy(t, copy=True) for t in outs]
         label = "device ms" if sess.device.type == "cuda" else "CPU wall ms (not a performance figure)"
         table = [[r.node, r.op_type if not r.domain else f"{r.domain}::{r.op_type}", r.kernel, f"{r.ms:.3f}"] for r in rows]
         table.append(["total", "", "", f"{sum(r.ms for r in rows):.3f}"])

@@ -7,6 +7,7 @@ Settings follow DESIGN.md ("Names, knobs and defaults"): session config entries
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,12 +112,35 @@ def default_kernels(device) -> str:
     return "triton" if getattr(device, "type", "cpu") == "cuda" else "torch"
 
 
+#: The oldest CUDA architecture the Triton kernels are built and checked for (sm_80, A100).
+MIN_TRITON_CAPABILITY = (8, 0)
+
+
+def supported_kernels(device, kernels: str) -> str:
+    """`kernels`, or "torch" with one warning when it is "triton" on a CUDA device older than
+    sm_80 (the kernels' tile configs and the compile gate cover sm_80 and up only)."""
+    if kernels != "triton" or getattr(device, "type", "cpu") != "cuda":
+        return kernels
+    import torch
+
+    capability = tuple(torch.cuda.get_device_capability(device))
+    if capability >= MIN_TRITON_CAPABILITY:
+        return kernels
+    name = torch.cuda.get_device_name(device)
+    warnings.warn(
+        f"{name} is sm_{capability[0]}{capability[1]}; tritonnx's Triton kernels need sm_80 or newer: "
+        "fused nodes run their torch references instead (tritonnx.kernels=torch)",
+        RuntimeWarning, stacklevel=4,
+    )
+    return "torch"
+
+
 def build_context(device, settings: dict[str, Any], extra: dict[str, str] | None = None) -> ExecContext:
     """An `ExecContext` for `device` from typed `settings` (keyword names), defaults filled in."""
     is_cuda = getattr(device, "type", "cpu") == "cuda"
     return ExecContext(
         device=device,
-        kernels=settings.get("kernels") or default_kernels(device),
+        kernels=supported_kernels(device, settings.get("kernels") or default_kernels(device)),
         tf32=settings.get("tf32", True),
         fusion=settings.get("fusion", True),
         cuda_graphs=bool(settings.get("cuda_graphs", True)) and is_cuda,

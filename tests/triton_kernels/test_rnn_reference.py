@@ -73,9 +73,11 @@ def test_layout1_is_transposed_layout0(op):
         if feeds.get(n) is not None:
             t[n] = feeds[n].transpose(0, 1).contiguous()
     got = _run_ref(op, t, attrs, layout=1)
-    assert torch.equal(got[0], want[0].permute(2, 0, 1, 3))
+    # The same math on transposed operands: equal up to the BLAS kernel's summation order
+    # (which the CPU's matmul kernel picks by stride; bit-equality held on one machine only).
+    assert rel_err(got[0], want[0].permute(2, 0, 1, 3)) < 1e-6
     for g, w in zip(got[1:], want[1:]):
-        assert torch.equal(g, w.transpose(0, 1))
+        assert rel_err(g, w.transpose(0, 1)) < 1e-6
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])

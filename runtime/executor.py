@@ -35,6 +35,7 @@ from tritonnx.errors import Fail, InvalidArgument, TritonnxError
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import ExecContext
 from tritonnx.runtime.registry import OpImpl, OpRegistry, canonical_domain
+from tritonnx.runtime.subgraph import Subgraph, graph_attributes, node_outer_names
 
 #: (op type -> input positions) a device node reads on the host (shapes, axes, sizes, with
 #: ``.tolist()``): a small constant or a host-computed value goes there as a CPU tensor, so the
@@ -197,10 +198,18 @@ class Executor:
     """Runs one rewritten model (a ``ModelProto`` every node of which has a handler)."""
 
     def __init__(self, model: onnx.ModelProto, ops: OpRegistry, ctx: ExecContext,
-                 weights: Mapping[str, np.ndarray] | None = None) -> None:
+                 weights: Mapping[str, np.ndarray] | None = None, *, host_feeds: frozenset[str] = frozenset(),
+                 nested: bool = False) -> None:
         """Lower `model`; `weights` (name -> array), when given, replace its initializers' data
-        (a `weightless_proto` plus `initializer_arrays` avoids serializing the weights)."""
+        (a `weightless_proto` plus `initializer_arrays` avoids serializing the weights).
+
+        `host_feeds` and `nested` lower a subgraph (`tritonnx.runtime.subgraph`): the feeds
+        named in `host_feeds` come as host tensors, and outputs produced on the host are returned
+        as they are (the control-flow handler places them)."""
         self.ctx = ctx
+        self._ops = ops
+        self._opset_import = list(model.opset_import)
+        self._host_feeds = host_feeds
         self.device = torch.device(ctx.device)
         graph = model.graph
         opsets = {canonical_domain(e.domain): int(e.version) for e in model.opset_import}
@@ -236,7 +245,8 @@ class Executor:
         self.steps = tuple(self._bind(self._prepare(s)) for s in self._with_releases(steps))
         #: initializers some prepared value was computed from (a feed overriding one disables it)
         self._prepared_from = frozenset().union(*(s.prepared_from for s in self.steps))
-        self.host_outputs = frozenset(o for o in self.output_names if o in self._host_values)
+        self.host_outputs = frozenset() if nested else \
+            frozenset(o for o in self.output_names if o in self._host_values)
         self.has_custom_nodes = any(s.domain not in ("",) for s in self.steps)
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._no_graph: dict[tuple, str] = {}
@@ -255,8 +265,8 @@ class Executor:
         graph_inputs = set(self.input_names)  # an initializer listed as an input may be fed: no host copy
         small = {n for n, a in arrays.items() if n not in graph_inputs
                  and isinstance(a, np.ndarray) and a.dtype.kind in "iufb" and a.size <= HOST_MAX_ELEMENTS}
-        host_values: set[str] = set(small)
-        produced_on_host: set[str] = set()
+        host_values: set[str] = set(small) | self._host_feeds
+        produced_on_host: set[str] = set(self._host_feeds)
         device_inits: set[str] = set(o for o in self.output_names if o in arrays)
         host_inits: set[str] = set()
         steps: list[Step] = []
@@ -275,6 +285,11 @@ class Executor:
             names = list(node.input)
             to_device = []
             readable = HOST_INPUTS.get(node.op_type, frozenset()) if domain == "" else frozenset()
+            subgraphs = graph_attributes(node)
+            if subgraphs:  # control flow: outer values appended, passed where they are
+                outer = node_outer_names(node)
+                names += outer
+                readable = frozenset(range(len(names)))
             for pos, name in enumerate(names):
                 if not name:
                     continue
@@ -293,11 +308,27 @@ class Executor:
             if host:
                 host_values.update(o for o in node.output if o)
                 produced_on_host.update(o for o in node.output if o)
-            attrs = {a.name: attribute_value(a, "cpu" if host else self.device) for a in node.attribute}
+            if subgraphs:
+                host_outer = {n for n in outer if n in produced_on_host or n in small}
+                attrs = {a.name: self._subgraphs(node, a, host_outer) if a.type in (
+                    onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) else attribute_value(a, self.device)
+                    for a in node.attribute}
+                attrs.update(num_inputs=len(node.input), outer=tuple(outer))
+            else:
+                attrs = {a.name: attribute_value(a, "cpu" if host else self.device) for a in node.attribute}
             steps.append(Step(index, node.name, node.op_type, domain, impl, tuple(names), tuple(node.output),
                               MappingProxyType(attrs), host=host, to_device=tuple(to_device)))
         self._host_values = produced_on_host
         return steps, device_inits, host_inits
+
+    def _subgraphs(self, node: onnx.NodeProto, attr: onnx.AttributeProto, host_outer: set[str]):
+        """A GRAPH attribute as a `Subgraph` (GRAPHS: a list of them), lowered once. A Loop
+        body's iteration number and condition come from the host (the handler keeps them there)."""
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        loop = node.op_type == "Loop" and canonical_domain(node.domain) == ""
+        lowered = [Subgraph(g, self._opset_import, self._ops, self.ctx, host_outer,
+                            [i.name for i in g.input[:2]] if loop else ()) for g in graphs]
+        return lowered[0] if attr.type == onnx.AttributeProto.GRAPH else lowered
 
     def _with_releases(self, steps: list[Step]) -> list[Step]:
         keep = set(self.output_names) | set(self.weights)

@@ -1,0 +1,129 @@
+"""Subgraphs (the bodies of If, Loop, Scan, SequenceMap) lowered once, at session creation.
+
+A node with GRAPH attributes is lowered by the `Executor` like any other, except that:
+- each of its subgraphs becomes a `Subgraph`: a nested `Executor` over that graph (its own
+  initializers placed on the device once, its handlers resolved from the session's registry,
+  the same host/device placement), built with the enclosing model's opsets;
+- the names the subgraphs read from the enclosing scopes (`outer_names`: values of the
+  enclosing graph, or of a graph further out for a nested subgraph) are appended to the
+  node's inputs, so the executor passes them (and keeps them alive until that node ran);
+- the handler receives, besides its ONNX attributes (each subgraph as a `Subgraph`), the
+  keyword arguments ``num_inputs`` (the node's own input count: the arguments past it are the
+  outer values) and ``outer`` (their names, in order).
+
+Values are tensors, sequences (Python lists of tensors) and optionals (``None`` when empty).
+Outer values produced on the host (shape arithmetic) stay there inside the subgraph, so a
+condition that depends only on shapes is decided without a device sync.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping, Sequence
+
+import onnx
+import torch
+
+#: The keyword arguments the executor adds to the handler of a node that has subgraphs.
+SUBGRAPH_KWARGS = ("num_inputs", "outer")
+
+
+def graph_attributes(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The subgraphs of `node` (GRAPH and GRAPHS attributes), in attribute order."""
+    graphs: list[onnx.GraphProto] = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attr.graphs)
+    return graphs
+
+
+def outer_names(graph: onnx.GraphProto) -> list[str]:
+    """The names `graph` (its nodes, its nested subgraphs, its outputs) reads but does not define:
+    the values it takes from the enclosing scopes, in first-use order."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    seen: dict[str, None] = {}
+
+    def use(names: Iterable[str]) -> None:
+        for name in names:
+            if name and name not in defined and name not in seen:
+                seen[name] = None
+
+    for node in graph.node:
+        use(node.input)
+        for sub in graph_attributes(node):
+            use(outer_names(sub))
+        defined.update(o for o in node.output if o)
+    use(o.name for o in graph.output)
+    return list(seen)
+
+
+def node_outer_names(node: onnx.NodeProto) -> list[str]:
+    """What the subgraphs of `node` read from the enclosing scopes (none of the node's own
+    inputs' duplicates removed: a name may be both)."""
+    seen: dict[str, None] = {}
+    for sub in graph_attributes(node):
+        for name in outer_names(sub):
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+class Subgraph:
+    """A subgraph lowered to a nested `Executor`; the control-flow handlers call `run`.
+
+    Attributes:
+        name: the subgraph's name (``graph.name``).
+        input_names: its formal inputs, in order.
+        output_names: its outputs, in order.
+        outer: the names it reads from the enclosing scopes.
+    """
+
+    def __init__(self, graph: onnx.GraphProto, opset_import: Sequence[onnx.OperatorSetIdProto], ops, ctx,
+                 host_outer: Iterable[str] = (), host_inputs: Iterable[str] = ()) -> None:
+        """Lower `graph`; `host_outer` / `host_inputs` are the outer values and formal inputs
+        that come as host (CPU) tensors (the rest come on the device)."""
+        from tritonnx.runtime.executor import Executor
+
+        self.name = graph.name
+        self.input_names: tuple[str, ...] = tuple(i.name for i in graph.input)
+        self.output_names: tuple[str, ...] = tuple(o.name for o in graph.output)
+        self.outer: tuple[str, ...] = tuple(outer_names(graph))
+        #: the declared type of each output (``None`` where the graph declares none)
+        self.output_types: tuple[onnx.TypeProto | None, ...] = tuple(
+            o.type if o.HasField("type") else None for o in graph.output)
+        self.device = torch.device(ctx.device)
+        wrapped = onnx.GraphProto()
+        wrapped.CopyFrom(graph)
+        formal = set(self.input_names)
+        wrapped.input.extend(onnx.ValueInfoProto(name=n) for n in self.outer if n not in formal)
+        model = onnx.ModelProto(ir_version=onnx.IR_VERSION, graph=wrapped)
+        model.opset_import.extend(opset_import)
+        host = set(host_outer) & set(self.outer) | set(host_inputs)
+        self.executor = Executor(model, ops, dataclasses.replace(ctx, cuda_graphs=False),
+                                 host_feeds=frozenset(host), nested=True)
+
+    def run(self, inputs: Sequence[Any], scope: Mapping[str, Any]) -> list[Any]:
+        """Run once: `inputs` bind the formal inputs in order, `scope` the outer names.
+
+        Returns the outputs in order (host values may come back as CPU tensors: see
+        `to_device`)."""
+        feeds = {name: scope.get(name) for name in self.outer}
+        feeds.update(zip(self.input_names, inputs))
+        return self.executor._execute(feeds, self.output_names)
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """`value` (tensor, sequence of tensors or None) on `device` (a no-op on the CPU)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.device == device else value.to(device)
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    return value
+
+
+def scope_of(values: Sequence[Any], num_inputs: int, outer: Sequence[str]) -> tuple[list[Any], dict[str, Any]]:
+    """Split a handler's positional arguments into the node's own inputs (padded with ``None``
+    to `num_inputs`: the executor drops trailing absent ones) and the outer scope by name."""
+    values = list(values) + [None] * max(0, num_inputs + len(outer) - len(values))
+    return values[:num_inputs], dict(zip(outer, values[num_inputs:]))

@@ -1,0 +1,228 @@
+"""If, Loop and Scan against onnxruntime, side by side: outer-scope values, nested subgraphs,
+subgraphs with their own initializers, loop-carried values, scan outputs along axes and
+directions, dynamic trip counts and conditions, zero iterations, every opset where they
+changed."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tritonnx.runtime import InferenceSession
+
+ort = pytest.importorskip("onnxruntime")
+
+F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+IF_OPSETS = (11, 13, 16, 19, 21, 23)
+#: onnxruntime 1.2x runs up to opset 23 for the default domain
+SCAN_OPSETS = (9, 11, 16, 19, 21, 23)
+
+
+def _vi(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _model(nodes, inputs, outputs, opset, initializers=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    ir = 8 if opset < 21 else 10
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
+
+
+def _both(model, feeds, **options):
+    """Run `model` in tritonnx and onnxruntime; return both output lists."""
+    data = model.SerializeToString()
+    ours = InferenceSession(data, providers=["CPUExecutionProvider"], **options).run(None, feeds)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)
+    return ours, ref
+
+
+def _assert_same(ours, ref, rtol=1e-5, atol=1e-6):
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        assert np.asarray(a).shape == np.asarray(b).shape
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def _x(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------- If
+def _if_model(opset):
+    """y = If(sum(x) > 0): x * w_outer + 1 (then: an outer initializer and its own) else: a
+    nested If on the same condition reading the outer `x` from two levels up."""
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    then = helper.make_graph(
+        [helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "one"], ["t_out"])],
+        "then", [], [_vi("t_out", F, [2, 3])], initializer=[one])
+    inner_then = helper.make_graph([helper.make_node("Neg", ["x"], ["it"])], "inner_then", [],
+                                   [_vi("it", F, [2, 3])])
+    inner_else = helper.make_graph([helper.make_node("Abs", ["x"], ["ie"])], "inner_else", [],
+                                   [_vi("ie", F, [2, 3])])
+    els = helper.make_graph(
+        [helper.make_node("If", ["flip"], ["e_out"], then_branch=inner_then, else_branch=inner_else)],
+        "else", [], [_vi("e_out", F, [2, 3])])
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0) if opset >= 13 else
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Greater", ["s", "zero"], ["cond"]),
+        helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=els),
+    ]
+    inits = [numpy_helper.from_array(np.full((2, 3), 2.0, np.float32), "w"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    return _model(nodes, [_vi("x", F, [2, 3]), _vi("flip", B, [])], [_vi("y", F, [2, 3])], opset, inits)
+
+
+@pytest.mark.parametrize("opset", IF_OPSETS, ids=[f"opset{o}" for o in IF_OPSETS])
+@pytest.mark.parametrize("sign,flip", [(1, False), (-1, True), (-1, False)],
+                         ids=["then", "else-nested-then", "else-nested-else"])
+def test_if_outer_scope_nested_and_own_initializers(opset, sign, flip):
+    x = np.abs(_x((2, 3))) * sign
+    feeds = {"x": x.astype(np.float32), "flip": np.array(flip)}
+    _assert_same(*_both(_if_model(opset), feeds))
+
+
+def test_if_condition_from_shapes_is_a_host_value():
+    """A condition computed from shapes only runs on the host (no device sync on a GPU)."""
+    then = helper.make_graph([helper.make_node("Relu", ["x"], ["a"])], "then", [], [_vi("a", F, ["N", 3])])
+    els = helper.make_graph([helper.make_node("Neg", ["x"], ["b"])], "else", [], [_vi("b", F, ["N", 3])])
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+             helper.make_node("Greater", ["n", "two"], ["big"]),
+             helper.make_node("If", ["big"], ["y"], then_branch=then, else_branch=els)]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array(2, np.int64), "two")]
+    model = _model(nodes, [_vi("x", F, ["N", 3])], [_vi("y", F, ["N", 3])], 17, inits)
+    sess = InferenceSession(model.SerializeToString(), fusion=False)
+    step = next(s for s in sess._executor.steps if s.op_type == "If")
+    assert "big" in sess._executor._host_values, "the condition is a host value"
+    assert step.inputs[0] == "big"
+    for n in (1, 4):
+        x = _x((n, 3), n)
+        _assert_same(sess.run(None, {"x": x}),
+                     ort.InferenceSession(model.SerializeToString()).run(None, {"x": x}))
+
+
+# --------------------------------------------------------------------------------------- Loop
+def _loop_model(opset, with_m=True, with_cond=True):
+    """Loop(M, cond): acc = acc + x * i (x from the outer scope), scan output acc per step;
+    the body's condition is i < limit (limit from the outer scope)."""
+    body = helper.make_graph(
+        [helper.make_node("Cast", ["i"], ["fi"], to=F),
+         helper.make_node("Mul", ["x", "fi"], ["xi"]),
+         helper.make_node("Add", ["acc_in", "xi"], ["acc_out"]),
+         helper.make_node("Identity", ["acc_out"], ["scan_out"]),
+         helper.make_node("Less", ["i", "limit"], ["cond_out"])],
+        "body", [_vi("i", I64, []), _vi("cond_in", B, []), _vi("acc_in", F, [2])],
+        [_vi("cond_out", B, []), _vi("acc_out", F, [2]), _vi("scan_out", F, [2])])
+    node = helper.make_node("Loop", ["M" if with_m else "", "cond" if with_cond else "", "acc0"],
+                            ["acc", "scans"], body=body)
+    inputs = [_vi("x", F, [2]), _vi("acc0", F, [2]), _vi("limit", I64, [])]
+    if with_m:
+        inputs.append(_vi("M", I64, []))
+    if with_cond:
+        inputs.append(_vi("cond", B, []))
+    return _model([node], inputs, [_vi("acc", F, [2]), _vi("scans", F, [None, 2])], opset)
+
+
+@pytest.mark.parametrize("opset", IF_OPSETS, ids=[f"opset{o}" for o in IF_OPSETS])
+@pytest.mark.parametrize("m,cond,limit", [(5, True, 100), (5, True, 2), (0, True, 100), (3, False, 100)],
+                         ids=["trip-count", "condition-stops", "zero-trips", "cond-false"])
+def test_loop_carried_and_scan_outputs(opset, m, cond, limit):
+    feeds = {"x": _x((2,)), "acc0": _x((2,), 1), "limit": np.array(limit, np.int64),
+             "M": np.array(m, np.int64), "cond": np.array(cond)}
+    _assert_same(*_both(_loop_model(opset), feeds))
+
+
+@pytest.mark.parametrize("with_m,with_cond", [(False, True), (True, False)], ids=["no-M", "no-cond"])
+def test_loop_optional_trip_count_or_condition(with_m, with_cond):
+    feeds = {"x": _x((2,)), "acc0": _x((2,), 1), "limit": np.array(3, np.int64)}
+    if with_m:
+        feeds["M"] = np.array(4, np.int64)
+    if with_cond:
+        feeds["cond"] = np.array(True)
+    _assert_same(*_both(_loop_model(16, with_m, with_cond), feeds))
+
+
+def test_loop_dynamic_trip_count_from_shape_and_nested_if():
+    """M = x.shape[0] (host shape arithmetic), and an If inside the body that reads both the
+    body's iteration number and a value of the main graph."""
+    then = helper.make_graph([helper.make_node("Add", ["acc_in", "w"], ["t"])], "then", [], [_vi("t", F, [3])])
+    els = helper.make_graph([helper.make_node("Sub", ["acc_in", "w"], ["e"])], "else", [], [_vi("e", F, [3])])
+    body = helper.make_graph(
+        [helper.make_node("Mod", ["i", "two"], ["odd_i"]),
+         helper.make_node("Equal", ["odd_i", "one"], ["odd"]),
+         helper.make_node("If", ["odd"], ["acc_out"], then_branch=then, else_branch=els),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body", [_vi("i", I64, []), _vi("cond_in", B, []), _vi("acc_in", F, [3])],
+        [_vi("cond_out", B, []), _vi("acc_out", F, [3])],
+        initializer=[numpy_helper.from_array(np.array(2, np.int64), "two"),
+                     numpy_helper.from_array(np.array(1, np.int64), "one")])
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+             helper.make_node("ReduceSum", ["x", "axes0"], ["acc0"], keepdims=0),
+             helper.make_node("Loop", ["n", "", "acc0"], ["acc"], body=body)]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+             numpy_helper.from_array(np.array([0.5, 1.0, 2.0], np.float32), "w")]
+    model = _model(nodes, [_vi("x", F, ["N", 3])], [_vi("acc", F, [3])], 18, inits)
+    for n in (0, 1, 4):
+        _assert_same(*_both(model, {"x": _x((n, 3), n)}))
+
+
+# --------------------------------------------------------------------------------------- Scan
+def _scan_model(opset, in_axis, in_dir, out_axis, out_dir):
+    """Scan over x [T=4, 3] or [3, 4] (axis 1): state s = s + x_t * w (w from the outer
+    scope), scan outputs s and x_t * 2."""
+    body = helper.make_graph(
+        [helper.make_node("Mul", ["x_t", "w"], ["xw"]),
+         helper.make_node("Add", ["s_in", "xw"], ["s_out"]),
+         helper.make_node("Add", ["x_t", "x_t"], ["x2"]),
+         helper.make_node("Identity", ["s_out"], ["s_scan"])],
+        "body", [_vi("s_in", F, [3]), _vi("x_t", F, [3])],
+        [_vi("s_out", F, [3]), _vi("s_scan", F, [3]), _vi("x2", F, [3])])
+    node = helper.make_node("Scan", ["s0", "x"], ["s", "ss", "xs"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[in_axis], scan_input_directions=[in_dir],
+                            scan_output_axes=[out_axis, out_axis], scan_output_directions=[out_dir, 1 - out_dir])
+    shape = [4, 3] if in_axis in (0, -2) else [3, 4]
+    return _model([node], [_vi("s0", F, [3]), _vi("x", F, shape), _vi("w", F, [3])],
+                  [_vi("s", F, [3]), _vi("ss", F, ["A", "B"]), _vi("xs", F, ["A", "B"])], opset), shape
+
+
+@pytest.mark.parametrize("opset", SCAN_OPSETS, ids=[f"opset{o}" for o in SCAN_OPSETS])
+@pytest.mark.parametrize("in_axis,in_dir,out_axis,out_dir", [(0, 0, 0, 0), (1, 1, 1, 0), (-1, 0, -1, 1)],
+                         ids=["forward", "reverse-in-axis1", "negative-axes"])
+def test_scan_axes_and_directions(opset, in_axis, in_dir, out_axis, out_dir):
+    if opset < 11 and (in_axis < 0 or out_axis < 0):
+        pytest.skip("negative scan axes arrive in opset 11")
+    model, shape = _scan_model(opset, in_axis, in_dir, out_axis, out_dir)
+    feeds = {"s0": _x((3,)), "x": _x(shape, 1), "w": _x((3,), 2)}
+    _assert_same(*_both(model, feeds))
+
+
+def test_scan8_batched_with_sequence_lens():
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]), helper.make_node("Identity", ["s_out"], ["y"])],
+        "body", [_vi("s_in", F, [2]), _vi("x_t", F, [2])], [_vi("s_out", F, [2]), _vi("y", F, [2])])
+    node = helper.make_node("Scan", ["lens", "s0", "x"], ["s", "ys"], body=body, num_scan_inputs=1,
+                            directions=[1])
+    model = _model([node], [_vi("lens", I64, [2]), _vi("s0", F, [2, 2]), _vi("x", F, [2, 3, 2])],
+                   [_vi("s", F, [2, 2]), _vi("ys", F, [2, 3, 2])], 8)
+    model.ir_version = 4
+    feeds = {"lens": np.array([3, 2], np.int64), "s0": _x((2, 2)), "x": _x((2, 3, 2), 1)}
+    _assert_same(*_both(model, feeds))
+
+
+def test_subgraph_reads_initializer_kept_alive():
+    """An initializer and an intermediate used only inside a body are kept until the node runs."""
+    then = helper.make_graph([helper.make_node("Add", ["h", "w"], ["a"])], "then", [], [_vi("a", F, [3])])
+    els = helper.make_graph([helper.make_node("Sub", ["h", "w"], ["b"])], "else", [], [_vi("b", F, [3])])
+    nodes = [helper.make_node("Relu", ["x"], ["h"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=els)]
+    model = _model(nodes, [_vi("x", F, [3]), _vi("c", B, [])], [_vi("y", F, [3])], 18,
+                   [numpy_helper.from_array(np.array([1.0, 2.0, 3.0], np.float32), "w")])
+    for c in (True, False):
+        _assert_same(*_both(model, {"x": _x((3,)), "c": np.array(c)}))

@@ -35,7 +35,7 @@ class ExecContext:
     fed only by them) run on the host: their handlers get a copy of this context whose
     ``device`` is the CPU, and their inputs are CPU tensors. A device node may receive such a
     CPU tensor where ONNX reads a shape or axes (Reshape's ``shape``, Slice's ``starts``, ...:
-    `tritonnx.runtime.executor.HOST_INPUTS`); everywhere else its inputs are on ``device``.
+    its handler's ``host_inputs``, `tritonnx.runtime.registry`); everywhere else its inputs are on ``device``.
 
     Attributes:
         device: where tensors live (``cuda:N`` or ``cpu``).

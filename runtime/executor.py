@@ -37,29 +37,6 @@ from tritonnx.runtime.context import ExecContext
 from tritonnx.runtime.registry import OpImpl, OpRegistry, canonical_domain
 from tritonnx.runtime.subgraph import Subgraph, graph_attributes, node_outer_names
 
-#: (op type -> input positions) a device node reads on the host (shapes, axes, sizes, with
-#: ``.tolist()``): a small constant or a host-computed value goes there as a CPU tensor, so the
-#: handler neither syncs with the device nor breaks CUDA-graph capture.
-HOST_INPUTS: dict[str, frozenset[int]] = {
-    "Reshape": frozenset({1}), "Expand": frozenset({1}), "Tile": frozenset({1}),
-    "Slice": frozenset({1, 2, 3, 4}), "Unsqueeze": frozenset({1}),
-    "Squeeze": frozenset({1}), "Split": frozenset({1}), "ReduceMean": frozenset({1}),
-    "ReduceSum": frozenset({1}), "ReduceMax": frozenset({1}), "ReduceMin": frozenset({1}),
-    "ReduceProd": frozenset({1}), "ReduceL1": frozenset({1}), "ReduceL2": frozenset({1}),
-    "ReduceLogSumExp": frozenset({1}), "ReduceSumSquare": frozenset({1}),
-    "Resize": frozenset({1, 2, 3}), "Upsample": frozenset({1}), "TopK": frozenset({1}),
-    "ConstantOfShape": frozenset({0}), "Pad": frozenset({1, 2, 3}), "CumSum": frozenset({1}),
-    "Trilu": frozenset({1}), "OneHot": frozenset({1}), "Dropout": frozenset({1, 2}),
-}
-
-#: Standard ops that run on the host when every input is host-side: the shape arithmetic
-#: (Shape -> Gather -> Unsqueeze -> Concat -> Reshape, ...) of dynamic-shape exports.
-HOST_CHAIN_OPS = frozenset({
-    "Shape", "Size", "Constant", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast",
-    "Add", "Sub", "Mul", "Div", "Equal", "Less", "Greater", "Where", "Range", "ReduceProd",
-    "Identity", "Max", "Min", "Neg", "Abs", "Floor", "Ceil", "Reshape", "Not", "And", "Or",
-})
-
 #: Constants up to this many elements also get a host copy (they may feed shape arithmetic).
 HOST_MAX_ELEMENTS = 64
 _HOST = "\x00host"  # env key suffix of an initializer's host copy
@@ -258,9 +235,10 @@ class Executor:
     def _place(self, nodes, arrays: Mapping[str, Any]):
         """Decide, per node, host or device; per initializer, which copies are needed.
 
-        Shape/Size, small Constants, and shape-arithmetic nodes (`HOST_CHAIN_OPS`) whose inputs
-        are all host-side run on the host. A device node reads a host value as is at a
-        `HOST_INPUTS` position, else it is moved to the device first.
+        Shape/Size, small Constants, and shape-arithmetic nodes (handlers registered with
+        ``host_chain=True``) whose inputs are all host-side run on the host. A device node reads a
+        host value as is at one of its handler's ``host_inputs`` positions, else it is moved to
+        the device first (`tritonnx.runtime.registry`, "Placement facts").
         """
         graph_inputs = set(self.input_names)  # an initializer listed as an input may be fed: no host copy
         small = {n for n, a in arrays.items() if n not in graph_inputs
@@ -280,11 +258,11 @@ class Executor:
                            and a.type not in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.STRINGS,
                                               onnx.AttributeProto.STRING)
                            for a in node.attribute)
-            elif domain == "" and node.op_type in HOST_CHAIN_OPS and inputs:
+            elif impl.host_chain and inputs:
                 host = all(n in host_values for n in inputs)
             names = list(node.input)
             to_device = []
-            readable = HOST_INPUTS.get(node.op_type, frozenset()) if domain == "" else frozenset()
+            readable = impl.host_inputs
             subgraphs = graph_attributes(node)
             if subgraphs:  # control flow: outer values appended, passed where they are
                 outer = node_outer_names(node)

@@ -35,14 +35,17 @@ class PluginRegistry:
         self.ops = ops
         self.rules = rules
 
-    def register(self, op_type: str, *, since: int = 1, domain: str = "", prepare: Callable | None = None):
+    def register(self, op_type: str, *, since: int = 1, domain: str = "", prepare: Callable | None = None,
+                 **facts):
         """Decorator adding a handler: ``@registry.register("MyOp", domain="my.domain")``;
-        `prepare`: its optional once-per-node preparation step (`tritonnx.runtime.registry`)."""
-        return self.ops.register(op_type, since=since, domain=domain, prepare=prepare)
+        `prepare`: its optional once-per-node preparation step, `facts`: its placement facts
+        (``host_inputs``, ``host_chain``, ``syncs``; `tritonnx.runtime.registry`)."""
+        return self.ops.register(op_type, since=since, domain=domain, prepare=prepare, **facts)
 
     def add_handler(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "",
-                    prepare: Callable | None = None) -> OpImpl:
-        return self.ops.add(op_type, fn, since=since, domain=domain, prepare=prepare)
+                    prepare: Callable | None = None, **facts) -> OpImpl:
+        """Add `fn` as a handler (`register`'s function form)."""
+        return self.ops.add(op_type, fn, since=since, domain=domain, prepare=prepare, **facts)
 
     #: A kernel is the handler of a custom op (it may launch Triton kernels itself).
     add_kernel = add_handler

@@ -33,6 +33,18 @@ and takes a keyword parameter ``prepared=None``.
   input), and when it is called outside a session (function bodies, tests).
 An error raised by ``prepare`` fails the session's creation, naming the node.
 
+Placement facts (optional, declared with the handler; the executor reads them from the
+resolved `OpImpl`, there is no table elsewhere):
+- ``host_inputs=(1,)``: input positions the handler reads on the host (shapes, axes, sizes,
+  counts, with ``.tolist()``/``.item()``). A small constant or a host-computed value goes there
+  as a CPU tensor, so the handler neither syncs with the device nor breaks CUDA-graph capture.
+- ``host_chain=True``: a standard shape-arithmetic op (Shape -> Gather -> Unsqueeze -> Concat
+  -> Reshape, ...) that runs on the host when every one of its inputs is host-side.
+- ``syncs=(0, 1)``: data inputs whose values the handler reads on the host anyway (a
+  data-dependent result, a value check): on a GPU each run syncs there and CUDA-graph capture
+  of the node fails. Declared so that tests/runtime/test_host_reads.py, which fails any handler
+  reading an undeclared input on the host, knows it is meant; it changes no placement.
+
 Versions resolve to the nearest implemented one: a model at opset 13 uses the handler with the
 greatest ``since`` <= 13.
 """
@@ -40,7 +52,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 CUSTOM_DOMAIN = "tritonnx"
@@ -64,6 +76,12 @@ class OpImpl:
     prepare: Callable | None = None
     prepare_wants_ctx: bool = False
     prepare_wants_dynamic: bool = False
+    #: input positions read on the host (module docstring, "Placement facts")
+    host_inputs: frozenset[int] = frozenset()
+    #: runs on the host when all its inputs are host-side (shape arithmetic)
+    host_chain: bool = False
+    #: data inputs read on the host by nature (a device sync on a GPU)
+    syncs: frozenset[int] = frozenset()
 
     @property
     def wants_prepared(self) -> bool:
@@ -78,9 +96,11 @@ class OpRegistry:
     handlers: dict[tuple[str, str], list[OpImpl]] = field(default_factory=dict)
 
     def add(self, op_type: str, fn: Callable, *, since: int = 1, domain: str = "",
-            prepare: Callable | None = None) -> OpImpl:
+            prepare: Callable | None = None, host_inputs: Iterable[int] = (), host_chain: bool = False,
+            syncs: Iterable[int] = ()) -> OpImpl:
         """Register `fn` as the handler of `op_type` from opset `since` of `domain`, with an
-        optional `prepare` step (module docstring); `fn` must then take ``prepared=None``."""
+        optional `prepare` step (module docstring); `fn` must then take ``prepared=None``.
+        `host_inputs`, `host_chain` and `syncs` are its placement facts (module docstring)."""
         params = inspect.signature(fn).parameters
         prep_params = {}
         if prepare is not None:
@@ -99,17 +119,22 @@ class OpRegistry:
             prepare=prepare,
             prepare_wants_ctx="ctx" in prep_params,
             prepare_wants_dynamic="dynamic_inputs" in prep_params,
+            host_inputs=frozenset(host_inputs),
+            host_chain=bool(host_chain),
+            syncs=frozenset(syncs),
         )
         entries = self.handlers.setdefault((impl.domain, op_type), [])
         entries[:] = [e for e in entries if e.since != since] + [impl]
         entries.sort(key=lambda e: e.since)
         return impl
 
-    def register(self, op_type: str, *, since: int = 1, domain: str = "", prepare: Callable | None = None):
-        """Decorator form of `add`: ``@register("Conv", since=11)``."""
+    def register(self, op_type: str, *, since: int = 1, domain: str = "", prepare: Callable | None = None,
+                 host_inputs: Iterable[int] = (), host_chain: bool = False, syncs: Iterable[int] = ()):
+        """Decorator form of `add`: ``@register("Reshape", since=5, host_inputs=(1,), host_chain=True)``."""
 
         def deco(fn: Callable) -> Callable:
-            self.add(op_type, fn, since=since, domain=domain, prepare=prepare)
+            self.add(op_type, fn, since=since, domain=domain, prepare=prepare, host_inputs=host_inputs,
+                     host_chain=host_chain, syncs=syncs)
             return fn
 
         return deco

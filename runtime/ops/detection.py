@@ -30,7 +30,7 @@ def _iou(box: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union, torch.zeros_like(inter))
 
 
-@register("NonMaxSuppression", since=10)
+@register("NonMaxSuppression", since=10, host_inputs=(2, 3, 4), syncs=(0, 1))
 def NonMaxSuppression(boxes, scores, max_output_boxes_per_class=None, iou_threshold=None, score_threshold=None, *,
                       center_point_box=0):
     """ONNX NonMaxSuppression: per batch and class, greedily keep the highest-scoring boxes whose
@@ -75,7 +75,7 @@ def _bilinear_taps(coord: torch.Tensor, size: int):
     return low, high, 1 - frac, frac, valid
 
 
-@register("RoiAlign", since=10)
+@register("RoiAlign", since=10, syncs=(1, 2))
 def RoiAlign(X, rois, batch_indices, *, coordinate_transformation_mode="half_pixel", mode="avg",
              output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0):
     """ONNX RoiAlign: (num_rois, C, output_height, output_width) bilinear samples of each region,

@@ -51,7 +51,7 @@ def SpaceToDepth(input, *, blocksize, mode="DCR"):
     return y.reshape(n, c * b * b, h // b, w // b)
 
 
-@register("CumSum", since=11)
+@register("CumSum", since=11, host_inputs=(1,))
 def CumSum(x, axis, *, exclusive=0, reverse=0):
     """ONNX CumSum along `axis` (a scalar input), optionally exclusive and/or reversed."""
     a = norm_axis(int(scalar(axis)), x.dim(), "CumSum")
@@ -85,20 +85,20 @@ def _topk(X, k, axis, largest, sorted_):
     return vals.narrow(a, 0, k), idx.narrow(a, 0, k)
 
 
-@register("TopK", since=1)
+@register("TopK", since=1, host_inputs=(1,))
 def TopK_1(X, *, axis=-1, k):
     """ONNX TopK (opsets 1-9): k as an attribute, largest first."""
     return _topk(X, k, axis, 1, 1)
 
 
-@register("TopK", since=10)
+@register("TopK", since=10, host_inputs=(1,))
 def TopK(X, K, *, axis=-1, largest=1, sorted=1):
     """ONNX TopK: the K largest (or smallest) along `axis` with their int64 indices; ties keep
     the lower index first."""
     return _topk(X, int(scalar(K)), axis, largest, sorted)
 
 
-@register("Trilu", since=14)
+@register("Trilu", since=14, host_inputs=(1,))
 def Trilu(input, k=None, *, upper=1):
     """ONNX Trilu: the upper (or lower) triangle of the last two axes, from diagonal k."""
     diag = 0 if k is None else int(scalar(k))
@@ -107,7 +107,7 @@ def Trilu(input, k=None, *, upper=1):
     return torch.triu(input, diag) if upper else torch.tril(input, diag)
 
 
-@register("OneHot", since=9)
+@register("OneHot", since=9, host_inputs=(1,))
 def OneHot(indices, depth, values, *, axis=-1):
     """ONNX OneHot: values[1] where the index matches along a new axis, values[0] elsewhere;
     negative indices count from the end, out-of-range ones give an all-off row."""
@@ -293,7 +293,7 @@ def LpPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=No
 
 
 
-@register("CumProd", since=26)
+@register("CumProd", since=26, host_inputs=(1,))
 def CumProd(x, axis, *, exclusive=0, reverse=0):
     """ONNX CumProd along `axis` (a scalar input), optionally exclusive and/or reversed."""
     a = norm_axis(int(scalar(axis)), x.dim(), "CumProd")
@@ -364,7 +364,7 @@ def Unique(X, *, axis=None, sorted=1, num_outputs=1):
     return y.to(X.dtype), first, inverse, counts
 
 
-@register("Col2Im", since=18)
+@register("Col2Im", since=18, host_inputs=(1, 2))
 def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
     """ONNX Col2Im: (N, C * prod(block), L) columns summed back into (N, C, *image_shape)."""
     img = [int(v) for v in image_shape.reshape(-1).tolist()]

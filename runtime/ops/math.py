@@ -73,8 +73,8 @@ def _make_binary(op: str):
 
     modern.__name__ = legacy.__name__ = op
     modern.__doc__ = legacy.__doc__ = f"ONNX {op}: element-wise with numpy broadcasting (Y = A op B)."
-    register(op, since=1)(legacy)
-    register(op, since=7)(modern)
+    register(op, since=1, host_chain=True)(legacy)
+    register(op, since=7, host_chain=True)(modern)
 
 
 for _op in _BINARY:
@@ -130,13 +130,13 @@ def Mean(*data_0):
     return (s / len(data_0)).to(s.dtype)
 
 
-@register("Max", since=1)
+@register("Max", since=1, host_chain=True)
 def Max(*data_0):
     """ONNX Max: element-wise maximum (NaN propagates, as numpy.maximum)."""
     return _variadic("Max", data_0, torch.maximum, np.maximum)
 
 
-@register("Min", since=1)
+@register("Min", since=1, host_chain=True)
 def Min(*data_0):
     """ONNX Min: element-wise minimum (NaN propagates, as numpy.minimum)."""
     return _variadic("Min", data_0, torch.minimum, np.minimum)
@@ -170,20 +170,20 @@ def _make_compare(op: str):
 
     fn.__name__ = op
     fn.__doc__ = f"ONNX {op}: element-wise, boolean result, numpy broadcasting."
-    register(op, since=1)(fn)
+    register(op, since=1, host_chain=op in ("Equal", "Less", "Greater", "And", "Or"))(fn)
 
 
 for _op in _COMPARE:
     _make_compare(_op)
 
 
-@register("Not", since=1)
+@register("Not", since=1, host_chain=True)
 def Not(X):
     """ONNX Not: logical negation of a bool tensor."""
     return torch.logical_not(X)
 
 
-@register("Where", since=9)
+@register("Where", since=9, host_chain=True)
 def Where(condition, X, Y):
     """ONNX Where: X where condition else Y (numpy broadcasting)."""
     if X.dtype != Y.dtype:
@@ -196,7 +196,7 @@ def Where(condition, X, Y):
 
 # --- unary -----------------------------------------------------------------------------------
 
-def _unary(op: str, torch_fn, np_fn=None, since: int = 1):
+def _unary(op: str, torch_fn, np_fn=None, since: int = 1, host_chain: bool = False):
     def fn(X):
         if needs_widening(X):
             if np_fn is None:
@@ -206,7 +206,7 @@ def _unary(op: str, torch_fn, np_fn=None, since: int = 1):
 
     fn.__name__ = op
     fn.__doc__ = f"ONNX {op}: element-wise."
-    register(op, since=since)(fn)
+    register(op, since=since, host_chain=host_chain)(fn)
     return fn
 
 
@@ -227,11 +227,11 @@ Sqrt = _unary("Sqrt", _float_op(torch.sqrt))
 Erf = _unary("Erf", _float_op(torch.erf))
 Exp = _unary("Exp", _float_op(torch.exp))
 Log = _unary("Log", _float_op(torch.log))
-Neg = _unary("Neg", torch.neg)
-Abs = _unary("Abs", torch.abs, np.abs)
+Neg = _unary("Neg", torch.neg, host_chain=True)
+Abs = _unary("Abs", torch.abs, np.abs, host_chain=True)
 Reciprocal = _unary("Reciprocal", _float_op(torch.reciprocal))
-Floor = _unary("Floor", torch.floor)
-Ceil = _unary("Ceil", torch.ceil)
+Floor = _unary("Floor", torch.floor, host_chain=True)
+Ceil = _unary("Ceil", torch.ceil, host_chain=True)
 Sin = _unary("Sin", _float_op(torch.sin), since=7)
 Cos = _unary("Cos", _float_op(torch.cos), since=7)
 Softsign = _unary("Softsign", _float_op(F.softsign))
@@ -344,7 +344,7 @@ def _cast(op: str, x: torch.Tensor, to: torch.dtype, saturate: int) -> torch.Ten
     return x.to(to)
 
 
-@register("Cast", since=1)
+@register("Cast", since=1, host_chain=True)
 def Cast(input, *, to, saturate=1, round_mode="up"):
     """ONNX Cast: convert to element type ``to`` (float8 targets saturate unless ``saturate=0``)."""
     if isinstance(to, str):  # opset 1-5 spell the type as a string, e.g. "FLOAT"
@@ -362,7 +362,7 @@ def CastLike(input, target_type, *, saturate=1, round_mode="up"):
     return _cast("CastLike", input, target_type.dtype, saturate)
 
 
-@register("Identity", since=1)
+@register("Identity", since=1, host_chain=True)
 def Identity(input):
     """ONNX Identity: the input itself (no copy)."""
     return input

@@ -403,7 +403,7 @@ _make_softmax("Hardmax", _hardmax)
 
 # --- Dropout, ArgMax/ArgMin ------------------------------------------------------------------
 
-@register("Dropout", since=1)
+@register("Dropout", since=1, host_inputs=(1, 2))
 def Dropout_1(data, *, ratio=0.5, is_test=0, consumed_inputs=None, num_outputs=1):
     """ONNX Dropout (opsets 1-9): inference, the output is the input; mask all ones in data's dtype."""
     if num_outputs == 1:
@@ -411,7 +411,7 @@ def Dropout_1(data, *, ratio=0.5, is_test=0, consumed_inputs=None, num_outputs=1
     return data, torch.ones(data.shape, dtype=data.dtype, device=data.device)
 
 
-@register("Dropout", since=10)
+@register("Dropout", since=10, host_inputs=(1, 2))
 def Dropout_10(data, *, ratio=0.5, num_outputs=1):
     """ONNX Dropout (opsets 10-11): inference, the output is the input; bool mask all true."""
     if num_outputs == 1:
@@ -419,7 +419,7 @@ def Dropout_10(data, *, ratio=0.5, num_outputs=1):
     return data, torch.ones(data.shape, dtype=torch.bool, device=data.device)
 
 
-@register("Dropout", since=12)
+@register("Dropout", since=12, host_inputs=(1, 2))
 def Dropout(data, ratio=None, training_mode=None, *, seed=None, num_outputs=1):
     """ONNX Dropout (opset 12+): identity unless ``training_mode`` is true and ratio > 0, then
     a random mask (torch's generator, seeded with ``seed`` when given) and scaling 1 / (1 - ratio)."""
@@ -504,7 +504,7 @@ def RMSNormalization(X, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
     return (x / rms).to(X.dtype) * scale.to(X.dtype)
 
 
-@register("MaxUnpool", since=9)
+@register("MaxUnpool", since=9, host_inputs=(2,))
 def MaxUnpool(X, I, output_shape=None, *, kernel_shape, pads=None, strides=None):
     """ONNX MaxUnpool: zeros of the pooled-from shape, (in - 1) * stride + kernel - pads, with X
     written at the flat indices I (MaxPool's Indices); an ``output_shape`` pads (or crops) that

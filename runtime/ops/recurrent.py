@@ -10,7 +10,7 @@ from tritonnx.runtime.registry import register
 from tritonnx.triton_kernels import rnn_reference
 
 
-@register("LSTM", since=1)
+@register("LSTM", since=1, syncs=(4,))
 def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
          activation_alpha=None, activation_beta=None, activations=None, clip=None,
          direction="forward", hidden_size=None, input_forget=0, layout=0, output_sequence=0):
@@ -23,7 +23,7 @@ def LSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=
     )
 
 
-@register("GRU", since=1)
+@register("GRU", since=1, syncs=(4,))
 def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
         layout=0, linear_before_reset=0, output_sequence=0):
@@ -36,7 +36,7 @@ def GRU(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha
     )
 
 
-@register("RNN", since=1)
+@register("RNN", since=1, syncs=(4,))
 def RNN(X, W, R, B=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
         activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
         layout=0, output_sequence=0):

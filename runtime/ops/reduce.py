@@ -101,8 +101,8 @@ def _make(kind: str, input_since: int):
     attr_form.__name__ = input_form.__name__ = op
     attr_form.__doc__ = f"ONNX {op} (opsets 1-{input_since - 1}): axes as an attribute (default: all)."
     input_form.__doc__ = f"ONNX {op} (opset {input_since}+): axes as an optional input."
-    register(op, since=1)(attr_form)
-    register(op, since=input_since)(input_form)
+    register(op, since=1, host_chain=kind == "Prod")(attr_form)
+    register(op, since=input_since, host_inputs=(1,), host_chain=kind == "Prod")(input_form)
 
 
 for _kind in _KINDS:

@@ -189,14 +189,14 @@ def _resize(X, roi, scales, sizes, *, mode="nearest", coordinate_transformation_
     return out.round().clamp(info.min, info.max).to(X.dtype)
 
 
-@register("Resize", since=10)
+@register("Resize", since=10, host_inputs=(1, 2, 3))
 def Resize_10(X, scales, *, mode="nearest"):
     """ONNX Resize (opset 10): output = floor(input * scale), asymmetric coordinates."""
     return _resize(X, None, scales, None, mode=mode, coordinate_transformation_mode="asymmetric",
                    legacy_nearest=True)
 
 
-@register("Resize", since=11)
+@register("Resize", since=11, host_inputs=(1, 2, 3))
 def Resize(X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
@@ -218,13 +218,13 @@ def Resize(X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
                    antialias=antialias, axes=axes, keep_aspect_ratio_policy=keep_aspect_ratio_policy)
 
 
-@register("Upsample", since=7)
+@register("Upsample", since=7, host_inputs=(1,))
 def Upsample_7(X, *, mode="nearest", scales):
     """ONNX Upsample (opset 7-8): scales as an attribute; Resize-10's semantics."""
     return Resize_10(X, torch.tensor(scales), mode=mode)
 
 
-@register("Upsample", since=9)
+@register("Upsample", since=9, host_inputs=(1,))
 def Upsample(X, scales, *, mode="nearest"):
     """ONNX Upsample (opset 9): scales as an input; Resize-10's semantics."""
     if mode == "bilinear":

@@ -54,13 +54,13 @@ def _reshape(data: torch.Tensor, shape: list[int], allowzero: int) -> torch.Tens
     return data.reshape(out)
 
 
-@register("Reshape", since=1)
+@register("Reshape", since=1, host_inputs=(1,), host_chain=True)
 def Reshape_1(data, *, shape=None, consumed_inputs=None):
     """ONNX Reshape (opsets 1-4): the target shape as an attribute."""
     return _reshape(data, ints(shape) or [], 0)
 
 
-@register("Reshape", since=5)
+@register("Reshape", since=5, host_inputs=(1,), host_chain=True)
 def Reshape(data, shape, *, allowzero=0):
     """ONNX Reshape: 0 copies the input's dimension (unless ``allowzero``), -1 is inferred."""
     return _reshape(data, ints(shape), allowzero)
@@ -95,13 +95,13 @@ def _squeeze(data: torch.Tensor, axes) -> torch.Tensor:
     return data.reshape([s for i, s in enumerate(data.shape) if i not in axes])
 
 
-@register("Squeeze", since=1)
+@register("Squeeze", since=1, host_inputs=(1,), host_chain=True)
 def Squeeze_1(data, *, axes=None):
     """ONNX Squeeze (opsets 1-12): axes as an attribute."""
     return _squeeze(data, axes)
 
 
-@register("Squeeze", since=13)
+@register("Squeeze", since=13, host_inputs=(1,), host_chain=True)
 def Squeeze(data, axes=None):
     """ONNX Squeeze (opset 13+): axes as an optional input; none: every size-1 axis."""
     return _squeeze(data, axes)
@@ -119,13 +119,13 @@ def _unsqueeze(data: torch.Tensor, axes) -> torch.Tensor:
     return data.reshape(shape)
 
 
-@register("Unsqueeze", since=1)
+@register("Unsqueeze", since=1, host_inputs=(1,), host_chain=True)
 def Unsqueeze_1(data, *, axes):
     """ONNX Unsqueeze (opsets 1-12): axes as an attribute."""
     return _unsqueeze(data, axes)
 
 
-@register("Unsqueeze", since=13)
+@register("Unsqueeze", since=13, host_inputs=(1,), host_chain=True)
 def Unsqueeze(data, axes):
     """ONNX Unsqueeze (opset 13+): axes as an input, relative to the output's rank."""
     return _unsqueeze(data, axes)
@@ -133,7 +133,7 @@ def Unsqueeze(data, axes):
 
 # --- Concat, Split, Slice, Gather ------------------------------------------------------------
 
-@register("Concat", since=1)
+@register("Concat", since=1, host_chain=True)
 def Concat(*inputs, axis=1):
     """ONNX Concat along `axis` (required from opset 4; default 1 before)."""
     if not inputs:
@@ -163,7 +163,7 @@ def _split(op, input, axis, split, num_outputs):
     return tuple(torch.split(input, split, dim=a))
 
 
-@register("Split", since=1)
+@register("Split", since=1, host_inputs=(1,))
 def Split(input, split=None, *, axis=0, num_outputs=1):
     """ONNX Split along `axis`: `split` (an attribute in opsets 2-12, an input otherwise) gives
     the part sizes; none: ceil-sized parts, the last smaller (opset 18's ``num_outputs``)."""
@@ -199,13 +199,13 @@ def _slice(data, starts, ends, axes, steps):
     return out
 
 
-@register("Slice", since=1)
+@register("Slice", since=1, host_inputs=(1, 2, 3, 4), host_chain=True)
 def Slice_1(data, *, axes=None, ends, starts):
     """ONNX Slice (opsets 1-9): starts/ends/axes as attributes."""
     return _slice(data, starts, ends, axes, None)
 
 
-@register("Slice", since=10)
+@register("Slice", since=10, host_inputs=(1, 2, 3, 4), host_chain=True)
 def Slice(data, starts, ends, axes=None, steps=None):
     """ONNX Slice (opset 10+): clamped starts/ends, negative axes and steps."""
     return _slice(data, starts, ends, axes, steps)
@@ -222,7 +222,7 @@ def _fix_indices(op: str, indices: torch.Tensor, size: int, device) -> torch.Ten
     return idx
 
 
-@register("Gather", since=1)
+@register("Gather", since=1, host_chain=True)
 def Gather(data, indices, *, axis=0):
     """ONNX Gather: data.take(indices, axis) with negative indices counted from the end."""
     a = norm_axis(axis, data.dim(), "Gather")
@@ -281,7 +281,7 @@ def Constant(*, value=None, value_float=None, value_floats=None, value_int=None,
     raise InvalidArgument("Constant: no value attribute given")
 
 
-@register("ConstantOfShape", since=9)
+@register("ConstantOfShape", since=9, host_inputs=(0,))
 def ConstantOfShape(input, *, value=None, ctx=None):
     """ONNX ConstantOfShape: a tensor of shape `input` filled with `value` (default float32 0)."""
     shape = ints(input)
@@ -293,7 +293,7 @@ def ConstantOfShape(input, *, value=None, ctx=None):
     return value.reshape(()).to(dev).expand(shape).clone()
 
 
-@register("Range", since=11)
+@register("Range", since=11, host_chain=True, syncs=(0, 1, 2))
 def Range(start, limit, delta):
     """ONNX Range: start + i * delta for i < max(ceil((limit - start) / delta), 0)."""
     if not start.dtype == limit.dtype == delta.dtype:
@@ -313,7 +313,7 @@ def Range(start, limit, delta):
     return (torch.arange(n, dtype=torch.int64, device=start.device) * int(d) + int(s)).to(start.dtype)
 
 
-@register("Expand", since=8)
+@register("Expand", since=8, host_inputs=(1,))
 def Expand(input, shape):
     """ONNX Expand: numpy-style bidirectional broadcast of `input` with `shape`."""
     target = ints(shape)
@@ -324,7 +324,7 @@ def Expand(input, shape):
     return input.expand(out_shape)
 
 
-@register("Tile", since=6)
+@register("Tile", since=6, host_inputs=(1,))
 def Tile(input, repeats):
     """ONNX Tile: input repeated `repeats[i]` times along axis i."""
     reps = ints(repeats)
@@ -389,14 +389,14 @@ def _np_const_pad(x, begin, end, value):
     return np.pad(x, width, mode="constant", constant_values=0 if value is None else value.item())
 
 
-@register("Pad", since=1)
+@register("Pad", since=1, host_inputs=(1, 2, 3))
 def Pad_1(data, *, mode="constant", pads=None, paddings=None, value=0.0):
     """ONNX Pad (opsets 1-10): pads (``paddings`` in opset 1) and value as attributes."""
     p = pads if pads is not None else paddings
     return _pad("Pad", data, p, mode, torch.tensor(value, dtype=data.dtype) if mode == "constant" else None, None)
 
 
-@register("Pad", since=11)
+@register("Pad", since=11, host_inputs=(1, 2, 3))
 def Pad(data, pads, constant_value=None, axes=None, *, mode="constant"):
     """ONNX Pad (opset 11+; axes from 18, wrap from 19): negative pads crop."""
     return _pad("Pad", data, pads, mode, constant_value, axes)
@@ -404,7 +404,7 @@ def Pad(data, pads, constant_value=None, axes=None, *, mode="constant"):
 
 
 
-@register("CenterCropPad", since=18)
+@register("CenterCropPad", since=18, host_inputs=(1,))
 def CenterCropPad(input_data, shape, *, axes=None):
     """ONNX CenterCropPad: crop (start rounded down) or zero-pad (extra on the right) each
     listed axis to `shape` around the centre."""

@@ -80,19 +80,19 @@ def _dft(input, dft_length, axis, inverse, onesided):
     return _pairs(y, input.dtype)
 
 
-@register("DFT", since=17)
+@register("DFT", since=17, host_inputs=(1,))
 def DFT_17(input, dft_length=None, *, axis=1, inverse=0, onesided=0):
     """ONNX DFT (opset 17): along attribute `axis`; ``onesided`` keeps n // 2 + 1 bins."""
     return _dft(input, dft_length, axis, inverse, onesided)
 
 
-@register("DFT", since=20)
+@register("DFT", since=20, host_inputs=(1, 2))
 def DFT(input, dft_length=None, axis=None, *, inverse=0, onesided=0):
     """ONNX DFT (opset 20): `axis` as an input (default -2); output (..., 2) real/imag pairs."""
     return _dft(input, dft_length, -2 if axis is None else int(scalar(axis)), inverse, onesided)
 
 
-@register("STFT", since=17)
+@register("STFT", since=17, host_inputs=(1, 3))
 def STFT(signal, frame_step, window=None, frame_length=None, *, onesided=1):
     """ONNX STFT: (batch, frames, bins, 2) DFTs of the windowed frames of a (batch, length, 1 | 2) signal."""
     step = int(scalar(frame_step))

@@ -49,7 +49,7 @@ def _empty_scan_output(body: Subgraph, index: int, device, op: str) -> torch.Ten
     return torch.empty([0, *dims], dtype=dtypes.torch_dtype(tt.elem_type), device=device)
 
 
-@register("If", since=1)
+@register("If", since=1, host_inputs=(0,))
 def If(*values, then_branch: Subgraph, else_branch: Subgraph, num_inputs: int = 1,
        outer: Sequence[str] = (), ctx=None):
     """ONNX If: run `then_branch` when `cond` is true, else `else_branch`; their outputs."""
@@ -59,7 +59,7 @@ def If(*values, then_branch: Subgraph, else_branch: Subgraph, num_inputs: int = 
     return tuple(to_device(v, device) for v in branch.run([], scope))
 
 
-@register("Loop", since=1)
+@register("Loop", since=1, host_inputs=(0, 1))
 def Loop(*values, body: Subgraph, num_inputs: int = 2, outer: Sequence[str] = (), ctx=None):
     """ONNX Loop: run `body` while the trip count (``M``, absent: unbounded) and the condition
     (``cond``, absent: true) allow; outputs: the final loop-carried values, then each scan

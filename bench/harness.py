@@ -25,6 +25,7 @@ from typing import Callable
 
 from tritonnx.bench import devices, report
 from tritonnx.bench.counting import count
+from tritonnx.bench.ort import timing_stream
 from tritonnx.bench.providers import Workload, make_provider
 from tritonnx.bench.stats import Timing, max_rel_err
 from tritonnx.errors import InvalidArgument
@@ -85,6 +86,7 @@ class BenchResult:
     not_run: list[str]
     written: dict
     ran: int
+    sticky: str | None = None  # a sticky CUDA error stopped the sweep (rows after it not run)
 
 
 def order_models(requested: list[str], known: list[str]) -> list[str]:
@@ -365,6 +367,10 @@ class Harness:
         cost = self._cost(work)
         if cost is not None:
             row["flops"], row["bytes"] = cost.flops, cost.bytes
+        with timing_stream(self.device):  # one non-default stream: onnxruntime's and the timing's
+            return self._measure_row(row, plan, provider, work, cost, deadline)
+
+    def _measure_row(self, row: dict, plan: RowPlan, provider, work: Workload, cost, deadline) -> dict:
         reference, ref_note = self._reference(work)
         row["reference"] = ref_note
         fn = None
@@ -426,6 +432,14 @@ class Harness:
         for key in [k for k in self._modules if k != model]:
             del self._modules[key]
 
+    def _cuda_broken(self) -> str | None:
+        """The error a broken (sticky) CUDA context raises now, or None (`kernels.cuda_broken`)."""
+        if self.device.type != "cuda":
+            return None
+        from tritonnx.bench.kernels import cuda_broken
+
+        return cuda_broken()
+
     def _free(self) -> None:
         gc.collect()
         if self.device.type == "cuda":
@@ -467,6 +481,7 @@ class Harness:
         ran = 0
         bar = tqdm(total=len(pending), unit="row", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         interrupted = False
+        sticky = None
         i = 0
         try:
             for i, plan in enumerate(pending):
@@ -480,17 +495,24 @@ class Harness:
                 marker.write_text(json.dumps({"key": list(plan.key), "attempts": attempts}))
                 row = self.run_row(plan, deadline)
                 row["time_utc"] = _utc()
+                sticky = self._cuda_broken() if row["status"] == "error" else None
+                if sticky:  # every later row would fail the same way: stop, a fresh process resumes
+                    row["note"] += f"; sticky CUDA error after this row ({sticky})"
                 report.append_row(self.out, row)
                 marker.unlink(missing_ok=True)
                 ran += 1
                 bar.update(1)
+                if sticky:
+                    not_run = [p.label() for p in pending[i + 1:]]
+                    break
         except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: keep what finished, write the files
             interrupted = True
             not_run = [p.label() for p in pending[i:]]
         finally:
             bar.close()
         if not_run:
-            why = "interrupted" if interrupted else f"time budget of {self.s.time_budget:g} s spent"
+            why = ("interrupted" if interrupted else f"sticky CUDA error ({sticky})" if sticky
+                   else f"time budget of {self.s.time_budget:g} s spent")
             self.log(f"{why}: {len(not_run)} rows not run (run again with --resume {self.out}):")
             for label in not_run:
                 self.log(f"  not run: {label}")
@@ -499,7 +521,7 @@ class Harness:
         written = report.write_all(self.out, env, rows, not_run, kernel_rows=kernel_rows)
         if interrupted:
             raise KeyboardInterrupt
-        return BenchResult(self.out, env, report.derive(rows), not_run, written, ran)
+        return BenchResult(self.out, env, report.derive(rows), not_run, written, ran, sticky)
 
 
 #: The row being run, written before it starts and removed once it is recorded.

@@ -1,16 +1,23 @@
 """onnxruntime as a benchmark provider, at its best, fed torch tensors in place.
 
 On a CUDA device: the CUDA execution provider with full graph optimisation,
-``cudnn_conv_algo_search=EXHAUSTIVE``, torch's current stream as its compute stream (so
-device-side timing on that stream measures it), IOBinding on the torch tensors' device
+``cudnn_conv_algo_search=EXHAUSTIVE``, torch's current stream as its compute stream
+(``user_compute_stream``), IOBinding on the torch tensors' device
 pointers for inputs and outputs, and CUDA graphs when onnxruntime accepts them for the model
 (it refuses graphs with nodes on the CPU provider; the runner then falls back and says so in
 `note`). On the CPU: the CPU execution provider, numpy views of the torch tensors.
+
+The current stream must not be torch's default stream: its handle is 0, which onnxruntime takes
+for "no stream given", so it would run on a stream of its own and end each run in a sync (its
+rows would time synchronous wall time while tritonnx rows time device time). The benchmark
+runs every provider inside `timing_stream`: one non-default torch stream, handed to onnxruntime
+and timed on (issue 20, item 3).
 
 onnxruntime is imported lazily; without it the error names the extra to install.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +51,28 @@ def _numpy_dtype(tensor):
     if dtype is None:
         raise RuntimeError(f"onnxruntime IOBinding: no numpy element type for {tensor.dtype}")
     return dtype
+
+
+_TIMING_STREAMS: dict = {}
+
+
+@contextlib.contextmanager
+def timing_stream(device):
+    """Make one non-default torch stream of `device` (the same one on every call) current:
+    onnxruntime gets it as its compute stream and the timing runs on it. No-op off CUDA."""
+    if getattr(device, "type", device) != "cuda":
+        yield None
+        return
+    import torch
+
+    key = str(device)
+    if key not in _TIMING_STREAMS:
+        _TIMING_STREAMS[key] = torch.cuda.Stream(device=device)
+    stream = _TIMING_STREAMS[key]
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        yield stream
+    torch.cuda.current_stream(device).wait_stream(stream)
 
 
 def session_options(ort, *, optimize: bool = True):
@@ -93,6 +122,7 @@ class OrtRunner:
         outputs: list of torch tensors, one per model output, filled by each call.
         provider: the execution provider that runs it.
         note: what was enabled or refused (e.g. "cuda graph refused: ...").
+        stream: the CUDA stream handle given as ``user_compute_stream`` (None on the CPU).
     """
 
     def __init__(self, model, feeds: dict, *, cuda_graph: bool = True, exhaustive: bool = True,
@@ -108,6 +138,7 @@ class OrtRunner:
         self.notes: list[str] = []
         self.tf32 = tf32
         self.device_id = 0
+        self.stream = None
         if self.on_cuda:
             available = self.ort.get_available_providers()
             if "CUDAExecutionProvider" not in available:
@@ -125,10 +156,14 @@ class OrtRunner:
         return "; ".join(self.notes)
 
     def _cuda_options(self, torch, exhaustive: bool, cuda_graph: bool) -> dict:
+        self.stream = int(torch.cuda.current_stream().cuda_stream)
+        if self.stream == 0 and "default stream" not in self.note:
+            self.notes.append("on torch's default stream: onnxruntime runs on a stream of its own and syncs "
+                              "each run (use timing_stream)")
         return {
             "device_id": str(self.device_id),
             "cudnn_conv_algo_search": "EXHAUSTIVE" if exhaustive else "DEFAULT",
-            "user_compute_stream": str(torch.cuda.current_stream().cuda_stream),
+            "user_compute_stream": str(self.stream),
             "enable_cuda_graph": "1" if cuda_graph else "0",
             "use_tf32": "1" if self.tf32 else "0",
         }

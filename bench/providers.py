@@ -91,6 +91,8 @@ class TritonnxProvider(Provider):
         self.fused = fused
         self.name = "tritonnx" if fused else "tritonnx-unfused"
         self._note = ""
+        self._session = None
+        self._compiles0 = (0, 0)
 
     def missing(self, device) -> str | None:
         try:
@@ -108,8 +110,12 @@ class TritonnxProvider(Provider):
             ["TritonExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
             if device.type == "cuda" else ["TritonExecutionProvider", "CPUExecutionProvider"]
         )
+        from tritonnx.bench.triton_cache import count_compiles
+
+        self._compiles0 = count_compiles()
         sess = tritonnx.InferenceSession(str(work.onnx_path), providers=providers, fusion=self.fused,
                                          **work.options)
+        self._session = sess
         feeds = work.feeds
         self._note = ""
         try:
@@ -135,7 +141,22 @@ class TritonnxProvider(Provider):
         return run_numpy
 
     def note(self) -> str:
-        return self._note
+        """Providers and fusion; CUDA-graph captures and eager fallbacks (with the reason) and the
+        Triton compiles since `prepare` (issue 20, items 4 and 5)."""
+        parts = [self._note] if self._note else []
+        executor = getattr(self._session, "_executor", None)
+        if executor is not None and getattr(executor, "graph_backend", None) is not None:
+            fallbacks = getattr(executor, "graph_fallbacks", {})
+            parts.append(f"cuda graphs: {len(executor.captured_signatures)} captured")
+            for reason in dict.fromkeys(fallbacks.values()):
+                parts.append(f"EAGER FALLBACK (capture failed): {reason[:160]}")
+        from tritonnx.bench.triton_cache import count_compiles
+
+        hits, misses = count_compiles()
+        hits, misses = hits - self._compiles0[0], misses - self._compiles0[1]
+        if hits or misses:
+            parts.append(f"triton: {misses} compiles, {hits} from the cache")
+        return "; ".join(parts)
 
 
 class OnnxruntimeProvider(Provider):

@@ -514,3 +514,8 @@ class Executor:
     def captured_signatures(self) -> list[tuple]:
         """The input signatures that currently hold a CUDA graph (oldest first)."""
         return list(self._graphs)
+
+    @property
+    def graph_fallbacks(self) -> dict[tuple, str]:
+        """The input signatures whose capture failed (they run eagerly), each with the reason."""
+        return dict(self._no_graph)

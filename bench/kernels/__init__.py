@@ -19,11 +19,20 @@ Contract (every family module ``bench/kernels/<family>.py``, e.g. ``conv.py``, `
   device-side), inputs already on the device; onnxruntime through `onnxruntime_runner`
   (IOBinding on torch tensors, CUDA execution provider at its best).
 
+Optional keywords (issue 20, items 2 and 6), passed when `benchmark` accepts them:
+- `done`: the (case, dtype, batch) blocks already recorded (a resumed run): skip them;
+- `emit(rows)`: call it with each block's rows as soon as the block is measured (use
+  `finish_block`): they are written at once, so a family killed later keeps them;
+- a block whose failure left the CUDA context broken (a sticky error: illegal address, ...)
+  raises `StickyCudaError` after its rows are emitted (`finish_block` checks): the process
+  exits and a fresh one resumes after the block.
+
 The harness adds the "roofline" fraction per row from `flops`, `bytes` and `bench.devices`.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from typing import Callable
 
@@ -43,8 +52,46 @@ PROVIDERS = ("tritonnx", "torch", "onnxruntime")
 
 __all__ = [
     "FAMILIES", "ROW_KEYS", "PROVIDERS", "Budget", "make_row", "require_cuda", "time_cuda",
-    "max_rel_err", "onnxruntime_runner", "load_family", "run_families",
+    "max_rel_err", "onnxruntime_runner", "load_family", "run_families", "finish_block",
+    "StickyCudaError", "STICKY_EXIT",
 ]
+
+#: The exit status of a bench process that stopped on a sticky CUDA error (bench/on_gpu.sh
+#: resumes it in a fresh process).
+STICKY_EXIT = 75
+
+
+class StickyCudaError(RuntimeError):
+    """The CUDA context is broken (every later launch would fail): exit and resume elsewhere."""
+
+
+def cuda_broken() -> str | None:
+    """None while the CUDA context works (or there is none), else the error it now raises
+    (after an illegal address or a device-side assert every CUDA call fails the same way)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    try:
+        torch.cuda.synchronize()
+        (torch.ones(1, device="cuda") + 1).cpu()
+    except Exception as exc:  # noqa: BLE001 - RuntimeError or torch.AcceleratorError, by version
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return None
+
+
+def finish_block(block_rows: list[dict], rows: list[dict], emit: Callable[[list[dict]], None] | None) -> None:
+    """Add one block's rows to `rows`, hand them to `emit`, and raise `StickyCudaError` when a
+    failed row left the CUDA context broken."""
+    rows.extend(block_rows)
+    if emit is not None:
+        emit(block_rows)
+    if any(r["median_ms"] is None for r in block_rows):
+        broken = cuda_broken()
+        if broken:
+            raise StickyCudaError(f"{block_rows[0]['family']} {block_rows[0]['case']}: sticky CUDA error after this "
+                                  f"block ({broken})")
 
 
 def require_cuda() -> None:
@@ -122,6 +169,16 @@ def onnxruntime_runner(model, feeds: dict, **kwargs):
     return OrtRunner(model, feeds, **kwargs)
 
 
+def _timing_stream():
+    import contextlib
+
+    import torch
+
+    from tritonnx.bench.ort import timing_stream
+
+    return timing_stream(torch.device("cuda")) if torch.cuda.is_available() else contextlib.nullcontext()
+
+
 def load_family(name: str):
     """The module `tritonnx.bench.kernels.<name>`, or raise ImportError naming what is missing."""
     if name not in FAMILIES:
@@ -130,20 +187,42 @@ def load_family(name: str):
 
 
 def run_families(
-    families: list[str], *, dtypes: list[str], quick: bool, time_budget: float | None = None
+    families: list[str], *, dtypes: list[str], quick: bool, time_budget: float | None = None,
+    on_row: Callable[[dict], None] | None = None, done: frozenset = frozenset(),
+    partial: list[str] | None = None,
 ) -> tuple[list[dict], list[str]]:
     """Run each family's `benchmark` and add "roofline" and "device" to its rows.
 
+    Args:
+        on_row: called with each finished row (device and roofline added) as soon as its block
+            is measured, when the family emits per block (else when the family returns).
+        done: (family, case, dtype, batch) of blocks already recorded, skipped by the families.
+        partial: filled with the families that stopped on the time budget before their end.
     Returns (rows, messages): a family that is missing or needs a GPU gives a message line
-    ("conv: skipped: no GPU"), never an exception.
+    ("conv: skipped: no GPU"), never an exception. `StickyCudaError` and KeyboardInterrupt
+    propagate (the rows emitted before them were handed to `on_row`).
     """
     budget = Budget(time_budget)
     rows: list[dict] = []
     messages: list[str] = []
     device = current_device_name()
+
+    def finish(family: str, row: dict) -> dict:
+        missing = [k for k in ROW_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"kernel bench {family!r} row lacks keys {missing}: {row}")
+        row = dict(row)
+        row["device"] = device
+        row["roofline"] = roofline_fraction(
+            row["flops"], row["bytes"], row["median_ms"], row["dtype"], device_name=device
+        )
+        return row
+
     for family in families:
         if budget.spent():
             messages.append(f"{family}: not run: time budget spent")
+            if partial is not None:
+                partial.append(family)
             continue
         try:
             module = load_family(family)
@@ -151,22 +230,37 @@ def run_families(
             messages.append(f"{family}: not available: {exc}")
             continue
         left = None if time_budget is None else max(time_budget - budget.elapsed(), 0.0)
+        family_budget = Budget(left)
+        params = inspect.signature(module.benchmark).parameters
+        extra, emitted = {}, []
+        if "done" in params:
+            extra["done"] = frozenset(k[1:] for k in done if k[0] == family)
+        if "emit" in params:
+            def emit(block_rows, family=family):
+                for row in block_rows:
+                    row = finish(family, row)
+                    emitted.append(row)
+                    if on_row is not None:
+                        on_row(row)
+            extra["emit"] = emit
         try:
-            family_rows = module.benchmark(dtypes=list(dtypes), quick=quick, time_budget=left)
+            with _timing_stream():  # onnxruntime's compute stream, and the one timed on
+                family_rows = module.benchmark(dtypes=list(dtypes), quick=quick, time_budget=left, **extra)
         except RuntimeError as exc:
             if "needs a CUDA device" in str(exc):
                 messages.append(f"{family}: skipped: no GPU")
                 continue
             raise
-        for row in family_rows:
-            missing = [k for k in ROW_KEYS if k not in row]
-            if missing:
-                raise ValueError(f"kernel bench {family!r} row lacks keys {missing}: {row}")
-            row = dict(row)
-            row["device"] = device
-            row["roofline"] = roofline_fraction(
-                row["flops"], row["bytes"], row["median_ms"], row["dtype"], device_name=device
-            )
-            rows.append(row)
-        messages.append(f"{family}: {len(family_rows)} rows")
+        if "emit" in params:
+            rows += emitted
+        else:
+            for row in family_rows:
+                row = finish(family, row)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+        stopped = family_budget.spent()
+        if stopped and partial is not None:
+            partial.append(family)
+        messages.append(f"{family}: {len(family_rows)} rows" + ("; partial: time budget spent" if stopped else ""))
     return rows, messages

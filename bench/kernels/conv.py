@@ -28,7 +28,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tritonnx.bench.kernels import Budget, make_row, max_rel_err, onnxruntime_runner, require_cuda, time_cuda
+from tritonnx.bench.kernels import (Budget, finish_block, make_row, max_rel_err, onnxruntime_runner, require_cuda,
+                                    time_cuda)
 
 FAMILY = "conv"
 MODELS = ("lenet5", "alexnet", "vgg16", "googlenet", "resnet18")
@@ -298,8 +299,10 @@ def _flops_bytes(block: Block, n: int, out_shape, conv_hw, elem: int) -> tuple[f
     return flops, float(moved * elem)
 
 
-def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = None) -> list[dict]:
-    """Rows (contract 6) for every conv block of `MODELS` x `BATCHES` x `dtypes`."""
+def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = None,
+              done: frozenset = frozenset(), emit=None) -> list[dict]:
+    """Rows (contract 6) for every conv block of `MODELS` x `BATCHES` x `dtypes`; blocks in
+    `done` ((case, dtype, batch)) are skipped, each block's rows go to `emit` as they finish."""
     require_cuda()
     import torch
 
@@ -318,9 +321,11 @@ def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = Non
         dt = torch_dtypes[dtype_name]
         for block in blocks:
             for n in batches:
+                if (block.label, dtype_name, n) in done:
+                    continue
                 if budget.spent():
                     return rows
-                rows += _bench_block(block, n, dtype_name, dt, device, crp, torch)
+                finish_block(_bench_block(block, n, dtype_name, dt, device, crp, torch), rows, emit)
                 torch.cuda.empty_cache()
     return rows
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import itertools
 
-from tritonnx.bench.kernels import Budget, make_row, max_rel_err, onnxruntime_runner, require_cuda, time_cuda
+from tritonnx.bench.kernels import (Budget, finish_block, make_row, max_rel_err, onnxruntime_runner, require_cuda,
+                                    time_cuda)
 
 FAMILY = "rnn"
 HIDDEN = (128, 256, 512, 1024)
@@ -90,8 +91,10 @@ def _flops_bytes(h: int, b: int, s: int, elem: int) -> tuple[float, float]:
     return flops, nbytes
 
 
-def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = None) -> list[dict]:
-    """Rows of the contract (see `tritonnx.bench.kernels`); CUDA only."""
+def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = None,
+              done: frozenset = frozenset(), emit=None) -> list[dict]:
+    """Rows of the contract (see `tritonnx.bench.kernels`); CUDA only. Cases in `done`
+    ((case, dtype, batch)) are skipped; each case's rows go to `emit` as they finish."""
     require_cuda()
     import torch
 
@@ -102,65 +105,75 @@ def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = Non
     device = torch.device("cuda")
     torch_dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     for dtype_name, (h, b, s) in itertools.product(dtypes, _cases(quick)):
+        case = f"lstm h{h} seq{s}"
+        if (case, dtype_name, b) in done:
+            continue
         if budget.spent():
             break
-        dtype = torch_dtypes[dtype_name]
-        case = f"lstm h{h} seq{s}"
-        gen = torch.Generator(device="cpu").manual_seed(h * 1000 + b * 10 + s)
-        scale = 1.0 / h ** 0.5
-        W = ((torch.rand(1, 4 * h, h, generator=gen) * 2 - 1) * scale)
-        R = ((torch.rand(1, 4 * h, h, generator=gen) * 2 - 1) * scale)
-        B = ((torch.rand(1, 8 * h, generator=gen) * 2 - 1) * scale)
-        X = torch.rand(s, b, h, generator=gen) * 2 - 1
-        Wd, Rd, Bd, Xd = (t.to(device=device, dtype=dtype) for t in (W, R, B, X))
-        ref = rnn_reference.lstm(*(t.to(device=device, dtype=torch.float64) for t in (Xd, Wd, Rd, Bd)))[0]
-        flops, nbytes = _flops_bytes(h, b, s, Xd.element_size())
-        row = dict(family=FAMILY, case=case, dtype=dtype_name, batch=b, flops=flops, bytes=nbytes)
+        block: list[dict] = []
+        _bench_case(block, dtype_name, torch_dtypes[dtype_name], case, h, b, s, device, torch,
+                    gate_order, recurrent, rnn_reference)
+        finish_block(block, rows, emit)
+    return rows
 
-        packed = recurrent.pack("LSTM", Wd, Rd, Bd, dtype=dtype, device=device)
-        for mode in ("step", "persistent"):
-            if mode == "persistent" and not recurrent.persistent_fits(packed, b, device):
-                rows.append(make_row(**row, provider="tritonnx",
-                                     note="mode=persistent: grid not co-resident or tile over budget"))
-                continue
-            try:
-                fn = lambda mode=mode: recurrent.run(packed, Xd, mode=mode)  # noqa: E731
-                err = max_rel_err(fn()[0], ref)
-                timed, how = _graphed(fn)
-                timing = time_cuda(timed)
-                note = f"mode={mode}; {how}"
-                if mode == "persistent":
-                    free, _ = _graphed(lambda: recurrent.run(packed, Xd, mode=mode, _barrier=False))
-                    t_free = time_cuda(free)
-                    note += f"; barrier~{max(0.0, 1 - t_free[0] / timing[0]):.0%} of the time"
-                rows.append(make_row(**row, provider="tritonnx", timing=timing, max_rel_err=err, note=note))
-            except Exception as exc:  # a provider that cannot run is a row with the reason
-                rows.append(make_row(**row, provider="tritonnx", note=f"mode={mode}: {type(exc).__name__}: {exc}"))
 
-        try:
-            lstm = torch.nn.LSTM(h, h).to(device=device, dtype=dtype).eval()
-            gate_order.onnx_to_torch_layer(lstm, Wd, Rd, Bd)
-            with torch.no_grad():
-                fn = lambda: lstm(Xd)  # noqa: E731
-                err = max_rel_err(fn()[0].unsqueeze(1), ref)
-                timed, how = _graphed(fn)
-                timing = time_cuda(timed)
-            rows.append(make_row(**row, provider="torch", timing=timing, max_rel_err=err,
-                                 note=f"cuDNN {torch.backends.cudnn.version()}; {how}"))
-        except Exception as exc:
-            rows.append(make_row(**row, provider="torch", note=f"{type(exc).__name__}: {exc}"))
+def _bench_case(rows, dtype_name, dtype, case, h, b, s, device, torch, gate_order, recurrent, rnn_reference):
+    """One case's rows (tritonnx step and persistent, torch, onnxruntime) appended to `rows`."""
+    gen = torch.Generator(device="cpu").manual_seed(h * 1000 + b * 10 + s)
+    scale = 1.0 / h ** 0.5
+    W = ((torch.rand(1, 4 * h, h, generator=gen) * 2 - 1) * scale)
+    R = ((torch.rand(1, 4 * h, h, generator=gen) * 2 - 1) * scale)
+    B = ((torch.rand(1, 8 * h, generator=gen) * 2 - 1) * scale)
+    X = torch.rand(s, b, h, generator=gen) * 2 - 1
+    Wd, Rd, Bd, Xd = (t.to(device=device, dtype=dtype) for t in (W, R, B, X))
+    ref = rnn_reference.lstm(*(t.to(device=device, dtype=torch.float64) for t in (Xd, Wd, Rd, Bd)))[0]
+    flops, nbytes = _flops_bytes(h, b, s, Xd.element_size())
+    row = dict(family=FAMILY, case=case, dtype=dtype_name, batch=b, flops=flops, bytes=nbytes)
 
-        if dtype_name == "bf16":
-            rows.append(make_row(**row, provider="onnxruntime", note="no bf16 LSTM in onnxruntime"))
+    packed = recurrent.pack("LSTM", Wd, Rd, Bd, dtype=dtype, device=device)
+    for mode in ("step", "persistent"):
+        if mode == "persistent" and not recurrent.persistent_fits(packed, b, device):
+            rows.append(make_row(**row, provider="tritonnx",
+                                 note="mode=persistent: grid not co-resident or tile over budget"))
             continue
         try:
-            runner = onnxruntime_runner(_onnx_lstm(Wd, Rd, Bd, dtype_name), {"X": Xd})
-            runner()
-            err = max_rel_err(runner.outputs[0], ref)
-            rows.append(make_row(**row, provider="onnxruntime", timing=time_cuda(runner),
-                                 max_rel_err=err, note=runner.note))
-        except Exception as exc:
-            rows.append(make_row(**row, provider="onnxruntime", note=f"{type(exc).__name__}: {exc}"))
+            fn = lambda mode=mode: recurrent.run(packed, Xd, mode=mode)  # noqa: E731
+            err = max_rel_err(fn()[0], ref)
+            timed, how = _graphed(fn)
+            timing = time_cuda(timed)
+            note = f"mode={mode}; {how}"
+            if mode == "persistent":
+                free, _ = _graphed(lambda: recurrent.run(packed, Xd, mode=mode, _barrier=False))
+                t_free = time_cuda(free)
+                note += f"; barrier~{max(0.0, 1 - t_free[0] / timing[0]):.0%} of the time"
+            rows.append(make_row(**row, provider="tritonnx", timing=timing, max_rel_err=err, note=note))
+        except Exception as exc:  # a provider that cannot run is a row with the reason
+            rows.append(make_row(**row, provider="tritonnx", note=f"mode={mode}: {type(exc).__name__}: {exc}"))
+
+    try:
+        lstm = torch.nn.LSTM(h, h).to(device=device, dtype=dtype).eval()
+        gate_order.onnx_to_torch_layer(lstm, Wd, Rd, Bd)
+        with torch.no_grad():
+            fn = lambda: lstm(Xd)  # noqa: E731
+            err = max_rel_err(fn()[0].unsqueeze(1), ref)
+            timed, how = _graphed(fn)
+            timing = time_cuda(timed)
+        rows.append(make_row(**row, provider="torch", timing=timing, max_rel_err=err,
+                             note=f"cuDNN {torch.backends.cudnn.version()}; {how}"))
+    except Exception as exc:
+        rows.append(make_row(**row, provider="torch", note=f"{type(exc).__name__}: {exc}"))
+
+    if dtype_name == "bf16":
+        rows.append(make_row(**row, provider="onnxruntime", note="no bf16 LSTM in onnxruntime"))
+        return
+    try:
+        runner = onnxruntime_runner(_onnx_lstm(Wd, Rd, Bd, dtype_name), {"X": Xd})
+        runner()
+        err = max_rel_err(runner.outputs[0], ref)
+        rows.append(make_row(**row, provider="onnxruntime", timing=time_cuda(runner),
+                             max_rel_err=err, note=runner.note))
+    except Exception as exc:
+        rows.append(make_row(**row, provider="onnxruntime", note=f"{type(exc).__name__}: {exc}"))
     return rows
 
 

@@ -44,7 +44,7 @@ def test_sweep_on_cuda(tmp_path):
 def test_ort_runner_binds_device_pointers():
     from onnx import TensorProto, helper
 
-    from tritonnx.bench.ort import OrtRunner
+    from tritonnx.bench.ort import OrtRunner, timing_stream
 
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], "g",
@@ -56,14 +56,20 @@ def test_ort_runner_binds_device_pointers():
     gen = torch.Generator(device="cuda").manual_seed(0)
     a = torch.randn(16, 64, device="cuda", generator=gen, dtype=torch.float16)
     b = torch.randn(64, 32, device="cuda", generator=gen, dtype=torch.float16)
-    runner = OrtRunner(model, {"a": a, "b": b})
-    (y,) = runner.outputs
-    y.fill_(float("nan"))
-    runner()
     torch.cuda.synchronize()
-    assert y.device.type == "cuda" and runner.provider == "CUDAExecutionProvider"
-    torch.testing.assert_close(y.float(), torch.relu(a.float() @ b.float()), rtol=2e-2, atol=2e-2)
-    a.copy_(-a)  # the binding reads the tensor's memory, so a new value in place is seen
-    runner()
-    torch.cuda.synchronize()
-    torch.testing.assert_close(y.float(), torch.relu(a.float() @ b.float()), rtol=2e-2, atol=2e-2)
+    # Everything on one non-default stream, onnxruntime's too (user_compute_stream): the in-place
+    # write below is ordered before the next run. On torch's default stream (handle 0)
+    # onnxruntime would run on a stream of its own and race the copy.
+    with timing_stream(torch.device("cuda")) as stream:
+        runner = OrtRunner(model, {"a": a, "b": b})
+        assert runner.stream == stream.cuda_stream != 0
+        (y,) = runner.outputs
+        y.fill_(float("nan"))
+        runner()
+        torch.cuda.synchronize()
+        assert y.device.type == "cuda" and runner.provider == "CUDAExecutionProvider"
+        torch.testing.assert_close(y.float(), torch.relu(a.float() @ b.float()), rtol=2e-2, atol=2e-2)
+        a.copy_(-a)  # the binding reads the tensor's memory, so a new value in place is seen
+        runner()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(y.float(), torch.relu(a.float() @ b.float()), rtol=2e-2, atol=2e-2)

@@ -156,7 +156,7 @@ def run_kernels(args, out: Path, on_gpu: bool, *, record_env: bool = True) -> in
     """`--kernels`: each family's contract-6 `benchmark`, rows into kernels.jsonl / kernels.md."""
     from tritonnx.bench import environment, report
     from tritonnx.bench.devices import canonical_dtype
-    from tritonnx.bench.kernels import FAMILIES, run_families
+    from tritonnx.bench.kernels import FAMILIES, STICKY_EXIT, StickyCudaError, run_families
 
     text = args.kernels
     families = list(FAMILIES) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
@@ -168,17 +168,28 @@ def run_kernels(args, out: Path, on_gpu: bool, *, record_env: bool = True) -> in
     env = environment.collect(tf32=not args.no_tf32)
     if record_env:  # else the model sweep that follows records it
         env = environment.record(out, env)
-    rows, messages = run_families(families, dtypes=dtypes, quick=args.quick, time_budget=args.time_budget)
+    # Each row is appended as its block finishes (a killed run keeps them) and a rerun into the
+    # same folder skips the blocks already there; a sticky CUDA error exits STICKY_EXIT.
+    done = frozenset((r["family"], r["case"], r["dtype"], int(r["batch"]))
+                     for r in report.load_rows(out, report.KERNELS_FILE))
+    partial: list[str] = []
+    status = 0
+    try:
+        _, messages = run_families(families, dtypes=dtypes, quick=args.quick, time_budget=args.time_budget,
+                                   on_row=lambda row: report.append_row(out, row, report.KERNELS_FILE),
+                                   done=done, partial=partial)
+    except StickyCudaError as exc:
+        messages, status = [f"{exc}: exiting (a fresh process resumes after this block)"], STICKY_EXIT
     for msg in messages:
         print(f"kernels: {msg}", file=sys.stderr)
-    for row in rows:
-        report.append_row(out, row, report.KERNELS_FILE)
+    if partial and not status:
+        status = 3  # a family stopped on its time budget: resume into the same folder
     all_rows = report.load_rows(out, report.KERNELS_FILE)
     if all_rows:
         print(report.render(all_rows, args.format, env=env, columns=report.KERNEL_COLUMNS))
         (out / report.KERNELS_MD).write_text(
             report.render(all_rows, "markdown", env=env, columns=report.KERNEL_COLUMNS), encoding="utf-8")
-    return 0
+    return status
 
 
 def run(args) -> int:
@@ -202,6 +213,12 @@ def run(args) -> int:
         run_kernels(args, settings.out, on_gpu, record_env=False)
     harness = Harness(settings, progress=not args.no_progress)
     result = harness.run()
+    if result.sticky:
+        from tritonnx.bench.kernels import STICKY_EXIT
+
+        print(f"sticky CUDA error ({result.sticky}): exiting; --resume {result.out} in a fresh process retries "
+              f"the {len(result.not_run)} rows after it", file=sys.stderr)
+        return STICKY_EXIT
     text = report.render(result.rows, args.format, env=result.env)
     print(text)
     print(f"results: {result.out} ({', '.join(p.name for p in result.written.values())})", file=sys.stderr)

@@ -15,7 +15,20 @@ EXTRAS := cpu,dev,bench
 endif
 PYTEST_ARGS ?=
 
-.PHONY: test bench env clean
+# The GPU machine's versions (constraints-skew.txt: Python 3.12, torch 2.11, numpy 2.5, onnx 1.23)
+# on the CPU: the tests that need no Triton interpreter (3.6's needs numpy < 2.4), so the first
+# GPU lease meets no API difference. CI runs it after `make test`.
+SKEW_VENV ?= .venv-gpu312
+PYTHON312 ?= $(shell for p in $$(command -v python3.12) /root/.pyenv/versions/3.12*/bin/python3.12; do \
+	"$$p" -c "import sys" 2>/dev/null && { echo "$$p"; break; }; done)
+SKEW_SKIP := --ignore=tests/triton_kernels --ignore=tests/runtime/test_conformance.py \
+	--ignore=tests/runtime/test_capture_simulation.py --ignore=tests/runtime/test_fuse_conv.py \
+	--ignore=tests/runtime/test_fuse_conv_zoo.py --ignore=tests/runtime/test_prepare.py \
+	--ignore=tests/bench/test_on_gpu_dry_run.py \
+	--deselect=tests/runtime/test_cli_run_inspect.py::test_run_fused_with_triton_kernels \
+	--deselect=tests/bench/test_bench_conv.py::test_bench_block_rows_on_cpu
+
+.PHONY: test test-skew bench env clean
 
 env: $(VENV)/.installed
 
@@ -28,8 +41,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt constraints-gpu.txt
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+$(SKEW_VENV)/.installed: pyproject.toml constraints-skew.txt
+	@test -n "$(PYTHON312)" || { echo "test-skew: no Python 3.12 found (set PYTHON312)"; exit 1; }
+	test -x $(SKEW_VENV)/bin/python || $(PYTHON312) -m venv $(SKEW_VENV)
+	$(SKEW_VENV)/bin/python -m pip install -q -c constraints-skew.txt -e ".[cpu,dev]"
+	touch $@
+
+test-skew: $(SKEW_VENV)/.installed
+	TRITONNX_KERNELS=torch $(SKEW_VENV)/bin/python -m pytest -n 2 --dist loadgroup -q $(SKEW_SKIP) $(PYTEST_ARGS)
+
 bench: $(VENV)/.installed
 	$(VENV)/bin/tritonnx bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SKEW_VENV) build *.egg-info

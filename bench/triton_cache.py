@@ -26,6 +26,16 @@ GPU machine's wheel.
     python3 bench/triton_cache.py manifest DIR         # write them into DIR/manifest.json
     python3 bench/triton_cache.py check [DIR]          # this machine's parts against DIR's manifest
     python3 bench/triton_cache.py summary LOG          # hits and misses logged by gpu_site
+    TRITON_INTERPRET=0 python3 -m tritonnx.bench.triton_cache build DIR      # the cache, no GPU
+    TRITON_INTERPRET=0 python3 -m tritonnx.bench.triton_cache variants       # conv compiles per model
+
+``build`` runs the kernels' own launch wrappers, autotuner included, with a stand-in for
+Triton's CUDA driver that reports the H200's target and skips every launch (`compile_only`):
+each config that the GPU's autotuner would compile is compiled here into DIR, under the key the
+GPU computes, provided this Python's triton is the GPU machine's wheel (cp312 triton 3.6.0:
+run it with a Python 3.12 venv, see `check`). It covers the launches of the GPU smoke tests
+and of the quick kernel benchmark (direct calls with the GPU's layouts); the zoo rows go through
+the session, whose layout choices follow the device, and compile on the GPU (logged as misses).
 
 ``bench/gpu_site/sitecustomize.py`` (on PYTHONPATH in `bench/on_gpu.sh`) installs `listener` in
 every Python process once triton is imported: one line per lookup into
@@ -184,10 +194,188 @@ def summary(log: Path) -> str:
     return text
 
 
+class _CompileOnlyDriver:
+    """The parts of Triton's driver that a compile and a skipped launch ask for, for `target`."""
+
+    def __init__(self, arch: int = ARCH):
+        from triton.backends.compiler import GPUTarget
+
+        self.target = GPUTarget("cuda", arch, 32)
+
+    def is_active(self):
+        return True
+
+    def get_current_target(self):
+        return self.target
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_benchmarker(self):
+        def bench(fn, quantiles=None, **kwargs):
+            fn()
+            return [1.0] * len(quantiles) if quantiles else 1.0
+        return bench
+
+    def get_empty_cache_for_benchmark(self):
+        import torch
+
+        return torch.empty(1)
+
+    def clear_cache(self, cache):
+        pass
+
+
+class compile_only:
+    """Inside: Triton kernels launched by their wrappers are compiled for the H200 (with the key
+    the GPU computes) and not run; the autotuner "times" every config it would try. Needs a
+    process started with TRITON_INTERPRET=0. `compiled` lists (kernel, options) per compile."""
+
+    def __init__(self, record_only: bool = False):
+        self.record_only = record_only
+        self.compiled: list[tuple[str, str]] = []
+
+    def __enter__(self):
+        from triton.runtime import driver
+        from triton.runtime.jit import JITFunction
+
+        if os.environ.get("TRITON_INTERPRET", "0") not in ("0", ""):
+            raise RuntimeError("compile_only needs TRITON_INTERPRET=0 (set before the kernels are defined)")
+        self._run, self._do_compile = JITFunction.run, JITFunction._do_compile
+        run, do_compile, outer = self._run, self._do_compile, self
+
+        def run_compile_only(fn, *args, grid, warmup, **kwargs):
+            return run(fn, *args, grid=grid, warmup=True, **kwargs)
+
+        def recording(fn, key, signature, device, constexprs, options, attrs, warmup):
+            outer.compiled.append((fn._fn_name, json.dumps([sorted(signature.items()), sorted(
+                (str(k), str(v)) for k, v in constexprs.items()), sorted((str(k), str(v)) for k, v in attrs.items()),
+                options.num_warps, options.num_stages], default=str)))
+            if outer.record_only:
+                return object()
+            return do_compile(fn, key, signature, device, constexprs, options, attrs, warmup)
+
+        JITFunction.run, JITFunction._do_compile = run_compile_only, recording
+        self._driver = driver._active  # None until a real driver was asked for (none here)
+        driver.set_active(_CompileOnlyDriver())
+        return self
+
+    def __exit__(self, *exc):
+        from triton.runtime import driver
+        from triton.runtime.jit import JITFunction
+
+        JITFunction.run, JITFunction._do_compile = self._run, self._do_compile
+        driver._active = self._driver
+        return False
+
+
+def gpu_launches(*, quick_bench: bool = True) -> None:
+    """The kernel launches of the GPU smoke tests and of the quick kernel benchmark (fp16), as
+    their code makes them (on CPU tensors: the same dtypes, shapes, strides and alignment)."""
+    import torch
+
+    from tritonnx.bench.kernels import conv as bench_conv
+    from tritonnx.triton_kernels import conv_relu_pool as crp
+    from tritonnx.triton_kernels import recurrent
+
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    for dt in dtypes.values():  # tests/bench/test_gpu_smoke.py
+        x = torch.randn(64, 1, 32, 32).to(dt).contiguous(memory_format=torch.channels_last)
+        crp.conv_relu_pool(x, torch.randn(6, 1, 5, 5).to(dt), torch.randn(6).to(dt), None, activation="relu",
+                           pool="max", pool_kernel=(2, 2), pool_strides=(2, 2), allow_tf32=True)
+        X = torch.randn(20, 4, 65).to(dt)
+        packed = recurrent.pack("LSTM", torch.randn(1, 2048, 65).to(dt), torch.randn(1, 2048, 512).to(dt),
+                                torch.randn(1, 4096).to(dt))
+        for mode in ("step", "persistent") if dt == torch.float16 else ("step",):
+            recurrent.run(packed, X, mode=mode)
+    if not quick_bench:
+        return
+    for block in bench_conv.ordered_blocks(quick=True):  # bench/kernels/conv.py, quick: batch 64
+        c, h, w = block.in_chw
+        o, cg, kh, kw = block.w_shape
+        kwargs = bench_conv.kernel_kwargs(block, (h, w))
+        dt = torch.float16
+        x = torch.randn(64, c, h, w).to(dt).contiguous(memory_format=torch.channels_last)
+        wt = torch.randn(o, cg, kh, kw).to(dt)
+        b = torch.randn(o).to(dt) if block.has_bias else None
+        conv_hw = [crp.conv_out_size((h, w)[i], (kh, kw)[i], kwargs["strides"][i], kwargs["pads"][i],
+                                     kwargs["pads"][i + 2], kwargs["dilations"][i]) for i in range(2)]
+        r = torch.randn(64, o, *conv_hw).to(dt).contiguous(memory_format=torch.channels_last) \
+            if block.has_residual else None
+        crp.conv_relu_pool(x, crp.pack_conv_weight(wt, kwargs["group"]), b, r, allow_tf32=True, **kwargs)
+
+
+def build(cache_dir: Path) -> dict:
+    """Compile `gpu_launches` into cache_dir (TRITON_CACHE_DIR) for the H200; write its manifest."""
+    os.environ["TRITON_CACHE_DIR"] = str(Path(cache_dir).resolve())
+    hits0, misses0 = count_compiles()
+    t0 = time.time()
+    with compile_only() as recorder:
+        gpu_launches()
+    hits, misses = count_compiles()
+    info = {"compiles": len(recorder.compiled), "new": misses - misses0, "from_cache": hits - hits0,
+            "seconds": round(time.time() - t0, 1)}
+    write_manifest(Path(cache_dir), build=info, launches="GPU smoke tests + quick kernel benchmark (fp16)")
+    return info
+
+
+def conv_variants(models=("lenet5", "alexnet", "vgg16", "googlenet", "resnet18"), batches=(1, 64)) -> dict:
+    """Per zoo CNN (its paper blocks), the conv kernel's distinct compiles with the current
+    `DO_NOT_SPECIALIZE` and without it (Triton specialising every size): nothing is compiled."""
+    import torch
+
+    from tritonnx.bench.kernels import conv as bench_conv
+    from tritonnx.triton_kernels import conv_relu_pool as crp
+
+    kernel = crp.conv_relu_pool_kernel.fn
+    tuner = crp.conv_relu_pool_kernel
+    cache_results, tuner.cache_results = tuner.cache_results, False  # no tuned result from disk
+    out = {}
+    for label, dns in (("now", True), ("specialising every size", False)):
+        for p in kernel.params:
+            if p.name in crp.DO_NOT_SPECIALIZE and p.name not in ("N_BATCH", "M_TOTAL"):
+                p.do_not_specialize = dns
+        kernel.device_caches.clear()
+        for model in models:
+            crp.conv_relu_pool_kernel.cache.clear()
+            with compile_only(record_only=True) as recorder:
+                for block in bench_conv.model_blocks(model):
+                    c, h, w = block.in_chw
+                    o, cg, kh, kw = block.w_shape
+                    kwargs = bench_conv.kernel_kwargs(block, (h, w))
+                    for n in batches:
+                        x = torch.empty(n, c, h, w, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+                        conv_hw = [crp.conv_out_size((h, w)[i], (kh, kw)[i], kwargs["strides"][i], kwargs["pads"][i],
+                                                     kwargs["pads"][i + 2], kwargs["dilations"][i]) for i in range(2)]
+                        r = torch.empty(n, o, *conv_hw, dtype=torch.float16).contiguous(
+                            memory_format=torch.channels_last) if block.has_residual else None
+                        b = torch.empty(o, dtype=torch.float16) if block.has_bias else None
+                        crp.conv_relu_pool(x, crp.pack_conv_weight(torch.empty(o, cg, kh, kw, dtype=torch.float16),
+                                                                   kwargs["group"]), b, r, allow_tf32=True, **kwargs)
+            out.setdefault(model, {})[label] = len(set(recorder.compiled))
+    for p in kernel.params:
+        p.do_not_specialize = p.name in crp.DO_NOT_SPECIALIZE
+    kernel.device_caches.clear()
+    tuner.cache_results = cache_results
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build"] and len(argv) == 2:
+        print(json.dumps(build(Path(argv[1]))))
+        return 0
+    if argv[:1] == ["variants"]:
+        for model, counts in conv_variants().items():
+            print(f"{model}: conv compiles per dtype (batch 1 and 64, every autotune config): "
+                  + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return 0
     if not argv or argv[0] not in ("keys", "manifest", "check", "summary"):
-        print("usage: python3 bench/triton_cache.py keys | manifest DIR | check [DIR] | summary LOG", file=sys.stderr)
+        print("usage: python3 bench/triton_cache.py keys | manifest DIR | check [DIR] | summary LOG | build DIR | variants",
+              file=sys.stderr)
         return 2
     what, rest = argv[0], argv[1:]
     if what == "keys":

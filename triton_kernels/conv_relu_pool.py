@@ -158,13 +158,20 @@ def conv_configs(*, interpret: bool | None = None) -> list[triton.Config]:
     return configs[:1] if interpret else configs
 
 
+#: Sizes and pads that need no specialisation: Triton would otherwise compile one variant per
+#: "multiple of 16" / "== 1" pattern of each (a VGG-16 or GoogLeNet needed 100+ compiles per
+#: dtype); none is a stride, a channel count or a tile-loop bound the kernel's loads rely on.
+DO_NOT_SPECIALIZE = ("N_BATCH", "M_TOTAL", "M_BUCKET", "H", "W", "OH", "OW", "PH", "PW",
+                     "CONV_PT", "CONV_PL", "POOL_PT", "POOL_PL", "POOL_PB", "POOL_PR")
+
+
 @triton.autotune(
     configs=conv_configs(),
     key=["M_BUCKET", "COUT_G", "C_G", "KH", "KW", "POOL_KIND", "POOL_KH", "POOL_KW"],
     prune_configs_by={"early_config_prune": _prune},
     cache_results=True,
 )
-@triton.jit(do_not_specialize=["N_BATCH", "M_TOTAL"])
+@triton.jit(do_not_specialize=list(DO_NOT_SPECIALIZE))
 def conv_relu_pool_kernel(
     # pointers
     x_ptr, w_ptr, b_ptr, r_ptr, y_ptr,
@@ -471,7 +478,7 @@ def conv_relu_pool(
     else:
         launch = conv_relu_pool_kernel.fn
         meta = dict(config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
-    launch[grid](
+    args = (
         x, packed.data, bias if bias is not None else out, res, out,
         n, packed.in_channels_per_group, h, wd, cout_g, oh, ow, ph_, pw_, m_total,
         max(0, int(math.log2(m_total))),
@@ -482,15 +489,52 @@ def conv_relu_pool(
         sh, sw, pt, pl, dh, dw,
         psh, psw, ppt, ppl, ppb, ppr,
         float(alpha), float(clip_min), float(clip_max),
+    )
+    flags = dict(
         KH=kh, KW=kw,
         POOL_KIND=POOLS[pool], POOL_KH=pkh, POOL_KW=pkw,
         COUNT_INCLUDE_PAD=bool(count_include_pad),
         HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, ACTIVATION=ACTIVATIONS[activation],
         ALLOW_TF32=bool(allow_tf32) and x.dtype == torch.float32,
         DOT_FP32=INTERPRET,
-        **meta,
     )
+    if config is None and not INTERPRET:
+        compile_configs_in_parallel(conv_relu_pool_kernel, args, flags)
+    launch[grid](*args, **flags, **meta)
     return out
+
+
+def compile_threads() -> int:
+    """Threads that compile a new shape's autotune configs at once: `TRITONNX_COMPILE_THREADS`,
+    else one per core up to 16 (ptxas runs as its own process)."""
+    import os
+
+    try:
+        return max(0, int(os.environ.get("TRITONNX_COMPILE_THREADS", "")))
+    except ValueError:
+        return min(16, os.cpu_count() or 1)
+
+
+def compile_configs_in_parallel(autotuner, args: tuple, flags: dict) -> bool:
+    """Before `autotuner` times a new key's configs one after another (compiling each in its
+    turn), compile them all at once on `compile_threads()` threads (Triton's AsyncCompileMode);
+    its timing then finds them compiled. False when nothing was done: a key already tuned, one
+    thread, or a Triton without AsyncCompileMode."""
+    named = {**dict(zip(autotuner.arg_names, args)), **flags}
+    key = [named[k] for k in autotuner.keys if k in named]
+    key += [str(v.dtype) for k, v in named.items() if k in autotuner.arg_names and hasattr(v, "dtype")]
+    threads = compile_threads()
+    if tuple(key) in autotuner.cache or threads <= 1 or len(autotuner.configs) <= 1:
+        return False
+    try:
+        from triton.runtime._async_compile import AsyncCompileMode
+    except ImportError:
+        return False
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool, AsyncCompileMode(pool):
+        autotuner.warmup(*args, grid=(1,), **flags)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

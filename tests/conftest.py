@@ -42,17 +42,34 @@ def tiny_onnx(tmp_path_factory):
 _CONFORMANCE = "test_conformance.py::test_node["
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    counts = {"passed": 0, "skipped": 0, "failed": 0}
-    for outcome in counts:
+def _conformance_outcomes(terminalreporter) -> dict[str, tuple[str, str | None]]:
+    """case name -> (tritonnx's outcome, onnxruntime's: "passed"/"failed", None if not run)."""
+    outcomes: dict[str, tuple[str, str | None]] = {}
+    for outcome in ("passed", "skipped", "failed"):
         for rep in terminalreporter.stats.get(outcome, []):
-            if _CONFORMANCE in getattr(rep, "nodeid", "") and getattr(rep, "when", "call") in ("call", "setup"):
-                if outcome == "passed" and rep.when != "call":
-                    continue
-                counts[outcome] += 1
-    total = sum(counts.values())
-    if total:
-        terminalreporter.write_sep("=", "ONNX conformance (onnx backend node tests)")
-        terminalreporter.write_line(
-            f"passed {counts['passed']} / skipped {counts['skipped']} / failed {counts['failed']} / total {total}"
-        )
+            nodeid = getattr(rep, "nodeid", "")
+            if _CONFORMANCE not in nodeid or getattr(rep, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and rep.when != "call":
+                continue
+            ort = dict(getattr(rep, "user_properties", ()) or ()).get("onnxruntime")
+            outcomes[nodeid.split(_CONFORMANCE, 1)[1].rstrip("]")] = (outcome, ort)
+    return outcomes
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    outcomes = _conformance_outcomes(terminalreporter)
+    if not outcomes:
+        return
+    ours = {k: sum(1 for o, _ in outcomes.values() if o == k) for k in ("passed", "skipped", "failed")}
+    ort = {k: sum(1 for _, o in outcomes.values() if o == k) for k in ("passed", "failed")}
+    only_ort = sorted(n for n, (o, r) in outcomes.items() if r == "passed" and o != "passed")
+    only_ours = sorted(n for n, (o, r) in outcomes.items() if r == "failed" and o == "passed")
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("=", "ONNX conformance (onnx backend node tests)")
+    write(f"tritonnx: passed {ours['passed']} / skipped {ours['skipped']} / failed {ours['failed']} / "
+          f"total {len(outcomes)}")
+    write(f"onnxruntime (CPU): passed {ort['passed']} / failed {ort['failed']}")
+    write(f"onnxruntime passes and tritonnx does not: {len(only_ort)} (each skipped with its reason, or failed)"
+          + (f": {', '.join(only_ort)}" if only_ort else ""))
+    write(f"tritonnx passes and onnxruntime does not: {len(only_ours)}")

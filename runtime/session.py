@@ -4,13 +4,13 @@
     (y,) = sess.run(None, {"x": x})                     # numpy in, numpy out
     (y,) = sess.run_torch(None, {"x": x_on_device})     # torch in, torch out, no host copy
 
-Creation: load and check the model (`loader`), load plugins, make sure every op has a
-handler (converting old opsets if that helps; otherwise one `NotImplemented` listing them all),
-run the passes (`passes.pipeline`), lower to an `Executor`. Every feed is validated before
-anything is launched.
+Creation: load and check the model (`loader`), apply the session's dimension overrides, then
+the compile stage (`tritonnx.runtime.compiler`: plugins, opset conversion, passes, check,
+`Executor`). Every feed is validated before anything is launched.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import threading
@@ -26,7 +26,7 @@ from tritonnx.errors import InvalidArgument, NotImplemented
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import CONFIG_KEYS, KEYWORDS, ExecContext, build_context, parse_setting
 from tritonnx.runtime.executor import Executor, ProfileRow
-from tritonnx.runtime.loader import check_supported, convert_opset, load_model
+from tritonnx.runtime.loader import load_model
 
 TRITON_EP = "TritonExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -182,17 +182,12 @@ def _override_dims(model: onnx.ModelProto, dims: Mapping[str, int]) -> None:
                 dim.dim_value = dims[dim.dim_param]
 
 
-def _without_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    names = {t.name for t in model.graph.initializer}
-    if not any(v.name in names for v in model.graph.input):
-        return model
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    kept = [v for v in copy.graph.input if v.name not in names]
-    del copy.graph.input[:]
-    copy.graph.input.extend(kept)
-    copy.ir_version = max(copy.ir_version, 4)  # IR 4: initializers need not be inputs
-    return copy
+def _metadata(model: onnx.ModelProto) -> "ModelMetadata":
+    return ModelMetadata(
+        producer_name=model.producer_name, graph_name=model.graph.name, domain=model.domain,
+        description=model.doc_string, graph_description=model.graph.doc_string, version=model.model_version,
+        custom_metadata_map={p.key: p.value for p in model.metadata_props},
+    )
 
 
 def _parse_providers(providers, provider_options) -> tuple[list[str], list[dict]]:
@@ -264,43 +259,31 @@ class InferenceSession:
         self._ctx: ExecContext = build_context(device, settings, extra)
         self._provider_options = popts
 
-        from tritonnx.runtime import plugins
-        from tritonnx.runtime.passes import builtin_rules
-        from tritonnx.runtime.passes.pipeline import PassState, initializer_arrays, run_passes, weightless_proto
+        from tritonnx.runtime import compiler  # lazy: the passes import onnxscript
 
-        import tritonnx.runtime.ops  # noqa: F401 - fills registry.OPS
-        from tritonnx.runtime.registry import OPS
-
-        self._ops = OPS.copy()
-        self._rules = builtin_rules().copy()
-        self._plugins: list[str] = []
-        if self._ctx.plugins:
-            self._plugins = plugins.load_plugins(plugins.PluginRegistry(self._ops, self._rules))
-
+        self._tools = compiler.toolchain(self._ctx)
         what = f"model {os.fspath(path_or_bytes)!r}" if isinstance(path_or_bytes, (str, os.PathLike)) else "model"
         model = load_model(path_or_bytes)
         _override_dims(model, {k[len("tritonnx.dim."):]: int(v) for k, v in self._sess_options._config.items()
                                if k.startswith("tritonnx.dim.")})
-        self._model = model
+        self._metadata = _metadata(model)
         self._inputs, self._overridable, self._outputs = self._io_specs(model)
         self._feedable = {s.name: s for s in (*self._inputs, *self._overridable)}
         self._output_order = [s.name for s in self._outputs]
 
-        model = convert_opset(model, self._ops, what)
-        self._converted = model
+        model = compiler.convert(model, self._tools, what)
         level = GraphOptimizationLevel(int(self._sess_options.graph_optimization_level))
-        state = PassState(rules=self._rules, ctx=self._ctx, optimize=level != GraphOptimizationLevel.ORT_DISABLE_ALL,
-                          fusion=self._ctx.fusion)
-        # Initializers listed as inputs are constants for the passes (so they fold and fuse);
-        # a run that overrides one uses an unoptimised executor, built on first need.
-        rewritten = run_passes(_without_initializer_inputs(model), state)
-        graph_only = state.checked if state.checked is not None else weightless_proto(rewritten)
-        check_supported(graph_only, self._ops, f"{what} after rewriting")
-        self._rewritten = rewritten
-        self._report = state.report
+        compiled = compiler.compile_model(model, self._tools, optimize=level != GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                          fusion=self._ctx.fusion, what=what)
+        self._rewritten = compiled.rewritten
+        self._report = compiled.report
+        self._executor = compiled.executor
         if self._sess_options.optimized_model_filepath:
             self.save_rewritten(self._sess_options.optimized_model_filepath)
-        self._executor = Executor(graph_only, self._ops, self._ctx, initializer_arrays(rewritten))
+        # A run that overrides an initializer uses an unoptimised executor, compiled on first
+        # need from the converted model (kept only when the model has such initializers).
+        self._converted = model if self._overridable else None
+        self._what = what
         self._override_executor: Executor | None = None
         self._override_lock = threading.Lock()
 
@@ -310,14 +293,11 @@ class InferenceSession:
             return self._executor
         with self._override_lock:
             if self._override_executor is None:
-                from tritonnx.runtime.passes.pipeline import (PassState, initializer_arrays, run_passes,
-                                                              weightless_proto)
+                from tritonnx.runtime import compiler
 
-                state = PassState(rules=self._rules, ctx=self._ctx, optimize=False, fusion=False)
-                plain = run_passes(self._converted, state)
-                graph_only = state.checked if state.checked is not None else weightless_proto(plain)
-                self._override_executor = Executor(graph_only, self._ops, self._ctx,
-                                                   initializer_arrays(plain))
+                self._override_executor = compiler.compile_model(
+                    self._converted, self._tools, optimize=False, fusion=False, fixed_initializers=False,
+                    what=self._what).executor
             return self._override_executor
 
     # ----------------------------------------------------------------- settings
@@ -353,12 +333,7 @@ class InferenceSession:
         return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._overridable]
 
     def get_modelmeta(self) -> ModelMetadata:
-        m = self._model
-        return ModelMetadata(
-            producer_name=m.producer_name, graph_name=m.graph.name, domain=m.domain,
-            description=m.doc_string, graph_description=m.graph.doc_string, version=m.model_version,
-            custom_metadata_map={p.key: p.value for p in m.metadata_props},
-        )
+        return dataclasses.replace(self._metadata, custom_metadata_map=dict(self._metadata.custom_metadata_map))
 
     def get_providers(self) -> list[str]:
         """What really runs: Triton first when fused nodes run Triton kernels, then the device's."""
@@ -386,7 +361,7 @@ class InferenceSession:
     @property
     def plugins(self) -> list[str]:
         """The entry-point plugins loaded into this session."""
-        return list(self._plugins)
+        return list(self._tools.plugins)
 
     def fusion_report(self):
         """The `FusionReport`: every fused group and every declined candidate with its reason."""

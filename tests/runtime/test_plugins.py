@@ -55,7 +55,7 @@ def test_plugin_adds_kernel_schema_and_rule(plugin_env):
     np.testing.assert_allclose(y, x / (1 + np.exp(-x)), rtol=1e-6)
     np.testing.assert_allclose(z, x ** 3, rtol=1e-6)
     # The half-registered plugin was undone; nothing leaked into the built-in registry.
-    assert s._ops.resolve("demo.ext", "Half", 1) is None
+    assert s._tools.ops.resolve("demo.ext", "Half", 1) is None
     assert OPS.resolve("demo.ext", "Cube", 1) is None
 
 

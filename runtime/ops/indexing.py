@@ -1,6 +1,6 @@
 """Indexing and rearrangement ops: DepthToSpace, SpaceToDepth, CumSum, TopK, Trilu, OneHot,
 GatherND, ScatterND, ScatterElements, NonZero, Compress, ReverseSequence, EyeLike, Einsum, Det,
-and the norm ops LpNormalization, MeanVarianceNormalization, LpPool, GlobalLpPool.
+and the norm ops LpNormalization, MeanVarianceNormalization (LpPool, GlobalLpPool: nn.py, with the pools).
 """
 from __future__ import annotations
 
@@ -270,27 +270,6 @@ def MeanVarianceNormalization(X, *, axes=(0, 2, 3)):
     m = X.mean(dim=dims, keepdim=True)
     var = (X * X).mean(dim=dims, keepdim=True) - m * m
     return (X - m) / (torch.sqrt(var) + 1e-9)
-
-
-@register("GlobalLpPool", since=2)
-def GlobalLpPool(X, *, p=2):
-    """ONNX GlobalLpPool: the p-norm over the spatial axes, kept as size 1."""
-    dims = list(range(2, X.dim()))
-    return torch.linalg.vector_norm(X, ord=p, dim=dims, keepdim=True).to(X.dtype)
-
-
-@register("LpPool", since=2)
-def LpPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2, pads=None, strides=None):
-    """ONNX LpPool: (sum over the window of |x|^p) ^ (1 / p), zero padding."""
-    from tritonnx.runtime.ops.nn import _CONV, _pool_geometry
-
-    n, kernel, strides, dilations, begin, _, end_eff, _ = _pool_geometry(
-        "LpPool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    xp = pad_spatial(X.abs() ** p, begin, end_eff, 0.0)
-    ones = torch.ones([X.shape[1], 1] + kernel, dtype=X.dtype, device=X.device)
-    return _CONV[n](xp, ones, None, strides, 0, dilations, X.shape[1]) ** (1.0 / p)
-
-
 
 
 @register("CumProd", since=26, host_inputs=(1,))

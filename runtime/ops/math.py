@@ -324,7 +324,9 @@ _FLOAT8 = {
 }
 
 
-def _cast(op: str, x: torch.Tensor, to: torch.dtype, saturate: int) -> torch.Tensor:
+def cast_tensor(op: str, x: torch.Tensor, to: torch.dtype, saturate: int) -> torch.Tensor:
+    """`x` as dtype `to` (a copy), ONNX Cast's rules: float8 targets saturate to their range
+    unless ``saturate=0``; `op` names the caller in errors."""
     if x.dtype == to:
         return x.clone()
     if to in _FLOAT8:
@@ -353,13 +355,13 @@ def Cast(input, *, to, saturate=1, round_mode="up"):
         to = TensorProto.DataType.Value(to.upper())
     if to not in dtypes.ONNX_TO_TORCH:
         raise NotImplemented(f"Cast: to={dtypes.onnx_type_name(to)} has no torch dtype")
-    return _cast("Cast", input, dtypes.ONNX_TO_TORCH[to], saturate)
+    return cast_tensor("Cast", input, dtypes.ONNX_TO_TORCH[to], saturate)
 
 
 @register("CastLike", since=15)
 def CastLike(input, target_type, *, saturate=1, round_mode="up"):
     """ONNX CastLike: cast ``input`` to the dtype of ``target_type``."""
-    return _cast("CastLike", input, target_type.dtype, saturate)
+    return cast_tensor("CastLike", input, target_type.dtype, saturate)
 
 
 @register("Identity", since=1, host_chain=True)

@@ -1,5 +1,5 @@
-"""Neural-network ops: Conv, ConvTranspose, pooling, normalisations, Gemm/MatMul, Softmax,
-Dropout, ArgMax/ArgMin.
+"""Neural-network ops: Conv, ConvTranspose, pooling (LpPool and GlobalLpPool included),
+normalisations, Gemm/MatMul, Softmax, Dropout, ArgMax/ArgMin.
 
 Convolutions and pools are 1-D, 2-D or 3-D with every attribute (auto_pad, asymmetric pads,
 dilations, groups, ceil_mode, count_include_pad, MaxPool's Indices and storage_order).
@@ -229,6 +229,23 @@ def LRN(X, *, alpha=0.0001, beta=0.75, bias=1.0, size):
     sq = F.pad((x * x).movedim(1, -1), (front, back))
     window = sq.unfold(-1, size, 1).sum(-1).movedim(-1, 1)
     return (x / (bias + alpha / size * window) ** beta).to(X.dtype)
+
+
+@register("GlobalLpPool", since=2)
+def GlobalLpPool(X, *, p=2):
+    """ONNX GlobalLpPool: the p-norm over the spatial axes, kept as size 1."""
+    dims = list(range(2, X.dim()))
+    return torch.linalg.vector_norm(X, ord=p, dim=dims, keepdim=True).to(X.dtype)
+
+
+@register("LpPool", since=2)
+def LpPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2, pads=None, strides=None):
+    """ONNX LpPool: (sum over the window of |x|^p) ^ (1 / p), zero padding."""
+    n, kernel, strides, dilations, begin, _, end_eff, _ = _pool_geometry(
+        "LpPool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    xp = pad_spatial(X.abs() ** p, begin, end_eff, 0.0)
+    ones = torch.ones([X.shape[1], 1] + kernel, dtype=X.dtype, device=X.device)
+    return _CONV[n](xp, ones, None, strides, 0, dilations, X.shape[1]) ** (1.0 / p)
 
 
 # --- normalisation ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 from tritonnx.errors import InvalidArgument, NotImplemented
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.ops._common import norm_axis
+from tritonnx.runtime.ops.math import cast_tensor
 from tritonnx.runtime.registry import register
 
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
@@ -40,9 +41,7 @@ def _param(op: str, name: str, p: torch.Tensor, x: torch.Tensor, axis: int, bloc
 def _saturate(y: torch.Tensor, dtype: torch.dtype, saturate: int = 1) -> torch.Tensor:
     """float y (already rounded for integer targets) -> dtype, clamped to its range."""
     if dtype in _FLOAT8:
-        from tritonnx.runtime.ops.math import _cast
-
-        return _cast("QuantizeLinear", y.float(), dtype, saturate)
+        return cast_tensor("QuantizeLinear", y.float(), dtype, saturate)
     info = torch.iinfo(dtype)
     return y.clamp(info.min, info.max).to(dtype)
 

@@ -6,6 +6,7 @@ plus the `FusionReport`.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,7 +16,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
 
 from tritonnx.errors import InvalidGraph
-from tritonnx.runtime.passes import FusionReport, RuleRegistry, _apply_lock, apply_fusion
+from tritonnx.runtime.passes.framework import APPLY_LOCK, FusionReport, RuleRegistry, apply_fusion, recording
 
 
 @dataclass
@@ -90,20 +91,16 @@ def _fold_batchnorm(model: ir.Model, state: PassState) -> None:
     rules; they decline weights that are graph inputs or shared with other nodes)."""
     if not state.optimize:
         return
-    import contextlib
-
     from onnxscript.rewriter.rules.common import _fuse_batchnorm
-
-    from tritonnx.runtime.passes import _recording
 
     def keep_name(delta):  # the folded Conv keeps the name of the Conv it replaces
         anchor = next((n for n in delta.match.nodes if n.op_type != "BatchNormalization"), None)
         if anchor is not None and len(delta.new_nodes) == 1:
             delta.new_nodes[0].name = anchor.name
 
-    with _apply_lock, contextlib.ExitStack() as stack:
+    with APPLY_LOCK, contextlib.ExitStack() as stack:
         for rule in _fuse_batchnorm.rules:
-            stack.enter_context(_recording(rule, keep_name))
+            stack.enter_context(recording(rule, keep_name))
         count = _fuse_batchnorm.rules.apply_to_model(model)
     state.log.append(f"fold_batchnorm: {count} folded")
 

@@ -35,7 +35,7 @@ from tritonnx.errors import Fail, InvalidArgument, TritonnxError
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import ExecContext
 from tritonnx.runtime.registry import OpImpl, OpRegistry, canonical_domain
-from tritonnx.runtime.subgraph import Subgraph, graph_attributes, node_outer_names
+from tritonnx.runtime.subgraph import SequenceValue, Subgraph, graph_attributes, node_outer_names
 
 #: Constants up to this many elements also get a host copy (they may feed shape arithmetic).
 HOST_MAX_ELEMENTS = 64
@@ -230,6 +230,9 @@ class Executor:
         self._graph_lock = threading.Lock()
         #: the CUDA-graph backend, or None (CPU, or ``cuda_graphs`` off): eager runs only
         self.graph_backend = CudaGraphs(self.device) if self.device.type == "cuda" and ctx.cuda_graphs else None
+        #: every graph input and output is a tensor (sequence and optional values run eagerly)
+        self.tensor_io = all(v.type.WhichOneof("value") in ("tensor_type", None)
+                             for v in (*graph.input, *graph.output))
 
     # ----------------------------------------------------------------- construction helpers
     def _place(self, nodes, arrays: Mapping[str, Any]):
@@ -379,7 +382,7 @@ class Executor:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = bool(self.ctx.tf32)
             torch.backends.cudnn.allow_tf32 = bool(self.ctx.tf32)
-        if self.graph_backend is not None and profile is None:
+        if self.graph_backend is not None and profile is None and self.tensor_io:
             return self._run_graph(feeds, tuple(output_names))
         return self._execute(feeds, output_names, profile=profile)
 
@@ -431,7 +434,7 @@ class Executor:
                 else:
                     profile.append(ProfileRow(step.name, step.op_type, step.domain, self.kernel_label(step),
                                               (time.perf_counter() - t0) * 1e3))
-            outs = result if isinstance(result, (tuple, list)) else (result,)
+            outs = result if isinstance(result, (tuple, list)) and not isinstance(result, SequenceValue) else (result,)
             for name, value in zip(step.outputs, outs):
                 if name:
                     env[name] = value if isinstance(value, torch.Tensor) or not np.isscalar(value) \

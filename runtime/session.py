@@ -156,22 +156,44 @@ class _Spec:
     name: str
     elem_type: int
     dims: tuple | None  # None: rank unknown; entries int, str (symbolic) or None (unknown)
+    #: the wrappers around the tensor type, outermost first: ("seq",), ("optional", "seq"), ...
+    kind: tuple[str, ...] = ()
 
     @property
     def type(self) -> str:
-        return dtypes.ort_type_string(self.elem_type)
+        text = dtypes.ort_type_string(self.elem_type)
+        for wrapper in reversed(self.kind):
+            text = f"{wrapper}({text})"
+        return text
+
+    @property
+    def shape(self) -> list | None:
+        """The shape onnxruntime shows: a sequence's is ``[]``, an optional's is its value's."""
+        if "seq" in self.kind:
+            return []
+        return list(self.dims) if self.dims is not None else None
+
+    @property
+    def optional(self) -> bool:
+        return self.kind[:1] == ("optional",)
 
 
 def _spec(value: onnx.ValueInfoProto) -> _Spec:
     t = value.type
+    kind: list[str] = []
+    while t.WhichOneof("value") in ("sequence_type", "optional_type"):
+        wrapper = t.WhichOneof("value")
+        kind.append("seq" if wrapper == "sequence_type" else "optional")
+        t = getattr(t, wrapper).elem_type
     if not t.HasField("tensor_type"):
-        kind = t.WhichOneof("value")
-        raise NotImplemented(f"graph input/output {value.name!r} has type {kind}; only tensors are supported")
+        what = t.WhichOneof("value") or "no type"
+        raise NotImplemented(f"graph input/output {value.name!r} has type {what}; supported: tensors, "
+                             "sequences of tensors and optionals of either")
     tt = t.tensor_type
     dims = None
     if tt.HasField("shape"):
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
-    return _Spec(value.name, tt.elem_type, dims)
+    return _Spec(value.name, tt.elem_type, dims, tuple(kind))
 
 
 def _override_dims(model: onnx.ModelProto, dims: Mapping[str, int]) -> None:
@@ -234,6 +256,16 @@ def _pick_device(names: list[str], options: list[dict]) -> torch.device:
     if CUDA_EP in names and not cuda:
         warnings.warn(f"{CUDA_EP} is not available (no CUDA device); running on the CPU", RuntimeWarning, stacklevel=3)
     return torch.device("cpu")
+
+
+def _to_numpy(value):
+    """An output in onnxruntime's Python form: an array, a list of arrays (a sequence), or
+    ``None`` (an empty optional)."""
+    if isinstance(value, torch.Tensor):
+        return dtypes.to_numpy(value, copy=True)
+    if isinstance(value, list):
+        return [_to_numpy(v) for v in value]
+    return None if value is None else np.asarray(value)
 
 
 class InferenceSession:
@@ -324,10 +356,10 @@ class InferenceSession:
 
     # ----------------------------------------------------------------- onnxruntime's queries
     def get_inputs(self) -> list[NodeArg]:
-        return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._inputs]
+        return [NodeArg(s.name, s.type, s.shape) for s in self._inputs]
 
     def get_outputs(self) -> list[NodeArg]:
-        return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._outputs]
+        return [NodeArg(s.name, s.type, s.shape) for s in self._outputs]
 
     def get_overridable_initializers(self) -> list[NodeArg]:
         return [NodeArg(s.name, s.type, list(s.dims) if s.dims is not None else None) for s in self._overridable]
@@ -390,30 +422,56 @@ class InferenceSession:
             if name not in known:
                 raise InvalidArgument(f"Invalid input name: {name} (the model's inputs: "
                                       f"{[s.name for s in self._inputs]})")
-        missing = [s.name for s in self._inputs if s.name not in feed]
+        missing = [s.name for s in self._inputs if s.name not in feed and not s.optional]
         if missing:
             raise InvalidArgument(f"Required inputs ({missing}) are missing from input feed ({list(feed)}).")
         tensors: dict[str, torch.Tensor] = {}
         for name, value in feed.items():
             spec = known[name]
-            tensor = self._as_tensor(name, value)
-            expected = dtypes.ONNX_TO_TORCH.get(spec.elem_type)
-            if tensor.dtype != expected:
-                got = dtypes.ort_type_string(dtypes.TORCH_TO_ONNX[tensor.dtype]) if tensor.dtype in dtypes.TORCH_TO_ONNX else str(tensor.dtype)
-                raise InvalidArgument(f"Unexpected input data type for input {name!r}. Actual: ({got}) , "
-                                      f"expected: ({spec.type})")
-            if spec.dims is not None:
-                if tensor.dim() != len(spec.dims):
-                    raise InvalidArgument(f"Invalid rank for input: {name} Got: {tensor.dim()} Expected: "
-                                          f"{len(spec.dims)} Please fix either the inputs/outputs or the model.")
-                bad = [(i, got, want) for i, (got, want) in enumerate(zip(tensor.shape, spec.dims))
-                       if isinstance(want, int) and want > 0 and got != want]
-                if bad:
-                    lines = "".join(f" index: {i} Got: {got} Expected: {want}\n" for i, got, want in bad)
-                    raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"
-                                          f"{lines} Please fix either the inputs/outputs or the model.")
-            tensors[name] = tensor
+            if spec.kind:
+                tensors[name] = self._wrapped_feed(spec, spec.kind, value)
+                continue
+            tensors[name] = self._check_tensor(spec, self._as_tensor(name, value))
+        for spec in self._inputs:  # an optional input left out is an empty one (as in onnxruntime)
+            if spec.optional and spec.name not in tensors:
+                tensors[spec.name] = None
         return tensors
+
+    @staticmethod
+    def _check_tensor(spec: _Spec, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` checked against `spec`'s element type (and rank and dims, where known)."""
+        name = spec.name
+        expected = dtypes.ONNX_TO_TORCH.get(spec.elem_type)
+        if tensor.dtype != expected:
+            got = dtypes.ort_type_string(dtypes.TORCH_TO_ONNX[tensor.dtype]) if tensor.dtype in dtypes.TORCH_TO_ONNX else str(tensor.dtype)
+            raise InvalidArgument(f"Unexpected input data type for input {name!r}. Actual: ({got}) , "
+                                  f"expected: ({spec.type})")
+        if spec.dims is not None:
+            if tensor.dim() != len(spec.dims):
+                raise InvalidArgument(f"Invalid rank for input: {name} Got: {tensor.dim()} Expected: "
+                                      f"{len(spec.dims)} Please fix either the inputs/outputs or the model.")
+            bad = [(i, got, want) for i, (got, want) in enumerate(zip(tensor.shape, spec.dims))
+                   if isinstance(want, int) and want > 0 and got != want]
+            if bad:
+                lines = "".join(f" index: {i} Got: {got} Expected: {want}\n" for i, got, want in bad)
+                raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"
+                                      f"{lines} Please fix either the inputs/outputs or the model.")
+        return tensor
+
+    def _wrapped_feed(self, spec: _Spec, kind: tuple[str, ...], value: Any):
+        """A feed for a sequence or optional input, in onnxruntime's Python form: a list of
+        arrays for a sequence, ``None`` for an empty optional."""
+        if not kind:
+            return self._check_tensor(spec, self._as_tensor(spec.name, value))
+        if kind[0] == "optional":
+            return None if value is None else self._wrapped_feed(spec, kind[1:], value)
+        if not isinstance(value, (list, tuple)):
+            raise InvalidArgument(f"input with name: {spec.name!r} expected to be of type: {spec.type} (a list "
+                                  f"of arrays) but received {type(value).__name__}")
+        from tritonnx.runtime.subgraph import SequenceValue
+
+        element = _Spec(spec.name, spec.elem_type, None)
+        return SequenceValue(self._check_tensor(element, self._as_tensor(spec.name, v)) for v in value)
 
     def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
@@ -458,8 +516,7 @@ class InferenceSession:
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
         outs = self._executor_for(feeds).run(feeds, names)
-        return [dtypes.to_numpy(t, copy=True) if isinstance(t, torch.Tensor) else np.asarray(t)
-                for t in outs]
+        return [_to_numpy(t) for t in outs]
 
     def run_profiled(self, output_names, input_feed: Mapping[str, Any]) -> tuple[list[torch.Tensor], list[ProfileRow]]:
         """One eager run timing every node (device time on CUDA, wall time on the CPU)."""

@@ -23,6 +23,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import onnx
 import torch
 
+class SequenceValue(list):
+    """An ONNX sequence value: a list of tensors. Its own type, so that a handler returning
+    one (a single output) is told apart from a handler returning a list of outputs."""
+
+    __slots__ = ()
+
+
 #: The keyword arguments the executor adds to the handler of a node that has subgraphs.
 SUBGRAPH_KWARGS = ("num_inputs", "outer")
 
@@ -118,7 +125,7 @@ def to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value if value.device == device else value.to(device)
     if isinstance(value, list):
-        return [to_device(v, device) for v in value]
+        return SequenceValue(to_device(v, device) for v in value)
     return value
 
 

@@ -16,7 +16,7 @@ import torch
 from tritonnx.errors import InvalidArgument
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.registry import register
-from tritonnx.runtime.subgraph import Subgraph, scope_of, to_device
+from tritonnx.runtime.subgraph import SequenceValue, Subgraph, scope_of, to_device
 
 
 def _device(ctx) -> torch.device:
@@ -189,7 +189,7 @@ def SequenceMap(*values, body: Subgraph, num_inputs: int = 1, outer: Sequence[st
         if isinstance(extra, list) and len(extra) != len(first):
             raise InvalidArgument(f"SequenceMap: input {k} is a sequence of {len(extra)} elements, "
                                   f"the input sequence has {len(first)}")
-    results: list[list[Any]] = [[] for _ in body.output_names]
+    results = [SequenceValue() for _ in body.output_names]
     for i in range(len(first)):
         args = [first[i]] + [extra[i] if isinstance(extra, list) else extra for extra in own[1:]]
         for acc, value in zip(results, body.run(args, scope)):

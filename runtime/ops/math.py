@@ -365,8 +365,8 @@ def CastLike(input, target_type, *, saturate=1, round_mode="up"):
 
 
 @register("Identity", since=1, host_chain=True)
-def Identity(input):
-    """ONNX Identity: the input itself (no copy)."""
+def Identity(input=None):
+    """ONNX Identity: the input itself (no copy; a sequence, or an empty optional: None)."""
     return input
 
 

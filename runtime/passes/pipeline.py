@@ -62,8 +62,10 @@ def _fold_constants(model: ir.Model, state: PassState) -> None:
 
     # onnxscript's partial evaluator turns CastLike into Cast and loses `saturate`: such nodes
     # sit in a private domain while the folder runs (it skips domains the model does not import).
+    # SplitToSequence too: onnxscript 0.7's folder crashes on one whose `split` is a non-constant scalar.
     protected = [n for n in ir.traversal.RecursiveGraphIterator(model.graph)
-                 if n.op_type == "CastLike" and n.domain in ("", "ai.onnx") and "saturate" in n.attributes]
+                 if n.domain in ("", "ai.onnx") and (n.op_type == "SplitToSequence" or
+                                                     n.op_type == "CastLike" and "saturate" in n.attributes)]
     for node in protected:
         node.domain = _PROTECTED_DOMAIN
     try:

@@ -78,28 +78,6 @@ _SKIPPED: dict[str, list[str]] = {
     "fp16 tolerance: 1 of 192 elements is 1 fp16 ulp off (0.00049 at 0.47, rtol 1e-3); we accumulate fp16 in fp32": [
         "test_attention_4d_causal_fp16_expanded", "test_attention_4d_causal_fp16",
     ],
-    "sequence and optional values: the runtime handles tensors only": [
-        "test_identity_sequence", "test_identity_opt", "test_sequence_map_identity_1_sequence",
-        "test_sequence_map_identity_2_sequences", "test_sequence_map_identity_1_sequence_1_tensor",
-        "test_sequence_map_add_2_sequences", "test_sequence_map_add_1_sequence_1_tensor",
-        "test_sequence_map_extract_shapes",
-    ],
-    "control flow: issue 13": [
-        "test_if_opt",
-        "test_if_seq",
-        "test_loop13_seq",
-        "test_sequence_insert_at_back",
-        "test_sequence_insert_at_front",
-        "test_sequence_map_add_1_sequence_1_tensor_expanded",
-        "test_sequence_map_add_2_sequences_expanded",
-        "test_sequence_map_extract_shapes_expanded",
-        "test_sequence_map_identity_1_sequence_1_tensor_expanded",
-        "test_sequence_map_identity_1_sequence_expanded",
-        "test_sequence_map_identity_2_sequences_expanded",
-        "test_split_to_sequence_1",
-        "test_split_to_sequence_2",
-        "test_split_to_sequence_nokeepdims",
-    ],
     "not written yet: issue 19 (mlops)": [
         "test_affine_grid_2d",
         "test_affine_grid_2d_align_corners",
@@ -207,7 +185,22 @@ def _check(case, run) -> None:
     """Every data set of `case` through `run(model, inputs) -> outputs`, compared as onnx does."""
     for inputs, expected in case.data_sets:
         outputs = run(case.model, [_array(v) for v in inputs])
-        Runner.assert_similar_outputs([_array(v) for v in expected], outputs, rtol=case.rtol, atol=case.atol)
+        _assert_similar([_array(v) for v in expected], outputs, case)
+
+
+def _assert_similar(expected: list, outputs: list, case) -> None:
+    """onnx's comparison; a sequence output element by element (onnx's runner takes the
+    length of each element, which a 0-d tensor in a sequence does not have)."""
+    if len(outputs) != len(expected):
+        raise AssertionError(f"{len(outputs)} outputs, expected {len(expected)}")
+    for ref, out in zip(expected, outputs):
+        if isinstance(ref, list):
+            if not isinstance(out, list) or len(out) != len(ref):
+                raise AssertionError(f"expected a sequence of {len(ref)} tensors, got {type(out).__name__}")
+            for r, o in zip(ref, out):
+                Runner.assert_similar_outputs([r], [o], rtol=case.rtol, atol=case.atol)
+        else:
+            Runner.assert_similar_outputs([ref], [out], rtol=case.rtol, atol=case.atol)
 
 
 def _run_onnxruntime(model: onnx.ModelProto, inputs: list) -> list:
@@ -286,7 +279,7 @@ def test_cases_on_cuda():
             for inputs, expected in case.data_sets:
                 outputs = _run(case.model, [_array(v) for v in inputs], providers=["CUDAExecutionProvider"],
                                tf32=False, cuda_graphs=False)
-                Runner.assert_similar_outputs([_array(v) for v in expected], outputs, rtol=case.rtol, atol=case.atol)
+                _assert_similar([_array(v) for v in expected], outputs, case)
         except Exception as exc:  # collect them all, report once
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
             failures.append(f"{case.name}: {type(exc).__name__}: {first}")

@@ -132,7 +132,7 @@ def Scan(*values, body: Subgraph, num_scan_inputs: int, scan_input_axes=None, sc
     return tuple(states + results)
 
 
-@register("Scan", since=8)
+@register("Scan", since=8, host_inputs=(0,))
 def Scan8(*values, body: Subgraph, num_scan_inputs: int, directions=None, num_inputs: int = 1,
           outer: Sequence[str] = (), ctx=None):
     """ONNX Scan 8: batched (axis 0 of every state and scan input), scanned along axis 1, with

@@ -48,14 +48,14 @@ def SequenceConstruct(*inputs):
     return SequenceValue(inputs)
 
 
-@register("SequenceAt", since=11)
+@register("SequenceAt", since=11, host_inputs=(1,))
 def SequenceAt(input_sequence, position):
     """ONNX SequenceAt: the tensor at `position` (negative counts from the back)."""
     seq = _sequence(input_sequence, "SequenceAt")
     return seq[_position(position, len(seq), "SequenceAt")]
 
 
-@register("SequenceInsert", since=11)
+@register("SequenceInsert", since=11, host_inputs=(2,))
 def SequenceInsert(input_sequence, tensor, position=None):
     """ONNX SequenceInsert: a new sequence with `tensor` inserted at `position` (default: the back)."""
     seq = SequenceValue(_sequence(input_sequence, "SequenceInsert"))
@@ -66,7 +66,7 @@ def SequenceInsert(input_sequence, tensor, position=None):
     return seq
 
 
-@register("SequenceErase", since=11)
+@register("SequenceErase", since=11, host_inputs=(1,))
 def SequenceErase(input_sequence, position=None):
     """ONNX SequenceErase: a new sequence without the tensor at `position` (default: the last)."""
     seq = SequenceValue(_sequence(input_sequence, "SequenceErase"))
@@ -83,7 +83,7 @@ def SequenceLength(input_sequence, *, ctx=None):
     return torch.tensor(len(_sequence(input_sequence, "SequenceLength")), dtype=torch.int64, device=_device(ctx))
 
 
-@register("SplitToSequence", since=11)
+@register("SplitToSequence", since=11, host_inputs=(1,))
 def SplitToSequence(input, split=None, *, axis=0, keepdims=1):
     """ONNX SplitToSequence: `input` split along `axis` into a sequence: by the sizes in `split`
     (1-D), in chunks of `split` (scalar, the last one smaller), or (no `split`) into pieces of

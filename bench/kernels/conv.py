@@ -170,29 +170,11 @@ def ordered_blocks(quick: bool) -> list[Block]:
 
 # ----------------------------------------------------------------------------- the block, three ways
 def kernel_kwargs(block: Block, in_hw) -> dict:
-    """`conv_relu_pool` keyword arguments of `block` for an input of spatial size `in_hw`."""
-    from tritonnx.triton_kernels.conv_relu_pool import auto_pads, conv_out_size
+    """`conv_relu_pool` keyword arguments of `block` for an input of spatial size `in_hw` (the
+    fused op's own translation: `tritonnx.runtime.ops.fused_conv.kernel_kwargs`)."""
+    from tritonnx.runtime.ops.fused_conv import kernel_kwargs as fused_kernel_kwargs
 
-    a = block.attrs
-    kernel = list(block.w_shape[2:])
-    strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
-        pads = list(auto_pads(a["auto_pad"], in_hw, kernel, strides, dilations))
-    kw = dict(strides=strides, pads=pads, dilations=dilations, group=int(a.get("group", 1)),
-              activation=a.get("activation", "none"), alpha=float(a.get("alpha", 0.01)),
-              clip_min=float(a.get("clip_min", -math.inf)), clip_max=float(a.get("clip_max", math.inf)),
-              pool=a.get("pool", "none"))
-    if kw["pool"] != "none":
-        pk, ps = list(a["pool_kernel"]), list(a.get("pool_strides", [1, 1]))
-        pp = list(a.get("pool_pads", [0, 0, 0, 0]))
-        if a.get("pool_auto_pad", "NOTSET") not in ("NOTSET", ""):
-            conv_hw = [conv_out_size(in_hw[i], kernel[i], strides[i], pads[i], pads[i + 2], dilations[i])
-                       for i in range(2)]
-            pp = list(auto_pads(a["pool_auto_pad"], conv_hw, pk, ps))
-        kw.update(pool_kernel=pk, pool_strides=ps, pool_pads=pp, ceil_mode=bool(a.get("ceil_mode", 0)),
-                  count_include_pad=bool(a.get("count_include_pad", 0)))
-    return kw
+    return fused_kernel_kwargs(block.attrs, in_hw, block.w_shape[2:])
 
 
 def torch_block(x, w, b, r, kw: dict):

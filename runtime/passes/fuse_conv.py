@@ -21,24 +21,21 @@ names them), or it is a grouped conv with fewer than 16 output channels per grou
 ResNeXt-like: the kernel computes them correctly, but its >= 32-wide tiles would be mostly
 padding). Other grouped convolutions (AlexNet's two towers) are fused.
 
-The fused node carries the Conv's attributes (``auto_pad``, ``pads``, ``strides``,
-``dilations``, ``group``, ``kernel_shape``), the activation (``activation``, ``alpha``,
-``clip_min``, ``clip_max``) and the pool (``pool``, ``pool_kernel``, ``pool_strides``,
-``pool_pads``, ``pool_auto_pad``, ``ceil_mode``, ``count_include_pad``); the handler is
-`tritonnx.runtime.ops.fused_conv.ConvReluPool`.
+This file holds the rule only (patterns, checks, rewrites, explain). The fused op itself (its
+attributes and their defaults, the attributes emitted for a match, the schema with its shape
+inference, the handler) is `tritonnx.runtime.ops.fused_conv`.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRuleClassBase
 
-from tritonnx.runtime.passes import FusionRule, custom_schema, register_rule
+from tritonnx.runtime.ops import fused_conv
+from tritonnx.runtime.passes.framework import CUSTOM_DOMAIN, CUSTOM_DOMAIN_VERSION, FusionRule, register_rule
 
-ACT_OPS = ("Relu", "LeakyRelu", "Clip")
-POOL_OPS = {"MaxPool": "max", "AveragePool": "avg"}
+ACT_OPS = tuple(fused_conv.ACTIVATION_OPS)
+POOL_OPS = fused_conv.POOL_OPS
 FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
 #: Grouped convs with fewer output channels per group are declined: the kernel's tiles are
 #: >= 32 channels wide and one group per program (correct, but mostly padding; unmeasured).
@@ -118,63 +115,12 @@ def residual_problem(add: ir.Node, conv_out: ir.Value) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------------------- attributes
-def _scalar(value: ir.Value | None, default: float) -> float:
-    if value is None or value.const_value is None:
-        return default
-    return float(np.asarray(value.const_value.numpy()).reshape(-1)[0])
-
-
-def _clip_bounds(clip: ir.Node) -> tuple[float, float]:
-    """Clip's (min, max): inputs 1 and 2 from opset 11, attributes ``min`` and ``max`` before."""
-    a = clip.attributes
-    if "min" in a or "max" in a:
-        return a.get_float("min", -math.inf), a.get_float("max", math.inf)
-    return (_scalar(clip.inputs[1] if len(clip.inputs) > 1 else None, -math.inf),
-            _scalar(clip.inputs[2] if len(clip.inputs) > 2 else None, math.inf))
-
-
-def _fused_attributes(conv: ir.Node, act: ir.Node | None, pool: ir.Node | None) -> dict:
-    a = conv.attributes
-    w_shape = conv.inputs[1].const_value.shape
-    attrs = {
-        "auto_pad": a.get_string("auto_pad", "NOTSET"),
-        "pads": list(a.get_ints("pads", None) or (0, 0, 0, 0)),
-        "strides": list(a.get_ints("strides", None) or (1, 1)),
-        "dilations": list(a.get_ints("dilations", None) or (1, 1)),
-        "group": a.get_int("group", 1),
-        "kernel_shape": [int(w_shape[2]), int(w_shape[3])],
-        "activation": "none",
-    }
-    if act is not None:
-        if act.op_type == "Relu":
-            attrs["activation"] = "relu"
-        elif act.op_type == "LeakyRelu":
-            attrs.update(activation="leaky_relu", alpha=act.attributes.get_float("alpha", 0.01))
-        else:
-            lo, hi = _clip_bounds(act)
-            attrs.update(activation="clip", clip_min=max(lo, -3.0e38), clip_max=min(hi, 3.0e38))
-    attrs["pool"] = "none"
-    if pool is not None:
-        p = pool.attributes
-        kernel = list(p.get_ints("kernel_shape"))
-        attrs.update(
-            pool=POOL_OPS[pool.op_type],
-            pool_kernel=kernel,
-            pool_strides=list(p.get_ints("strides", None) or (1, 1)),
-            pool_pads=list(p.get_ints("pads", None) or (0, 0, 0, 0)),
-            pool_auto_pad=p.get_string("auto_pad", "NOTSET"),
-            ceil_mode=p.get_int("ceil_mode", 0),
-            count_include_pad=p.get_int("count_include_pad", 0),
-        )
-    return attrs
-
-
+# ----------------------------------------------------------------------------- emission
 def _emit(op, conv: ir.Node, residual: ir.Value | None, attrs: dict):
     inputs = [conv.inputs[0], conv.inputs[1], conv.inputs[2] if len(conv.inputs) > 2 else None, residual]
     while inputs[-1] is None:
         inputs.pop()
-    return op.ConvReluPool(*inputs, _domain="tritonnx", _version=1, **attrs)
+    return getattr(op, fused_conv.OP_TYPE)(*inputs, _domain=CUSTOM_DOMAIN, _version=CUSTOM_DOMAIN_VERSION, **attrs)
 
 
 # ----------------------------------------------------------------------------- patterns
@@ -206,7 +152,7 @@ class ConvActPool(RewriteRuleClassBase):
 
     def rewrite(self, op, x, conv_out, act_out, pool_out, **_):
         conv = conv_out.producer()
-        return _emit(op, conv, None, _fused_attributes(conv, act_out.producer(), pool_out.producer()))
+        return _emit(op, conv, None, fused_conv.fused_attributes(conv, act_out.producer(), pool_out.producer()))
 
 
 class ConvAddAct(RewriteRuleClassBase):
@@ -236,7 +182,7 @@ class ConvAddAct(RewriteRuleClassBase):
 
     def rewrite(self, op, x, r, conv_out, act_out, **_):
         conv = conv_out.producer()
-        return _emit(op, conv, r, _fused_attributes(conv, act_out.producer(), None))
+        return _emit(op, conv, r, fused_conv.fused_attributes(conv, act_out.producer(), None))
 
 
 def _weight_size(conv: ir.Node) -> int:
@@ -273,7 +219,7 @@ class ConvAct(RewriteRuleClassBase):
 
     def rewrite(self, op, x, conv_out, act_out, **_):
         conv = conv_out.producer()
-        return _emit(op, conv, None, _fused_attributes(conv, act_out.producer(), None))
+        return _emit(op, conv, None, fused_conv.fused_attributes(conv, act_out.producer(), None))
 
 
 # ----------------------------------------------------------------------------- explain
@@ -303,63 +249,6 @@ def explain(node: ir.Node) -> str | None:
     return act_problem(user)
 
 
-def _infer(ctx) -> None:
-    """Y: X's element type; shape [N, O, PH, PW] when X's spatial dims and W's shape are known."""
-    import onnx
-    import onnx.helper
-
-    from tritonnx.triton_kernels.conv_relu_pool import auto_pads, conv_out_size, pool_out_size
-
-    def attr(name, default):
-        proto = ctx.get_attribute(name)
-        if proto is None:
-            return default
-        value = onnx.helper.get_attribute_value(proto)
-        return value.decode() if isinstance(value, bytes) else value
-
-    x_type = ctx.get_input_type(0).tensor_type
-    out = onnx.TypeProto()
-    out.tensor_type.elem_type = x_type.elem_type
-    w_type = ctx.get_input_type(1)
-    x_dims = list(x_type.shape.dim) if x_type.HasField("shape") else []
-    w_dims = list(w_type.tensor_type.shape.dim) if w_type is not None and w_type.tensor_type.HasField("shape") else []
-    if len(x_dims) == 4 and len(w_dims) == 4 and all(d.HasField("dim_value") for d in x_dims[2:] + w_dims):
-        hw = [d.dim_value for d in x_dims[2:]]
-        kernel = [d.dim_value for d in w_dims[2:]]
-        strides, dilations = list(attr("strides", [1, 1])), list(attr("dilations", [1, 1]))
-        pads = list(attr("pads", [0, 0, 0, 0]))
-        if attr("auto_pad", "NOTSET") not in ("NOTSET", ""):
-            pads = list(auto_pads(attr("auto_pad", "NOTSET"), hw, kernel, strides, dilations))
-        hw = [conv_out_size(hw[i], kernel[i], strides[i], pads[i], pads[i + 2], dilations[i]) for i in range(2)]
-        if attr("pool", "none") != "none":
-            pk, ps = list(attr("pool_kernel", [1, 1])), list(attr("pool_strides", [1, 1]))
-            pp = list(attr("pool_pads", [0, 0, 0, 0]))
-            if attr("pool_auto_pad", "NOTSET") not in ("NOTSET", ""):
-                pp = list(auto_pads(attr("pool_auto_pad", "NOTSET"), hw, pk, ps))
-            hw = [pool_out_size(hw[i], pk[i], ps[i], pp[i], pp[i + 2], bool(attr("ceil_mode", 0))) for i in range(2)]
-        shape = out.tensor_type.shape
-        shape.dim.add().CopyFrom(x_dims[0])
-        shape.dim.add().dim_value = w_dims[0].dim_value
-        for v in hw:
-            shape.dim.add().dim_value = v
-    ctx.set_output_type(0, out)
-
-
-SCHEMA = custom_schema(
-    "ConvReluPool",
-    inputs=["X", "W", "B?", "R?"],
-    outputs=["Y"],
-    attributes={
-        "auto_pad": "string", "pads": "ints", "strides": "ints", "dilations": "ints", "group": "int",
-        "kernel_shape": "ints", "activation": "string", "alpha": "float", "clip_min": "float",
-        "clip_max": "float", "pool": "string", "pool_kernel": "ints", "pool_strides": "ints",
-        "pool_pads": "ints", "pool_auto_pad": "string", "ceil_mode": "int", "count_include_pad": "int",
-    },
-    types=("tensor(float)", "tensor(float16)", "tensor(bfloat16)"),
-    doc="Fused Conv + bias (+ residual R) + activation + pool (tritonnx.triton_kernels.conv_relu_pool).",
-    infer=_infer,
-)
-
 RULES = tuple(
     [ConvActPool.rule(act, pool) for pool in POOL_OPS for act in ACT_OPS]
     + [ConvAddAct.rule(act, first) for act in ACT_OPS for first in (True, False)]
@@ -367,4 +256,4 @@ RULES = tuple(
 )
 
 register_rule(FusionRule(name="conv_relu_pool", priority=100, candidates=("Conv",), rules=RULES,
-                         explain=explain, schemas=(SCHEMA,)))
+                         explain=explain, schemas=(fused_conv.SCHEMA,)))

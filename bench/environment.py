@@ -42,11 +42,15 @@ def utc_stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def collect(argv: list[str] | None = None, *, tf32: bool = True, kernels: str | None = None) -> dict:
+def collect(argv: list[str] | None = None, *, tf32: bool = True, kernels: str | None = None,
+            sampling: dict | None = None) -> dict:
     """The environment of this run: device, driver, versions, commit, command, settings.
 
-    `kernels`: the sessions' kernels setting when the caller sets it (else the runtime's
-    default: ``TRITONNX_KERNELS``, or triton on a GPU and torch on a CPU)."""
+    Only what is known before any row ran: `kernels` is what the command asked for (None: the
+    runtime's default). What really ran (the sessions' effective kernels after every fallback,
+    whether Triton's interpreter ran) is added by `record_effective` from the rows, never
+    guessed here. `tf32` is recorded on a GPU only (a CPU has no tf32).
+    """
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -79,11 +83,39 @@ def collect(argv: list[str] | None = None, *, tf32: bool = True, kernels: str | 
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
         "command": shlex.join(argv if argv is not None else ["tritonnx", *sys.argv[1:]]),
-        "tf32": tf32,
-        "kernels": kernels or os.environ.get("TRITONNX_KERNELS") or ("triton" if on_gpu else "torch"),
+        "tf32": tf32 if on_gpu else None,
+        "kernels_requested": kernels or os.environ.get("TRITONNX_KERNELS") or None,
+        "kernels": None,  # what ran: filled from the rows by record_effective
+        "interpreter": None,
         "triton_interpret": os.environ.get("TRITON_INTERPRET"),
-        "timing": "cuda-events (triton.testing.do_bench)" if on_gpu else "cpu-wall (CPU-interpreter times, not performance figures)",
+        "timing": "cuda-events (per-run CUDA events)" if on_gpu else
+        "cpu-wall (CPU times, not performance figures; rows under Triton's interpreter say cpu-interpreter)",
+        "sampling": sampling,
     }
+    return env
+
+
+def effective(rows: list[dict]) -> dict:
+    """What the rows say really ran: the tritonnx sessions' kernels (one value, or a sorted list
+    when rows differ; None when no tritonnx row ran) and whether any row ran under Triton's
+    interpreter."""
+    ran = [r for r in rows if r.get("status") == "ok" and r.get("kernels")]
+    kernels = sorted({r["kernels"] for r in ran})
+    return {
+        "kernels": (kernels[0] if len(kernels) == 1 else kernels) if kernels else None,
+        "interpreter": any(r.get("interpreter") for r in ran) if ran else None,
+        "timing_labels": sorted({r["timing"] for r in rows if r.get("timing")}),
+    }
+
+
+def record_effective(out: Path, rows: list[dict]) -> dict:
+    """Add `effective(rows)` to ``out/env.json``; returns the updated environment."""
+    import json
+
+    path = Path(out) / "env.json"
+    env = json.loads(path.read_text(encoding="utf-8"))
+    env.update(effective(rows))
+    path.write_text(json.dumps(env, indent=1), encoding="utf-8")
     return env
 
 

@@ -10,6 +10,15 @@ what did not run.
 
 Every row of one (model, dtype, batch) uses the same ONNX file, the same feeds (on the device),
 the same reference (onnxruntime's output), and torch rows the module with the same weights.
+
+A model is a zoo name or the path of any ONNX file (`FileModel`): its rows have config "file",
+the file's own dtype, feeds from `bench.feeds` (``--shapes``, random of the right dtype and
+range, or ``--feeds``), and torch / torch.compile rows that say "not available": a file
+carries no torch module (tritonnx has no ONNX -> torch converter, and timing one would
+measure the converter, not the model's author's module).
+
+Timing follows `bench.stats.measure`: `SAMPLING` gives each machine's minimum samples and
+measured time (whichever first); every row records its n, measured time and timing label.
 """
 from __future__ import annotations
 
@@ -24,10 +33,9 @@ from pathlib import Path
 from typing import Callable
 
 from tritonnx.bench import devices, report
-from tritonnx.bench.counting import count
 from tritonnx.bench.ort import timing_stream
 from tritonnx.bench.providers import Workload, make_provider
-from tritonnx.bench.stats import Timing, max_rel_err
+from tritonnx.bench.stats import Timing, max_rel_err, measure
 from tritonnx.errors import InvalidArgument
 
 #: DESIGN.md's model order for a lent GPU; the rest of the zoo follows in its own order.
@@ -60,6 +68,34 @@ class BenchSettings:
     argv: list[str] | None = None
     model_dir: Path | None = None
     kernels: str | None = None  # the sessions' `kernels` setting; None = the runtime's default
+    files: dict = field(default_factory=dict)  # model name -> FileModel, for ONNX files given by path
+    shapes: dict = field(default_factory=dict)  # input name -> shape, for files (`--shapes`)
+    feeds: dict | None = None  # input name -> array, for files (`--feeds`)
+
+
+#: (warm-up runs, minimum samples, minimum measured seconds) per (device kind, quick); a row
+#: stops at whichever of samples / seconds comes first (`bench.stats.measure`).
+SAMPLING = {
+    ("cuda", False): (10, 1000, 0.5), ("cuda", True): (5, 200, 0.2),
+    ("cpu", False): (3, 100, 5.0), ("cpu", True): (1, 5, 2.0),
+}
+
+
+@dataclass(frozen=True)
+class FileModel:
+    """An ONNX file given by path: its row name, path, float dtype and batch sizes."""
+
+    name: str
+    path: Path
+    dtype: str
+    batches: tuple = (1,)
+    source: str = ""  # the --models text that named it
+    inputs: tuple = ()  # its feedable inputs' names
+
+
+def is_file_model(text: str) -> bool:
+    """A ``--models`` item that names a file (a path, or a name ending in .onnx), not a zoo model."""
+    return text.endswith(".onnx") or "/" in text or "\\" in text
 
 
 @dataclass(frozen=True)
@@ -89,12 +125,13 @@ class BenchResult:
     sticky: str | None = None  # a sticky CUDA error stopped the sweep (rows after it not run)
 
 
-def order_models(requested: list[str], known: list[str]) -> list[str]:
-    """'all' -> MODEL_ORDER then the rest of `known`; a list -> validated, in the user's order."""
+def order_models(requested: list[str], known: list[str], files=()) -> list[str]:
+    """'all' -> MODEL_ORDER then the rest of `known`; a list -> validated, in the user's order
+    (names in `files` are ONNX files, already checked)."""
     if requested == ["all"]:
         first = [m for m in MODEL_ORDER if m in known]
         return first + [m for m in known if m not in first]
-    unknown = [m for m in requested if m not in known]
+    unknown = [m for m in requested if m not in known and m not in files]
     if unknown:
         raise InvalidArgument(f"unknown model(s) {', '.join(unknown)}: the zoo has {', '.join(known)}")
     return list(dict.fromkeys(requested))
@@ -108,31 +145,22 @@ def plan_rows(settings: BenchSettings) -> list[RowPlan]:
     for providers in (main, late):
         for dtype in settings.dtypes:
             for model in settings.models:
-                for batch in settings.batches:
+                file = settings.files.get(model)
+                if file is not None and dtype != settings.dtypes[0]:
+                    continue  # a file has one dtype, its own: its rows come once
+                for batch in (file.batches if file else settings.batches):
                     for provider in providers:
-                        rows.append(RowPlan(model, settings.config, int(batch), dtype, provider))
+                        rows.append(RowPlan(model, "file" if file else settings.config, int(batch),
+                                            file.dtype if file else dtype, provider))
     return rows
 
 
-def time_fn(fn: Callable[[], object], device, *, quick: bool, deadline: float | None = None) -> Timing:
-    """Median and spread of `fn`: device-side on CUDA (`triton.testing.do_bench`, all samples),
-    host wall clock on the CPU (a few runs; CPU-interpreter times, not performance figures)."""
-    if device.type == "cuda":
-        import triton.testing
-
-        samples = triton.testing.do_bench(fn, warmup=25, rep=100 if quick else 300, return_mode="all")
-        return Timing.from_samples(samples, "cuda-events")
-    max_reps, max_s = (3, 3.0) if quick else (20, 20.0)
-    samples: list[float] = []
-    start = time.monotonic()
-    while len(samples) < max_reps:
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-        now = time.monotonic()
-        if now - start > max_s or (deadline is not None and now > deadline):
-            break
-    return Timing.from_samples(samples, "cpu-wall")
+def time_fn(fn: Callable[[], object], device, *, quick: bool, deadline: float | None = None,
+            method: str = "cpu-wall") -> Timing:
+    """`bench.stats.measure` with this machine's `SAMPLING` (CPU times are labelled `method`)."""
+    warmup, min_samples, min_time = SAMPLING[("cuda" if device.type == "cuda" else "cpu", bool(quick))]
+    return measure(fn, device, method=method, warmup=warmup, min_samples=min_samples, min_time=min_time,
+                   deadline=deadline)
 
 
 def _sync(device) -> None:
@@ -204,13 +232,24 @@ class Harness:
         from tritonnx.bench import environment
 
         return environment.record(self.out, environment.collect(self.s.argv, tf32=self.s.tf32,
-                                                                kernels=self.s.kernels))
+                                                                kernels=self.s.kernels, sampling=self._sampling()))
+
+    def _sampling(self) -> dict:
+        warmup, min_samples, min_time = SAMPLING[(self.device.type if self.device.type == "cuda" else "cpu",
+                                                  bool(self.s.quick))]
+        return {"warmup": warmup, "min_samples": min_samples, "min_time_s": min_time,
+                "rule": "each row stops at min_samples samples or min_time_s seconds measured, whichever "
+                        "first; every sample kept; pXX reported when n >= 100/min(XX, 100-XX)"}
 
     # per model / dtype / batch ------------------------------------------------------------
     def _export(self, model: str, dtype: str) -> Path:
+        if model in self.s.files:
+            return self.s.files[model].path
         key = (model, dtype)
         if key not in self._exports:
-            path = self.model_dir / f"{model}-{self.s.config}-{dtype}.onnx"
+            from tritonnx.export import file_name
+
+            path = self.model_dir / file_name(model, self.s.config, dtype)
             try:
                 if not path.exists():
                     # Export into a side folder, then move: a killed export leaves no half file.
@@ -253,6 +292,8 @@ class Harness:
         from tritonnx.bench.providers import torch_dtype
         from tritonnx.runtime.dtypes import ONNX_TO_TORCH
 
+        if model in self.s.files:
+            return self._file_workload(self.s.files[model], batch)
         path = self._export(model, dtype)
         entry = self.zoo.get(model)
         inputs = list(entry.example_inputs(self.s.config, batch=batch, seq_len=self.s.seq_len, seed=self.s.seed))
@@ -275,6 +316,25 @@ class Harness:
             model=model, config=self.s.config, dtype=dtype, batch=batch, onnx_path=path,
             build_module=lambda: self._module(model), input_names=names, inputs=feeds,
             device=self.device, seq_len=self.s.seq_len,
+            options=self._session_options(),
+        )
+
+    def _file_workload(self, file: FileModel, batch: int) -> Workload:
+        """Feeds for an ONNX file: `--feeds`, else random of the right dtype, range and shape."""
+        from tritonnx.bench.feeds import random_feeds
+        from tritonnx.runtime import dtypes
+
+        shapes = {k: v for k, v in self.s.shapes.items() if k in file.inputs}  # --shapes covers every file
+        feeds, _ = random_feeds(self._proto(file.name, file.dtype), shapes=shapes, batch=batch,
+                                seed=self.s.seed, given=self.s.feeds)
+        tensors = [dtypes.from_numpy(v).to(self.device) for v in feeds.values()]
+
+        def no_module():
+            raise RowError("an ONNX file has no torch module")
+
+        return Workload(
+            model=file.name, config="file", dtype=file.dtype, batch=batch, onnx_path=file.path,
+            build_module=no_module, input_names=list(feeds), inputs=tensors, device=self.device,
             options=self._session_options(),
         )
 
@@ -315,7 +375,7 @@ class Harness:
             result = (outs, f"onnxruntime {runner.provider} {work.dtype}")
             del runner
         except Exception as exc:  # noqa: BLE001 - try fp32, else rows say why
-            if work.dtype != "fp32":
+            if work.dtype != "fp32" and work.model not in self.s.files:
                 try:
                     path32 = self._export(work.model, "fp32")
                     feeds = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in work.feeds.items()}
@@ -333,6 +393,8 @@ class Harness:
         key = (work.model, work.dtype, work.batch)
         if key not in self._costs:
             try:
+                from tritonnx.bench.counting import count
+
                 self._costs[key] = count(self._proto(work.model, work.dtype),
                                          {n: list(x.shape) for n, x in zip(work.input_names, work.inputs)})
             except Exception:  # noqa: BLE001 - no roofline then
@@ -345,16 +407,22 @@ class Harness:
         return {
             "model": plan.model, "config": plan.config, "batch": plan.batch, "dtype": plan.dtype,
             "provider": plan.provider, "status": "ok", "note": "", "device": self.device_name,
-            "median_ms": None, "p20_ms": None, "p80_ms": None, "samples_ms": None, "timing": None,
+            "median_ms": None, "p20_ms": None, "p80_ms": None, "p90_ms": None, "p99_ms": None,
+            "min_ms": None, "max_ms": None, "mean_ms": None, "n": None, "measured_s": None, "outliers": None,
+            "samples_ms": None, "timing": None,
             "max_rel_err": None, "reference": None, "peak_mem_mib": None, "compile_cold_s": None,
             "compile_warm_s": None, "flops": None, "bytes": None, "roofline": None, "input_shapes": None,
-            "tf32": self.s.tf32,
+            # tf32 is a GPU setting: a CPU row makes no claim about it
+            "tf32": self.s.tf32 if self.device.type == "cuda" else None,
+            "source": str(self.s.files[plan.model].path) if plan.model in self.s.files else "zoo",
         }
 
     def run_row(self, plan: RowPlan, deadline: float | None = None) -> dict:
         row = self.new_row(plan)
         provider = make_provider(plan.provider)
         reason = provider.missing(self.device)
+        if not reason and plan.model in self.s.files and plan.provider in ("torch", "torch.compile"):
+            reason = "not available: an ONNX file has no torch module (torch rows need a zoo model)"
         if reason:
             row.update(status="missing", note=reason)
             return row
@@ -380,9 +448,11 @@ class Harness:
             if self.device.type == "cuda":
                 fn2, row["compile_warm_s"], _ = self._prepare(make_provider(plan.provider), work)
                 del fn2
-            timing = time_fn(fn, self.device, quick=self.s.quick, deadline=deadline)
-            row.update(median_ms=timing.median_ms, p20_ms=timing.p20_ms, p80_ms=timing.p80_ms,
-                       samples_ms=list(timing.samples_ms), timing=timing.method)
+            facts = provider.facts()
+            row.update(facts)
+            timing = time_fn(fn, self.device, quick=self.s.quick, deadline=deadline,
+                             method="cpu-interpreter" if facts.get("interpreter") else "cpu-wall")
+            row.update(timing.as_row())
             outputs = [o.detach().cpu() for o in fn()]
             _sync(self.device)
             err, cmp_note = compare(outputs, reference)
@@ -449,8 +519,6 @@ class Harness:
 
     # the sweep ------------------------------------------------------------------------------
     def run(self) -> BenchResult:
-        from tqdm import tqdm
-
         env = self._env()
         # A "missing" provider may be there now (e.g. onnxruntime-gpu installed since): retried.
         done = {report.row_key(r) for r in report.load_rows(self.out) if r.get("status") != "missing"}
@@ -479,7 +547,7 @@ class Harness:
         deadline = start + self.s.time_budget if self.s.time_budget is not None else None
         not_run: list[str] = []
         ran = 0
-        bar = tqdm(total=len(pending), unit="row", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        bar = report.Progress(len(pending), "row", enabled=self.progress, log=self.log)
         interrupted = False
         sticky = None
         i = 0
@@ -488,7 +556,7 @@ class Harness:
                 if deadline is not None and time.monotonic() >= deadline:
                     not_run = [p.label() for p in pending[i:]]
                     break
-                bar.set_description(plan.label())
+                bar.start(plan.label())
                 self._forget_other_workloads(plan.model, plan.dtype)
                 attempts = stale["attempts"] + 1 if stale is not None and stale["key"] == plan.key else 1
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -501,7 +569,7 @@ class Harness:
                 report.append_row(self.out, row)
                 marker.unlink(missing_ok=True)
                 ran += 1
-                bar.update(1)
+                bar.done(plan.label(), report.row_result(row))
                 if sticky:
                     not_run = [p.label() for p in pending[i + 1:]]
                     break
@@ -517,6 +585,9 @@ class Harness:
             for label in not_run:
                 self.log(f"  not run: {label}")
         rows = report.load_rows(self.out)
+        from tritonnx.bench import environment
+
+        env = environment.record_effective(self.out, rows)
         kernel_rows = report.load_rows(self.out, report.KERNELS_FILE)
         written = report.write_all(self.out, env, rows, not_run, kernel_rows=kernel_rows)
         if interrupted:

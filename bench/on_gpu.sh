@@ -289,7 +289,7 @@ run_family() {  # family cap quick(0/1) dtypes
   while :; do
     budget=$(( share - 30 )); [ "$budget" -lt 10 ] && budget=10
     local t0; t0=$(date +%s)
-    TRITONNX_KERNELS=triton timeout -s INT -k 10 "$(( share - 5 ))" "$PY" -m tritonnx bench --kernels "$fam" \
+    TRITONNX_KERNELS=triton timeout -s INT -k 10 "$(( share - 5 ))" "$PY" -m tritonnx bench --kernel-bench "$fam" \
       --dtype "$dtypes" --out "$RESULTS" --format markdown --time-budget "$budget" $([ "$quick" = 1 ] && echo --quick)
     rc=$?
     share=$(( share - ($(date +%s) - t0) ))

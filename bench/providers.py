@@ -83,6 +83,10 @@ class Provider:
     def note(self) -> str:
         return ""
 
+    def facts(self) -> dict:
+        """What really ran, for the row (after `prepare`): e.g. the session's effective kernels."""
+        return {}
+
 
 class TritonnxProvider(Provider):
     """`tritonnx.InferenceSession` on the workload's device, fused or not."""
@@ -118,8 +122,15 @@ class TritonnxProvider(Provider):
         self._session = sess
         feeds = work.feeds
         self._note = ""
+        ctx = sess.context
+        eps = sess.get_providers()
+        # The effective settings, after every fallback (e.g. "torch" on a GPU older than sm_80).
+        self._facts = {
+            "kernels": ctx.kernels, "session_providers": eps,
+            "interpreter": bool(ctx.interpret and "TritonExecutionProvider" in eps),
+        }
         try:
-            self._note = "providers: " + ",".join(sess.get_providers())
+            self._note = "providers: " + ",".join(eps)
             fusion = sess.fusion_report()
             if self.fused:
                 self._note += f"; fused {len(fusion.fused)}, declined {len(fusion.declined)}"
@@ -157,6 +168,9 @@ class TritonnxProvider(Provider):
         if hits or misses:
             parts.append(f"triton: {misses} compiles, {hits} from the cache")
         return "; ".join(parts)
+
+    def facts(self) -> dict:
+        return dict(getattr(self, "_facts", {}))
 
 
 class OnnxruntimeProvider(Provider):

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import tritonnx
 from tritonnx.cli import main
 
@@ -29,3 +31,109 @@ def test_run_makes_random_inputs_of_every_torch_type(tmp_path, capsys):
     save(model, str(tmp_path / "f8.onnx"))
     assert main(["run", str(tmp_path / "f8.onnx")]) == 0  # was a StopIteration traceback
     assert "float8_e4m3fn" in capsys.readouterr().out
+
+
+# ---- one CLI: usage errors early, one line, no traceback ------------------------------------
+def _embedding_model(path, vocab=50):
+    """tokens[batch, seq] (int64) -> Gather(embedding[vocab, 4]) -> Relu: ids must stay < vocab."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    emb = numpy_helper.from_array(np.random.default_rng(0).standard_normal((vocab, 4)).astype(np.float32), "emb")
+    nodes = [helper.make_node("Cast", ["tokens"], ["ids"], to=TensorProto.INT64),
+             helper.make_node("Gather", ["emb", "ids"], ["e"]), helper.make_node("Relu", ["e"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["batch", "seq"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])], [emb])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+def test_a_missing_model_is_answered_before_torch_is_imported(tmp_path):
+    code = ("import sys; from tritonnx.cli import main; rc = main(['run', 'missing.onnx']); "
+            "print(rc, 'torch' in sys.modules, 'onnx' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.stdout.split() == ["2", "False", "False"]
+    assert proc.stderr == "tritonnx run: error: model file 'missing.onnx' does not exist\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "m.onnx", "--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+    (["run", "m.onnx", "--iterations", "0"], "argument --iterations: expected an integer >= 1"),
+    (["run", "m.onnx", "--duration", "nan"], "argument --duration: expected a number > 0"),
+    (["run", "m.onnx", "--nosuch"], "unrecognized arguments: --nosuch"),
+    (["run", "m.onnx", "-o", "no/such/dir/o.npz"], "the folder 'no/such/dir' does not exist"),
+    (["run", "m.onnx", "--providers", "tensorrt"], "unknown provider 'tensorrt'"),
+    (["run", "m.onnx", "--providers", "torch"], "torch rows need the model's torch module"),
+    (["run", "m.onnx", "--shapes", "tokens:2xa"], "expected NAME:DxDx..."),
+    (["run", "m.onnx", "--shapes", "nosuch:2x3"], "the model has no input 'nosuch'"),
+    (["run", "m.onnx", "--shapes", "tokens:2x3x4"], "rank 3 given"),
+    (["run", "m.onnx", "-i", "tokens=notes.npy"], "not a .npy file (no NumPy header"),
+    (["run", "m.onnx", "--feeds", "notes.npy"], "not a .npz archive"),
+    (["run", "m.onnx"], "symbolic dimension(s) seq: give its shape, e.g. --shapes tokens:1xN"),
+    (["bench", "--kernels", "conv"], "argument --kernels: invalid choice: 'conv'"),
+])
+def test_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    _embedding_model(tmp_path / "m.onnx")
+    (tmp_path / "notes.npy").write_text("a text file\n")  # was "pickled data"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "notes.npy"]
+
+
+def test_run_prints_latency_what_ran_and_keeps_token_ids_in_the_embedding(tmp_path, capsys):
+    path = _embedding_model(tmp_path / "m.onnx", vocab=7)
+    assert main(["run", str(path), "--shapes", "tokens:2x300", "--iterations", "12", "--warmup", "1",
+                 "--providers", "tritonnx,onnxruntime", "-o", str(tmp_path / "o.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "random ids 0..6 (embedding 'emb': 7 rows)" in out
+    header = next(line for line in out.splitlines() if line.startswith("provider"))
+    assert header.split() == ["provider", "n", "min", "p50", "p90", "p99", "max", "mean", "items/s", "timing"]
+    row = next(line for line in out.splitlines() if line.startswith("tritonnx "))
+    cells = row.split()
+    assert cells[1] == "12" and cells[5] == "-"  # n=12 supports p90, not p99
+    assert cells[-1] == "wall" and "wall = CPU wall clock" in out
+    assert "providers: CPUExecutionProvider; kernels: torch ops only" in out
+    assert "max rel err vs onnxruntime" in out
+    assert all(len(line) <= 100 for line in out.splitlines()[1:])  # the first names the (long) path
+
+
+def test_run_with_feeds_from_an_npz(tmp_path, capsys):
+    import numpy as np
+
+    path = _embedding_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "feeds.npz", tokens=np.array([[1, 2, 3]], np.int32))
+    assert main(["run", str(path), "--feeds", str(tmp_path / "feeds.npz"), "--iterations", "1",
+                 "-o", str(tmp_path / "o.npz")]) == 0
+    assert "file" in capsys.readouterr().out
+    assert np.load(tmp_path / "o.npz")["y"].shape == (1, 3, 4)
+
+
+def test_warnings_are_one_line(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    from tritonnx.commands import zoo as zoo_cmd
+
+    real = zoo_cmd.run
+
+    def noisy(args):
+        warnings.warn("something to know\nover two lines", RuntimeWarning)
+        return real(args)
+
+    monkeypatch.setattr(zoo_cmd, "run", noisy)
+    parser_main = main(["zoo", "mlp"])
+    assert parser_main == 0
+    assert capsys.readouterr().err == "tritonnx zoo: warning: something to know over two lines\n"
+
+
+def test_an_internal_error_is_one_line(capsys, monkeypatch):
+    from tritonnx.commands import zoo as zoo_cmd
+
+    monkeypatch.delenv("TRITONNX_TRACEBACK", raising=False)
+    monkeypatch.setattr(zoo_cmd, "run", lambda args: {}["boom"])
+    assert main(["zoo"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tritonnx zoo: error: KeyError: 'boom'") and err.count("\n") == 1

@@ -1,4 +1,4 @@
-"""Kernel benchmarks: one module per kernel family, run by ``tritonnx bench --kernels conv,rnn``.
+"""Kernel benchmarks: one module per kernel family, run by ``tritonnx bench --kernel-bench conv,rnn``.
 
 Contract (every family module ``bench/kernels/<family>.py``, e.g. ``conv.py``, ``rnn.py``)::
 
@@ -39,7 +39,7 @@ from typing import Callable
 from tritonnx.bench.devices import canonical_dtype, current_device_name, roofline_fraction
 from tritonnx.bench.stats import max_rel_err
 
-#: Kernel families `tritonnx bench --kernels` knows, in run order.
+#: Kernel families `tritonnx bench --kernel-bench` knows, in run order.
 FAMILIES = ("conv", "rnn")
 
 #: The keys of one kernel-benchmark row, in table order.

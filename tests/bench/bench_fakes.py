@@ -93,7 +93,8 @@ def fake_export(zoo: FakeZoo):
 def bench_args(**kw) -> argparse.Namespace:
     """`tritonnx bench`'s parsed arguments at their defaults, with `kw` given."""
     base = dict(models=None, config=None, batch=None, dtype=None, providers=None, out=None, resume=None,
-                time_budget=None, format="table", kernels=None, quick=False, seq_len=None, seed=0,
-                opset=18, no_tf32=False, no_progress=True)
+                time_budget=None, format="table", kernels=None, kernel_bench=None, quick=False, seq_len=None,
+                seed=0, opset=18, no_tf32=False, no_progress=True, shapes=None, feeds=None, compare=None,
+                wide=False)
     base.update(kw)
     return argparse.Namespace(**base)

@@ -93,7 +93,7 @@ def test_fp16_rows_use_an_fp16_model(tmp_path, fake_zoo):
     result = _run(_settings(tmp_path, dtypes=["fp16"], batches=[2]), fake_zoo)
     ort = next(r for r in result.rows if r["provider"] == "onnxruntime")
     assert ort["status"] == "ok" and "fp16" in ort["reference"]
-    assert (tmp_path / "res" / "models" / "fake_mlp-tiny-fp16.onnx").exists()
+    assert (tmp_path / "res" / "models" / "fake_mlp_tiny_fp16.onnx").exists()
 
 
 def test_resume_redoes_nothing_and_budget_lists_what_did_not_run(tmp_path, fake_zoo):
@@ -152,10 +152,11 @@ def test_cli_bad_arguments(kw, match):
 def test_kernels_without_gpu_say_so(tmp_path, capsys):
     from tritonnx.cli import main
 
-    assert main(["bench", "--kernels", "conv,rnn", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--kernel-bench", "conv,rnn", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "conv:" in err and "rnn:" in err
-    assert main(["bench", "--kernels", "nosuch", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "--kernel-bench", "nosuch", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "--kernels", "conv", "--out", str(tmp_path)]) == 2  # --kernels is triton|torch
 
 
 def test_cli_end_to_end_with_the_real_zoo(tmp_path, capsys):
@@ -173,7 +174,7 @@ def test_cli_end_to_end_with_the_real_zoo(tmp_path, capsys):
     assert rows["onnxruntime"]["status"] == "ok" and rows["torch"]["max_rel_err"] < 1e-4
     assert rows["tritonnx"]["status"] == "ok", rows["tritonnx"]["note"]
     assert rows["tritonnx"]["max_rel_err"] < 1e-4 and rows["tritonnx"]["config"] == "tiny"
-    assert (out / "models" / "mlp-tiny-fp32.onnx").exists()
+    assert (out / "models" / "mlp_tiny_fp32.onnx").exists()
 
 
 def test_resume_retries_rows_of_a_missing_provider(tmp_path, fake_zoo, monkeypatch):

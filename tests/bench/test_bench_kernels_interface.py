@@ -1,4 +1,4 @@
-"""Contract 6: `bench/kernels/<family>.py` modules and how `tritonnx bench --kernels` runs them."""
+"""Contract 6: `bench/kernels/<family>.py` modules and how `tritonnx bench --kernel-bench` runs them."""
 import sys
 import types
 

@@ -39,7 +39,8 @@ def test_summary_geomean_slowest_and_torch_compile():
 def test_render_formats():
     rows = report.derive(ROWS)
     table = report.render(rows, "table")
-    assert "MISSING: no runtime" in table and "2.00x" in table and "25.0%" in table
+    assert "MISSING: no runtime" in table and "2.00x" in table and "25.0%" in report.render(rows, "table", wide=True)
+    assert all(len(line) <= report.WIDTH for line in table.splitlines())
     assert report.CPU_BANNER not in table
     md = report.render(rows, "markdown", env={"device": "NVIDIA H100 80GB HBM3", "commit": "abc", "command": "tritonnx bench"})
     assert "| model" in md and "NVIDIA H100 80GB HBM3" in md and "`abc`" in md
@@ -52,7 +53,7 @@ def test_cpu_rows_carry_the_banner():
     rows = report.derive([_row("mlp", "torch", 1.0, timing="cpu-wall", roofline=None)])
     assert report.CPU_BANNER in report.render(rows, "table")
     assert report.CPU_BANNER in report.render(rows, "markdown")
-    assert "no roofline" in report.render(rows, "table")
+    assert "no roofline" in report.render(rows, "table", wide=True)
 
 
 def test_append_load_and_write_all(tmp_path):
@@ -72,7 +73,9 @@ def test_append_load_and_write_all(tmp_path):
 def test_long_notes_short_in_terminal_whole_and_escaped_in_markdown():
     note = "x" * 150 + " a|b"
     rows = report.derive([_row("lenet5", "tritonnx", 1.0, note=note)])
-    assert "x" * 97 + "..." in report.render(rows, "table")
+    assert "x" * 97 + "..." in report.render(rows, "table", wide=True)
+    narrow = report.render(rows, "table")
+    assert "xxx..." in narrow and all(len(line) <= report.WIDTH for line in narrow.splitlines())
     assert "a\\|b" in report.render(rows, "markdown")
 
 

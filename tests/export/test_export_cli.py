@@ -10,6 +10,9 @@ from tritonnx.cli import main
 
 def test_export_one(tmp_path, capsys):
     out = tmp_path / "sub" / "lenet.onnx"
+    assert main(["export", "lenet5", "-o", str(out), "--config", "tiny"]) == 2  # no folder is created
+    assert "the folder" in capsys.readouterr().err and not (tmp_path / "sub").exists()
+    (tmp_path / "sub").mkdir()
     assert main(["export", "lenet5", "-o", str(out), "--config", "tiny", "--dtype", "fp16", "--opset", "17"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"wrote {out} (") and "tiny, fp16, opset 17" in line and "verified in onnxruntime at batch 1, 3" in line
@@ -55,6 +58,33 @@ def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch, argv, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("tritonnx export: error: ") and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_file_name_is_the_one_scheme(tmp_path, capsys, monkeypatch):
+    from tritonnx.export import file_name
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "mlp", "--config", "tiny", "--no-verify"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [file_name("mlp", "tiny", "fp32")] == ["mlp_tiny_fp32.onnx"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "mlp", "--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+    (["export", "mlp", "-o", "/nonexistent/x.onnx"], "the folder '/nonexistent' does not exist"),
+    (["export", "--all", "-o", "/nonexistent/dir"], "the folder '/nonexistent' does not exist"),
+])
+def test_usage_errors_are_one_line_before_any_work(tmp_path, capsys, argv, message):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not __import__("os").path.exists("/nonexistent")
+
+
+def test_weights_that_are_not_a_state_dict_file(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello world\n")  # was KeyError: 101 from torch.load
+    assert main(["export", "mlp", "--weights", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "not a file written by torch.save" in err and err.count("\n") == 1
 
 
 def test_unwritable_output(tmp_path, capsys):

@@ -45,7 +45,7 @@ def test_run_fused_with_triton_kernels(model_path, tmp_path, capsys):
     x = np.random.default_rng(5).standard_normal((1, 2, 6, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "out.npz"
-    assert main(["run", str(model_path), "-i", f"x={tmp_path / 'x.npy'}", "-o", str(out), "--kernels", "triton",
+    assert main(["run", str(model_path), "-i", f"x={tmp_path / 'x.npy'}", "-o", str(out), "--kernels", "triton", "--iterations", "2",
                  "--profile"]) == 0
     text = capsys.readouterr().out
     assert "providers: TritonExecutionProvider, " in text

@@ -27,6 +27,13 @@ def test_zoo_details(capsys):
     assert "tokens: {0: 'batch', 1: 'seq'}" in out
 
 
+def test_zoo_details_of_one_config(capsys):
+    assert main(["zoo", "lenet5", "--config", "tiny"]) == 0  # the option used to change nothing
+    out = capsys.readouterr().out
+    assert "tiny: params" in out and "paper: params" not in out
+    assert main(["zoo", "lenet5", "--config", "huge"]) == 2
+
+
 def test_zoo_unknown_name_is_one_line(capsys):
     assert main(["zoo", "lenet"]) == 2
     captured = capsys.readouterr()

@@ -1,14 +1,19 @@
 """`tritonnx export`: a zoo model (or all of them) to ONNX, checked and verified against torch.
 
-    tritonnx export lenet5 -o lenet5.onnx [--config tiny|paper] [--dtype fp32|fp16] [--opset N]
+    tritonnx export lenet5 [-o FILE] [--config tiny|paper] [--dtype fp32|fp16] [--opset N]
     tritonnx export lstm_lm --weights trained.pt -o lm.onnx     # a trained state_dict
-    tritonnx export --all -o DIR [...]    # <name>_<config>_<dtype>.onnx, then a verify table
+    tritonnx export --all [-o DIR] [...]    # then a verify table
+
+One file-name scheme in every verb (`tritonnx.export.file_name`): ``<name>_<config>_<dtype>.onnx``
+(the default of ``export NAME``, the files of ``export --all`` and of ``tritonnx bench``).
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
-from tritonnx.errors import InvalidArgument, NoSuchFile
+from tritonnx.commands.common import add_seed, existing_file, output_path, positive_int
+from tritonnx.errors import InvalidArgument
 
 DEFAULT_ALL_DIR = "tritonnx-out"
 
@@ -21,11 +26,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("name", nargs="?", help="zoo model name (see `tritonnx zoo`)")
     parser.add_argument("--all", action="store_true", help="export every zoo model into the directory -o")
-    parser.add_argument("-o", "--output", help=f"output file (default NAME.onnx); with --all a directory (default {DEFAULT_ALL_DIR}/)")
+    parser.add_argument("-o", "--output", help="output file (default NAME_CONFIG_DTYPE.onnx, e.g. lenet5_paper_fp32.onnx); "
+                        f"with --all a folder (default {DEFAULT_ALL_DIR}/); its parent folder must exist")
     parser.add_argument("--config", default="paper", help="paper (published sizes, default) or tiny")
     parser.add_argument("--dtype", default="fp32", help="fp32 (default) or fp16")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset, 17..20 (default 18)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and test inputs (default 0)")
+    parser.add_argument("--opset", type=positive_int, default=None, help="ONNX opset, 17..20 (default 18)")
+    add_seed(parser, "the random weights and test inputs")
     parser.add_argument("--weights", metavar="FILE", help="a trained state_dict (torch.save) to export instead of random weights")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar with --all")
@@ -43,13 +49,23 @@ def _err(value: float) -> str:
     return "-" if value != value else f"{value:.2e}"
 
 
+def _check_weights(path: str | None) -> None:
+    """A file torch.save wrote (a zip archive, or the legacy pickle format); checked before torch loads."""
+    if path is None:
+        return
+    existing_file(path, "weights file")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        raise InvalidArgument(f"cannot read weights {path!r}: not a file written by torch.save "
+                              "(expected a state_dict: torch.save(model.state_dict(), path))")
+
+
 def _load_weights(path: str | None):
     if path is None:
         return None
     import torch
 
-    if not Path(path).is_file():
-        raise NoSuchFile(f"weights file {path!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -60,15 +76,19 @@ def _load_weights(path: str | None):
 
 
 def run(args) -> int:
-    from tritonnx.export import DEFAULT_OPSET, export_all, export_model
-
-    opset = DEFAULT_OPSET if args.opset is None else args.opset
     if args.all == bool(args.name):
         raise InvalidArgument("give one zoo model NAME or --all (see `tritonnx zoo` for the names)")
     if args.all and args.weights:
         raise InvalidArgument("--weights fits one model; it cannot be used with --all")
+    if args.output:  # before the heavy imports, and before any work
+        output_path(args.output, "-o", folder=args.all)
+    _check_weights(args.weights)
+
+    from tritonnx.export import DEFAULT_OPSET, export_all, export_model, file_name
+
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
     if not args.all:
-        out = Path(args.output or f"{args.name}.onnx")
+        out = Path(args.output or file_name(args.name, args.config, args.dtype))
         r = export_model(args.name, out, config=args.config, dtype=args.dtype, opset=opset,
                          verify=not args.no_verify, seed=args.seed, state_dict=_load_weights(args.weights))
         check = (f"verified in onnxruntime at batch {', '.join(str(c['batch']) for c in r.checks)}: "

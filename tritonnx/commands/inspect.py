@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tritonnx.commands.common import add_kernels, existing_file, output_path
 from tritonnx.errors import InvalidArgument, NotImplemented
 
 
@@ -18,6 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("model", help="path of the .onnx file")
     parser.add_argument("--save", metavar="FUSED.onnx", help="write the rewritten model (valid ONNX, domain tritonnx)")
     parser.add_argument("--no-fusion", action="store_true", help="apply no fusion rule (tritonnx.fusion=0)")
+    add_kernels(parser)
     parser.set_defaults(func=run)
 
 
@@ -28,12 +30,17 @@ def _counts(model) -> Counter:
 
 
 def run(args) -> int:
+    existing_file(args.model, "model file")
+    if args.save:
+        output_path(args.save, "--save")
     from tabulate import tabulate
 
     from tritonnx.runtime import InferenceSession
     from tritonnx.runtime.loader import load_model, unsupported_nodes
 
     options = {"fusion": False} if args.no_fusion else {}
+    if args.kernels:
+        options["kernels"] = args.kernels
     original = load_model(args.model)
     before = _counts(original)
     opsets = ", ".join(f"{e.domain or 'ai.onnx'} {e.version}" for e in original.opset_import)

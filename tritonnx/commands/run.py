@@ -1,33 +1,59 @@
-"""`tritonnx run MODEL.onnx`: run a model once (given or random inputs), print or save outputs."""
+"""`tritonnx run MODEL.onnx`: run a model, measure its latency, show what ran, print or save outputs.
+
+    tritonnx run model.onnx [--shapes input:8x3x224x224] [--feeds real.npz | -i NAME=x.npy]
+                 [--iterations N] [--warmup K] [--duration S] [--providers tritonnx,onnxruntime]
+                 [--kernels triton|torch] [--profile] [-o outputs.npz]
+
+Latency follows `tritonnx.bench.stats` (the benchmark's rules): K warm-up runs, then timed runs
+until N samples or S seconds measured, whichever first; min, p50, p90, p99, max, mean and n,
+each percentile only where n supports it. Feeds not given are random, of the right dtype and
+range (`tritonnx.bench.feeds`).
+"""
 from __future__ import annotations
 
+import textwrap
 import time
-from pathlib import Path
 
-import numpy as np
-
+from tritonnx.commands.common import (add_kernels, add_providers, add_seed, existing_file, non_negative_int,
+                                      output_path, parse_providers, positive_float, positive_int)
 from tritonnx.errors import InvalidArgument
+
+#: Providers `run` can time on an ONNX file (torch rows need the torch module a file lacks).
+RUN_PROVIDERS = ("tritonnx", "onnxruntime", "tritonnx-unfused")
+#: Terminal width the output keeps to.
+WIDTH = 100
+#: Short timing labels for the terminal (the legend line spells them out).
+SHORT_TIMING = {"cuda-events": "events", "cpu-wall": "wall", "cpu-interpreter": "interp"}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "run", help="run an ONNX model once (inputs from .npy files, or random)",
-        description="Run an ONNX model with tritonnx. Inputs not given with --input are random, "
-        "of the declared shapes (symbolic dims from --dim, else 1).",
+        "run", help="run an ONNX model: latency, what ran, outputs",
+        description="Run an ONNX model with tritonnx (and, with --providers, onnxruntime), measure "
+        "its latency and print which providers and kernels ran and the outputs. Feeds not given "
+        "are random, of the declared dtypes and shapes, token ids within the model's embedding.",
     )
     parser.add_argument("model", help="path of the .onnx file")
     parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
                         help="an input from a .npy file (repeatable)")
+    parser.add_argument("--feeds", metavar="FILE.npz", help="inputs from an .npz archive (np.savez), by name")
+    parser.add_argument("--shapes", metavar="NAME:DxD,...",
+                        help="shapes of random inputs in trtexec's syntax, e.g. input:8x3x224x224,tokens:8x32")
     parser.add_argument("--dim", "-d", action="append", default=[], metavar="NAME=VALUE",
-                        help="value of a symbolic dimension for random inputs, e.g. --dim batch=4 (repeatable)")
+                        help="value of a symbolic dimension for random inputs, e.g. --dim batch=4 "
+                        "(repeatable; a first dimension nothing sets is 1)")
     parser.add_argument("--output", "-o", metavar="OUT.npz", help="save every output into this .npz file")
-    parser.add_argument("--profile", action="store_true",
-                        help="time every node and show which kernel ran it")
-    parser.add_argument("--provider", action="append", default=None, metavar="NAME",
-                        help="execution provider (repeatable; default: CUDA if present, else CPU)")
+    parser.add_argument("--profile", action="store_true", help="time every node and show which kernel ran it")
+    add_providers(parser, "default tritonnx (torch rows need a torch module: use tritonnx bench on a zoo model)")
     parser.add_argument("--no-fusion", action="store_true", help="run the unfused graph (tritonnx.fusion=0)")
-    parser.add_argument("--kernels", choices=("triton", "torch"), help="how fused nodes run (default: per device)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    add_kernels(parser)
+    add_seed(parser, "the random inputs")
+    parser.add_argument("--iterations", type=positive_int, default=100, metavar="N",
+                        help="timed runs (default 100; fewer when --duration is reached first)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, metavar="K",
+                        help="untimed runs first (default 3)")
+    parser.add_argument("--duration", type=positive_float, default=3.0, metavar="S",
+                        help="stop timing after S seconds measured (default 3; whichever of N, S comes first)")
     parser.set_defaults(func=run)
 
 
@@ -53,45 +79,9 @@ def parse_dims(items: list[str]) -> dict[str, int]:
     return dims
 
 
-def load_npy(name: str, path: str) -> np.ndarray:
-    try:
-        value = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"--input {name}={path}: cannot read a .npy array: {exc}") from None
-    if not isinstance(value, np.ndarray):  # an .npz archive
-        keys = list(value.keys())
-        value.close()
-        raise InvalidArgument(f"--input {name}={path}: a .npz archive (arrays {keys}); give one .npy file "
-                              "per input (np.save)")
-    return value
+def _summary(name: str, a) -> list:
+    import numpy as np
 
-
-def random_input(arg, dims: dict[str, int], rng: np.random.Generator) -> np.ndarray:
-    """A random array for a `NodeArg` (symbolic dims from `dims`, unknown ones 1)."""
-    from tritonnx.runtime import dtypes
-
-    shape = []
-    for d in arg.shape or []:
-        if isinstance(d, int) and d > 0:
-            shape.append(d)
-        elif isinstance(d, str) and d in dims:
-            shape.append(dims[d])
-        else:
-            shape.append(1)
-    kind = arg.type[len("tensor("):-1]
-    if kind == "bool":
-        return rng.random(shape) < 0.5
-    if kind.startswith(("int", "uint")):
-        return rng.integers(0, 10, size=shape).astype(kind)
-    if kind in ("float", "double", "float16"):
-        return rng.standard_normal(shape).astype({"float": np.float32, "double": np.float64, "float16": np.float16}[kind])
-    elem = next((k for k in dtypes.ONNX_TO_TORCH if dtypes.ort_type_string(k) == arg.type), None)
-    if elem is None:
-        raise InvalidArgument(f"input {arg.name!r}: no random values for type {arg.type}; give it with --input")
-    return dtypes.to_numpy(dtypes.from_numpy(rng.standard_normal(shape).astype(np.float32)).to(dtypes.torch_dtype(elem)))
-
-
-def _summary(name: str, a: np.ndarray) -> list:
     finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
     stats = ["", "", ""]
     if a.size and a.dtype.kind in "fiub" and finite.size:
@@ -100,65 +90,202 @@ def _summary(name: str, a: np.ndarray) -> list:
     return [name, list(a.shape), str(a.dtype), *stats]
 
 
+def _ms(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def run(args) -> int:
-    from tabulate import tabulate
-
-    from tritonnx.runtime import InferenceSession
-
+    # Usage errors first, before torch is imported (a missing file is answered in ~0.2 s).
+    model_path = existing_file(args.model, "model file")
     files = parse_pairs(args.input, "--input")
     dims = parse_dims(args.dim)
-    options = {}
-    if args.no_fusion:
-        options["fusion"] = False
-    if args.kernels:
-        options["kernels"] = args.kernels
+    from tritonnx.bench import feeds as feeds_mod
+    from tritonnx.bench.feeds import load_feeds, load_npy, parse_shapes
+
+    shapes = parse_shapes(args.shapes)
+    out_path = output_path(args.output, "--output") if args.output else None
+    providers = parse_providers(args.providers, ["tritonnx-unfused" if args.no_fusion else "tritonnx"],
+                                allowed=RUN_PROVIDERS, why_not="torch rows need the model's torch module: "
+                                "tritonnx bench --models ZOO_NAME has them")
+    if args.no_fusion and args.providers:
+        raise InvalidArgument("--no-fusion is --providers tritonnx-unfused: give one of the two")
+    proto = _load_proto(model_path)  # onnx only: names are checked before any file is read
+    if proto is not None:
+        known = [s.name for s in feeds_mod.input_specs(proto)] + [i.name for i in proto.graph.initializer]
+        for name in files:
+            if name not in known:
+                raise InvalidArgument(f"--input {name}: the model has no input {name!r}; its inputs: "
+                                      f"{[s.name for s in feeds_mod.input_specs(proto)]}")
+    given = load_feeds(args.feeds) if args.feeds else {}
+    for name, path in files.items():
+        given[name] = load_npy(path, f"--input {name}={path}")
+
+    import torch
+
+    from tritonnx.bench.report import tabulate
+
+    from tritonnx.bench.stats import TIMING_LABELS, max_rel_err, measure
+    from tritonnx.runtime import InferenceSession, dtypes
+
+    options = {"kernels": args.kernels} if args.kernels else {}
+    main_name = next((p for p in providers if p.startswith("tritonnx")), "tritonnx")
     t0 = time.perf_counter()
-    sess = InferenceSession(args.model, providers=args.provider, **options)
+    sess = InferenceSession(str(model_path), fusion=main_name == "tritonnx", **options)
     load_s = time.perf_counter() - t0
 
     known = {a.name: a for a in sess.get_inputs()} | {a.name: a for a in sess.get_overridable_initializers()}
-    for name in files:
+    for name in given:
         if name not in known:
             raise InvalidArgument(f"--input {name}: the model has no input {name!r}; its inputs: {list(known)}")
-    symbolic = {d for a in sess.get_inputs() for d in (a.shape or []) if isinstance(d, str)}
+    proto = proto if proto is not None else _load_proto(model_path)
+    symbolic = {d for s in feeds_mod.input_specs(proto) for d in (s.shape or ()) if isinstance(d, str)}
     unknown = sorted(set(dims) - symbolic)
     if unknown:
         raise InvalidArgument(f"--dim {unknown[0]}: the model's inputs have no symbolic dimension {unknown[0]!r}; "
                               f"theirs: {sorted(symbolic) or 'none'}")
-    rng = np.random.default_rng(args.seed)
-    feed = {}
-    for arg in sess.get_inputs():
-        feed[arg.name] = load_npy(arg.name, files[arg.name]) if arg.name in files else random_input(arg, dims, rng)
-    for name, path in files.items():
+    feed, sources = feeds_mod.random_feeds(proto, shapes=shapes, dims=dims, batch=1, seed=args.seed, given=given)
+    for name, value in given.items():  # overridden initializers
         if name not in feed:
-            feed[name] = load_npy(name, path)
+            feed[name], sources[name] = value, "file"
 
-    device = "CPU" if sess.device.type == "cpu" else str(sess.device)
-    print(f"model: {args.model}  device: {device}  providers: {', '.join(sess.get_providers())}  "
-          f"(session created in {load_s:.2f}s)")
-    print(tabulate([[n, list(v.shape), str(v.dtype), "file" if n in files else "random"] for n, v in feed.items()],
+    device = sess.device
+    device_text = "CPU" if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"
+    print(f"model: {args.model}  device: {device_text}  (session created in {load_s:.2f} s)")
+    print(tabulate([[n, list(v.shape), str(v.dtype), sources[n]] for n, v in feed.items()],
                    headers=["input", "shape", "dtype", "source"]))
-    names = [o.name for o in sess.get_outputs()]
-    if args.profile:
-        outs, rows = sess.run_profiled(None, feed)
-        from tritonnx.runtime import dtypes
+    tensors = {k: dtypes.from_numpy(v).to(device) if not isinstance(v, torch.Tensor) else v.to(device)
+               for k, v in feed.items()}
+    batch = next((int(v.shape[0]) for v in tensors.values() if v.dim() > 0), 1)
 
-        outputs = [dtypes.to_numpy(t, copy=True) for t in outs]
-        label = "device ms" if sess.device.type == "cuda" else "CPU wall ms (not a performance figure)"
-        table = [[r.node, r.op_type if not r.domain else f"{r.domain}::{r.op_type}", r.kernel, f"{r.ms:.3f}"] for r in rows]
-        table.append(["total", "", "", f"{sum(r.ms for r in rows):.3f}"])
-        print()
-        print(tabulate(table, headers=["node", "op", "kernel", label]))
-    else:
-        outputs = sess.run(None, feed)
+    names = [o.name for o in sess.get_outputs()]
+    rows, ran, outputs, reference = [], [], None, None
+    for provider in providers:
+        fn, what = _prepare(provider, sess, model_path, tensors, options, args, InferenceSession)
+        if fn is None:
+            rows.append([provider] + ["-"] * 9)
+            ran.append(f"{provider}: not run: {what}")
+            continue
+        interp = device.type == "cpu" and "TritonExecutionProvider" in what.get("providers", [])
+        timing = measure(fn, device, method="cpu-interpreter" if interp else "cpu-wall", warmup=args.warmup,
+                         min_samples=args.iterations, min_time=args.duration)
+        result = [t.detach() for t in fn()]
+        if provider == "onnxruntime":
+            reference = result
+        elif outputs is None:
+            outputs = result
+        rows.append([provider, timing.n, _ms(timing.min_ms), _ms(timing.median_ms), _ms(timing.p90_ms),
+                     _ms(timing.p99_ms), _ms(timing.max_ms), _ms(timing.mean_ms),
+                     _rate(batch * 1e3 / timing.median_ms), SHORT_TIMING[timing.method]])
+        ran.append(f"{provider}: {what['text']}; {timing.outliers} outlier(s), kept")
     print()
-    print(tabulate([_summary(n, a) for n, a in zip(names, outputs)], headers=["output", "shape", "dtype", "min", "max", "mean"]))
-    if args.output:
-        out = Path(args.output)
+    print(f"latency, ms ({args.warmup} warm-up runs, then {args.iterations} runs or {args.duration:g} s "
+          "measured, whichever first; all samples kept):")
+    print(tabulate(rows, headers=["provider", "n", "min", "p50", "p90", "p99", "max", "mean", "items/s", "timing"],
+                   disable_numparse=True, colalign=("left",) + ("right",) * 8 + ("left",)))
+    legend = "; ".join(f"{short} = {TIMING_LABELS[m]}" for m, short in SHORT_TIMING.items()
+                       if any(r[-1] == short for r in rows))
+    note = (f"timing: {legend}. " if legend else "") + \
+        f"pXX needs n >= 100/(100-XX) (p90: 10, p99: 100). items/s at batch {batch}."
+    print(textwrap.fill(note, width=WIDTH))
+    for line in ran:
+        print(textwrap.fill(line, width=WIDTH, subsequent_indent="  "))
+    if outputs is None:
+        outputs = reference
+    if outputs is None:
+        return 0
+    if args.profile and main_name in providers:
+        outs, prof = sess.run_profiled(None, tensors)
+        label = "device time (CUDA events)" if device.type == "cuda" else "CPU wall ms (not a performance figure)"
+        table = [[r.node, r.op_type if not r.domain else f"{r.domain}::{r.op_type}", _short_kernel(r.kernel),
+                  f"{r.ms:.3f}"] for r in prof]
+        table.append(["total", "", "", f"{sum(r.ms for r in prof):.3f}"])
+        print(f"\nper node, one profiled run; {label}:")
+        print(tabulate(table, headers=["node", "op", "kernel", "ms"], disable_numparse=True))
+    arrays = [dtypes.to_numpy(t, copy=True) for t in outputs]
+    print()
+    headers = ["output", "shape", "dtype", "min", "max", "mean"]
+    summary = [_summary(n, a) for n, a in zip(names, arrays)]
+    if reference is not None and outputs is not reference:
+        headers.append("max rel err vs onnxruntime")
+        for line, out, ref in zip(summary, outputs, reference):
+            try:
+                line.append(f"{max_rel_err(out, ref):.1e}")
+            except ValueError as exc:
+                line.append(str(exc))
+    print(tabulate(summary, headers=headers))
+    if out_path is not None:
+        import numpy as np
+
         try:
-            with open(out, "wb") as f:  # exactly this path (np.savez would append .npz to a bare name)
-                np.savez(f, **dict(zip(names, outputs)))
+            with open(out_path, "wb") as f:  # exactly this path (np.savez would append .npz to a bare name)
+                np.savez(f, **dict(zip(names, arrays)))
         except OSError as exc:
-            raise InvalidArgument(f"--output {out}: cannot write: {exc}") from None
-        print(f"\nsaved {len(outputs)} output(s) to {out}")
+            raise InvalidArgument(f"--output {out_path}: cannot write: {exc}") from None
+        print(f"\nsaved {len(arrays)} output(s) to {out_path}")
     return 0
+
+
+def _load_proto(path):
+    """The model's graph without its weights (None when onnx cannot parse it: the session says why)."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - InferenceSession reports a bad file in its own words
+        return None
+
+
+def _short_kernel(label: str) -> str:
+    """"triton (tritonnx.runtime.ops.fused_conv.ConvReluPool)" -> "triton (ConvReluPool)"."""
+    head, sep, rest = label.partition(" (")
+    return f"{head} ({rest.rstrip(')').rpartition('.')[2]})" if sep else label
+
+
+def _fused_ops(sess) -> str:
+    from collections import Counter
+
+    counts = Counter(n.op_type for n in sess.rewritten_model().graph.node if n.domain == "tritonnx")
+    return ", ".join(f"{op} x{n}" for op, n in sorted(counts.items())) or "none"
+
+
+def _prepare(provider, sess, model_path, tensors, options, args, session_cls):
+    """(run fn returning torch tensors, {"text": what ran, "providers": [...]}) or (None, why not)."""
+    if provider.startswith("tritonnx"):
+        fused = provider == "tritonnx"
+        if sess.context.fusion != fused:
+            sess = session_cls(str(model_path), fusion=fused, **options)
+        ctx = sess.context
+        eps = sess.get_providers()
+        report = sess.fusion_report()
+        if "TritonExecutionProvider" in eps:
+            kernels = "triton" + (" (under Triton's interpreter)" if ctx.interpret else "")
+        elif fused and report.fused:
+            kernels = "torch references of the fused nodes"
+        else:
+            kernels = "torch ops only"
+        text = f"providers: {', '.join(eps)}; kernels: {kernels}"
+        if fused:
+            text += f"; fused nodes: {_fused_ops(sess)}; declined candidates: {len(report.declined)}"
+
+        def fn():
+            return sess.run_torch(None, tensors)
+        return fn, {"text": text, "providers": eps}
+    if provider == "onnxruntime":
+        try:
+            from tritonnx.bench.ort import OrtRunner
+
+            runner = OrtRunner(model_path, tensors)
+        except ImportError:
+            return None, "onnxruntime is not installed (tritonnx[cpu] or tritonnx[gpu])"
+        except Exception as exc:  # noqa: BLE001 - the row says why
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            return None, f"onnxruntime failed: {type(exc).__name__}: {first}"
+        return runner, {"text": f"providers: {runner.provider}" + (f"; {runner.note}" if runner.note else ""),
+                        "providers": [runner.provider]}
+    return None, "needs a torch module"

@@ -10,7 +10,9 @@ def register(subparsers) -> None:
         description="List the zoo's models, or show one model's configs, inputs and outputs.",
     )
     parser.add_argument("name", nargs="?", help="show this model's details")
-    parser.add_argument("--config", default="paper", help="config whose input shapes to show (paper|tiny; default paper)")
+    parser.add_argument("--config", default=None,
+                        help="paper|tiny: the config whose inputs the table shows (default paper), or the only "
+                        "config NAME's details show (default both)")
     parser.set_defaults(func=run)
 
 
@@ -50,24 +52,28 @@ def run(args) -> int:
 
     if args.name:
         entry = zoo.get(args.name)
-        entry.config(args.config)
+        configs = list(entry.configs)
+        if args.config:
+            entry.config(args.config)  # an unknown config is an error naming the model's
+            configs = [args.config]
         rows = [
             ("name", entry.name), ("family", entry.family), ("paper", entry.paper),
             ("description", entry.description), ("sequence model", "yes" if entry.is_sequence else "no"),
             ("dynamic axes", ", ".join(f"{t}: {dict(a)}" for t, a in entry.dynamic_axes.items())),
         ]
-        for config in entry.configs:
+        for config in configs:
             rows.append((f"{config}: params", f"{entry.param_count(config):,}"))
             rows.append((f"{config}: inputs", entry.describe_inputs(config)))
             rows.append((f"{config}: sizes", ", ".join(f"{k}={v}" for k, v in entry.config(config).items() if _scalar_or_flat(v))))
         rows.append(("outputs", ", ".join(entry.output_names)))
         print(tabulate(rows, tablefmt="plain"))
         return 0
+    config = args.config or "paper"
     rows = []
     for name in zoo.names():
         entry = zoo.get(name)
         rows.append((name, entry.family, short_paper(entry.paper), human(entry.param_count("paper")),
-                     human(entry.param_count("tiny")), entry.describe_inputs(args.config)))
-    print(tabulate(rows, headers=("model", "family", "paper", "params (paper)", "params (tiny)", f"inputs ({args.config})"),
+                     human(entry.param_count("tiny")), entry.describe_inputs(config)))
+    print(tabulate(rows, headers=("model", "family", "paper", "params (paper)", "params (tiny)", f"inputs ({config})"),
                    colalign=("left", "left", "left", "right", "right", "left")))
     return 0

@@ -1,0 +1,145 @@
+"""What every verb shares: one meaning per flag, the output-path rule, early file checks.
+
+Nothing here imports torch, onnx or the runtime: these checks run before the heavy imports,
+so a usage error is answered in a fraction of a second.
+
+Flags that mean the same thing in every verb that has them:
+
+- ``--providers A,B``: the benchmark's provider names (`PROVIDERS`: tritonnx, tritonnx-unfused,
+  onnxruntime, torch, torch.compile, or ``all``).
+- ``--kernels triton|torch``: how fused nodes run (their Triton kernels, on the CPU under
+  Triton's interpreter, or their plain-torch references); the session's ``kernels`` setting.
+- ``--seed N`` (N >= 0), ``--no-fusion``, ``--no-progress``, ``--format``.
+
+Output paths, one rule everywhere: the parent folder of an output (a file such as
+``export -o m.onnx`` or ``run -o out.npz``, or a folder such as ``bench --out DIR``) must exist;
+it is checked before any work, and only the output itself is created. Defaults chosen by
+tritonnx (``bench-results/<UTC time>/``) are created whole.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tritonnx.bench.providers import ALL_PROVIDERS as PROVIDERS
+from tritonnx.errors import InvalidArgument, NoSuchFile
+
+KERNEL_MODES = ("triton", "torch")
+
+
+# argparse value types (their errors are one line through `tritonnx.cli.Parser`) --------------
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (``--seed``, ``--warmup``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--iterations``, ``--opset``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (``--duration``, ``--time-budget``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+# shared flags -------------------------------------------------------------------------------
+def add_providers(parser, default_help: str) -> None:
+    parser.add_argument("--providers", default=None, metavar="A,B",
+                        help=f"{','.join(PROVIDERS)} or 'all'; {default_help}")
+
+
+def add_kernels(parser) -> None:
+    parser.add_argument("--kernels", choices=KERNEL_MODES, default=None,
+                        help="how fused nodes run: their Triton kernels (on a CPU under Triton's "
+                        "interpreter) or their torch references (default: triton on a GPU, torch on a "
+                        "CPU, or TRITONNX_KERNELS)")
+
+
+def add_seed(parser, what: str) -> None:
+    parser.add_argument("--seed", type=non_negative_int, default=0, help=f"seed of {what} (default 0)")
+
+
+def split_list(text: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']."""
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def parse_providers(text: str | None, default: list[str], *, allowed=PROVIDERS, flag="--providers",
+                    why_not: str = "") -> list[str]:
+    """A ``--providers`` value as names in run order; unknown names are an error listing the valid ones."""
+    if not text:
+        return list(default)
+    if text.strip() == "all":
+        return list(allowed)
+    names = split_list(text)
+    unknown = [n for n in names if n not in PROVIDERS]
+    if unknown:
+        raise InvalidArgument(f"{flag}: unknown provider {unknown[0]!r}: expected one of "
+                              f"{', '.join(allowed)} (or all)")
+    refused = [n for n in names if n not in allowed]
+    if refused:
+        raise InvalidArgument(f"{flag}: {refused[0]!r} cannot run here{f' ({why_not})' if why_not else ''}: "
+                              f"expected one of {', '.join(allowed)}")
+    return [p for p in PROVIDERS if p in names]
+
+
+# files --------------------------------------------------------------------------------------
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path; NoSuchFile naming `what` when it is not an existing file."""
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidArgument(f"{what} {str(p)!r} is a folder, not a file")
+    if not p.is_file():
+        raise NoSuchFile(f"{what} {str(p)!r} does not exist")
+    return p
+
+
+def output_path(path: str | os.PathLike, flag: str, *, folder: bool = False) -> Path:
+    """Check an output path before any work (the rule in this module's docstring).
+
+    Args:
+        path: the file (or, with `folder`, the folder) to write.
+        flag: the option's name for the message (``-o``, ``--out``).
+        folder: the output is a folder (it may exist already: it is added to).
+
+    Raises:
+        InvalidArgument: the parent folder is missing or not writable, or the path is of the
+            other kind (a folder where a file is written, or a file where a folder is).
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if folder and p.is_dir():
+        if not os.access(p, os.W_OK):
+            raise InvalidArgument(f"{flag} {p}: cannot write into this folder (permission denied)")
+        return p
+    if folder and p.exists():
+        raise InvalidArgument(f"{flag} {p}: is a file, not a folder")
+    if not folder and p.is_dir():
+        raise InvalidArgument(f"{flag} {p}: is a folder; give a file name")
+    if not parent.is_dir():
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise InvalidArgument(f"{flag} {p}: cannot write: the folder {str(parent)!r} {what} "
+                              "(output folders are not created; make it first)")
+    if not os.access(parent, os.W_OK):
+        raise InvalidArgument(f"{flag} {p}: cannot write into {str(parent)!r} (permission denied)")
+    return p

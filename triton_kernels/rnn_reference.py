@@ -62,6 +62,25 @@ DEFAULT_ACTIVATIONS = {
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 
+#: Each op's inputs and outputs (ONNX order) and attributes (name -> ONNX attribute kind), as
+#: `lstm`, `gru` and `rnn` take them: the one list the fused ops' schema and handlers
+#: (`tritonnx.runtime.ops.fused_recurrent`) and the fusion rule read.
+INPUTS = {
+    "LSTM": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"),
+    "GRU": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
+    "RNN": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
+}
+OUTPUTS = {"LSTM": ("Y", "Y_h", "Y_c"), "GRU": ("Y", "Y_h"), "RNN": ("Y", "Y_h")}
+_COMMON_ATTRIBUTES = {
+    "activation_alpha": "floats", "activation_beta": "floats", "activations": "strings",
+    "clip": "float", "direction": "string", "hidden_size": "int", "layout": "int",
+}
+ATTRIBUTES = {
+    "LSTM": {**_COMMON_ATTRIBUTES, "input_forget": "int"},
+    "GRU": {**_COMMON_ATTRIBUTES, "linear_before_reset": "int"},
+    "RNN": dict(_COMMON_ATTRIBUTES),
+}
+
 
 def apply_activation(x: torch.Tensor, name: str, alpha: float, beta: float) -> torch.Tensor:
     """One ONNX recurrent activation by (case-insensitive) name."""

@@ -130,3 +130,35 @@ def test_session_mode_setting(mode, monkeypatch):
     f = random_inputs("GRU", 4, 2, 3, 5, seed=8, h0=True)
     model, feeds = _model([("GRU", dict(linear_before_reset=1, layout=0), 2)], [f])
     _compare(model, feeds, n_fused=1)
+
+
+def test_one_recurrent_attribute_list():
+    """rnn_reference.ATTRIBUTES is the one list: the reference functions, the standard handlers
+    and the fused ops' schemas take exactly those attributes (the opset 1-6 output_sequence aside)."""
+    import inspect
+
+    from tritonnx.runtime.ops import fused_recurrent, recurrent as std_recurrent
+    from tritonnx.triton_kernels import rnn_reference
+
+    for op, fn in (("LSTM", rnn_reference.lstm), ("GRU", rnn_reference.gru), ("RNN", rnn_reference.rnn)):
+        params = inspect.signature(fn).parameters
+        keywords = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert keywords == set(rnn_reference.ATTRIBUTES[op])
+        assert [n for n, p in params.items() if p.kind is not inspect.Parameter.KEYWORD_ONLY] == \
+            list(rnn_reference.INPUTS[op])
+        std = inspect.signature(getattr(std_recurrent, op)).parameters
+        assert {n for n, p in std.items() if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"output_sequence"} == keywords
+        schema = next(s for s in fused_recurrent.SCHEMAS if s.name == op)
+        assert set(schema.attributes) == keywords
+        assert [i.name for i in schema.inputs] == list(rnn_reference.INPUTS[op])
+
+
+def test_fused_recurrent_handler_refuses_unknown_attributes():
+    import torch
+
+    from tritonnx.errors import InvalidArgument
+    from tritonnx.runtime.ops import fused_recurrent
+
+    x, w, r = torch.randn(2, 1, 3), torch.randn(1, 4, 3), torch.randn(1, 4, 4)
+    with pytest.raises(InvalidArgument, match="unknown attribute"):
+        fused_recurrent.RNN(x, w, r, hidden_size=4, hiden_size=4)

@@ -196,6 +196,18 @@ def _spec(value: onnx.ValueInfoProto) -> _Spec:
     return _Spec(value.name, tt.elem_type, dims, tuple(kind))
 
 
+def _string_feed(spec: _Spec, value: Any) -> np.ndarray:
+    """A feed of a string input as onnxruntime takes it: a numpy array of str (object or unicode)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "OSU":
+        raise InvalidArgument(f"Unexpected input data type for input {spec.name!r}. Actual: ({array.dtype}) , "
+                              f"expected: ({spec.type})")
+    if spec.dims is not None and array.ndim != len(spec.dims):
+        raise InvalidArgument(f"Invalid rank for input: {spec.name} Got: {array.ndim} Expected: {len(spec.dims)} "
+                              "Please fix either the inputs/outputs or the model.")
+    return array.astype(object)
+
+
 def _override_dims(model: onnx.ModelProto, dims: Mapping[str, int]) -> None:
     """Fix symbolic input dims by name (``add_free_dimension_override_by_name``), in place."""
     for value in model.graph.input:
@@ -259,10 +271,12 @@ def _pick_device(names: list[str], options: list[dict]) -> torch.device:
 
 
 def _to_numpy(value):
-    """An output in onnxruntime's Python form: an array, a list of arrays (a sequence), or
-    ``None`` (an empty optional)."""
+    """An output in onnxruntime's Python form: an array, a list of arrays (a sequence), a list
+    of dicts (a sequence of maps: ZipMap's), or ``None`` (an empty optional)."""
     if isinstance(value, torch.Tensor):
         return dtypes.to_numpy(value, copy=True)
+    if isinstance(value, dict):
+        return dict(value)
     if isinstance(value, list):
         return [_to_numpy(v) for v in value]
     return None if value is None else np.asarray(value)
@@ -430,6 +444,9 @@ class InferenceSession:
             spec = known[name]
             if spec.kind:
                 tensors[name] = self._wrapped_feed(spec, spec.kind, value)
+                continue
+            if spec.elem_type == onnx.TensorProto.STRING:  # strings stay numpy object arrays
+                tensors[name] = _string_feed(spec, value)
                 continue
             tensors[name] = self._check_tensor(spec, self._as_tensor(name, value))
         for spec in self._inputs:  # an optional input left out is an empty one (as in onnxruntime)

@@ -159,7 +159,11 @@ _COMPARE = {
 def _make_compare(op: str):
     torch_fn, np_fn = _COMPARE[op]
 
-    def fn(A, B, *, broadcast=0, axis=None):
+    def fn(A, B, *, broadcast=0, axis=None, ctx=None):
+        if isinstance(A, np.ndarray) or isinstance(B, np.ndarray):  # string tensors (numpy object arrays)
+            if not (isinstance(A, np.ndarray) and isinstance(B, np.ndarray)):
+                raise InvalidArgument(f"{op}: inputs A and B must both be string tensors or both numeric")
+            return dtypes.from_numpy(np.ascontiguousarray(np_fn(A, B)), ctx.device if ctx is not None else "cpu")
         B = _legacy_broadcast(A, B, broadcast, axis)
         if A.dtype != B.dtype:
             raise InvalidArgument(f"{op}: inputs A ({A.dtype}) and B ({B.dtype}) must have the same dtype")

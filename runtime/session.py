@@ -156,14 +156,15 @@ class _Spec:
     name: str
     elem_type: int
     dims: tuple | None  # None: rank unknown; entries int, str (symbolic) or None (unknown)
-    #: the wrappers around the tensor type, outermost first: ("seq",), ("optional", "seq"), ...
+    #: the wrappers around the tensor type, outermost first: ("seq",), ("optional", "seq"),
+    #: ("seq", "map(int64,") for ZipMap's sequence of maps (the key type rides in the wrapper)
     kind: tuple[str, ...] = ()
 
     @property
     def type(self) -> str:
         text = dtypes.ort_type_string(self.elem_type)
         for wrapper in reversed(self.kind):
-            text = f"{wrapper}({text})"
+            text = f"{wrapper}{text})" if wrapper.startswith("map(") else f"{wrapper}({text})"
         return text
 
     @property
@@ -181,8 +182,12 @@ class _Spec:
 def _spec(value: onnx.ValueInfoProto) -> _Spec:
     t = value.type
     kind: list[str] = []
-    while t.WhichOneof("value") in ("sequence_type", "optional_type"):
+    while t.WhichOneof("value") in ("sequence_type", "optional_type", "map_type"):
         wrapper = t.WhichOneof("value")
+        if wrapper == "map_type":  # ai.onnx.ml's maps (ZipMap, DictVectorizer, CastMap): dicts
+            kind.append(f"map({dtypes.onnx_type_name(t.map_type.key_type).lower()},")
+            t = t.map_type.value_type
+            continue
         kind.append("seq" if wrapper == "sequence_type" else "optional")
         t = getattr(t, wrapper).elem_type
     if not t.HasField("tensor_type"):

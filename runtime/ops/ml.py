@@ -20,6 +20,7 @@ import torch
 from tritonnx.errors import InvalidArgument, NotImplemented
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.registry import register
+from tritonnx.runtime.subgraph import SequenceValue
 
 ML = "ai.onnx.ml"
 
@@ -312,11 +313,7 @@ def ZipMap(X, *, classlabels_int64s=None, classlabels_strings=None):
     if x.ndim != 2 or x.shape[1] != len(labels):
         raise InvalidArgument(f"ZipMap: input X has shape {list(x.shape)}, expected [N, {len(labels)}] "
                               f"(one column per class label)")
-    return ZipMapValue(dict(zip(labels, row)) for row in x.tolist())
-
-
-class ZipMapValue(list):
-    """A sequence of maps (ZipMap's output): one node output, not one output per element."""
+    return SequenceValue(dict(zip(labels, row)) for row in x.tolist())
 
 
 # --- tree ensembles ----------------------------------------------------------------------------

@@ -31,11 +31,22 @@ class PassState:
     log: list[str] = field(default_factory=list)
     #: the result as `weightless_proto` gave it to the ``check`` pass (what the executor lowers)
     checked: onnx.ModelProto | None = None
+    #: graph input/output name -> its type, for the types onnx-ir cannot hold (maps); put back
+    #: into the checked proto
+    map_types: dict = field(default_factory=dict)
 
 
 def _infer_shapes(model: ir.Model, state: PassState) -> None:
-    """onnx shape inference on the whole model (values gain types and shapes)."""
-    ir_common.ShapeInferencePass(strict_mode=False)(model)
+    """onnx shape inference on the whole model (values gain types and shapes). A model with
+    map values (ai.onnx.ml's ZipMap...) keeps the types it has: onnx-ir cannot read maps back."""
+    try:
+        ir_common.ShapeInferencePass(strict_mode=False)(model)
+    except ir.serde.SerdeError as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, NotImplementedError):
+            cause = cause.__cause__
+        if cause is None or "Map types" not in str(cause):
+            raise
 
 
 #: Largest tensor (elements) constant folding may create or read: an inference session wants
@@ -116,6 +127,9 @@ def _fusion(model: ir.Model, state: PassState) -> None:
 def _check(model: ir.Model, state: PassState) -> None:
     """The rewritten model must pass ``onnx.checker`` (checked without its weights' bytes)."""
     proto = weightless_proto(model)
+    for value in (*proto.graph.input, *proto.graph.output):
+        if value.name in state.map_types and not value.HasField("type"):
+            value.type.CopyFrom(state.map_types[value.name])
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -159,11 +173,31 @@ PASSES: tuple[tuple[str, Callable[[ir.Model, PassState], None]], ...] = (
 )
 
 
+def _has_map(t: onnx.TypeProto) -> bool:
+    kind = t.WhichOneof("value")
+    if kind == "map_type":
+        return True
+    return kind in ("sequence_type", "optional_type") and _has_map(getattr(t, kind).elem_type)
+
+
+def _drop_map_types(graph: onnx.GraphProto, state: PassState) -> None:
+    """Clear the types that hold a map (ai.onnx.ml's ZipMap, DictVectorizer...), which onnx-ir
+    cannot read; the graph inputs' and outputs' are kept in `state` for the ``check`` pass."""
+    for value in (*graph.input, *graph.output):
+        if _has_map(value.type):
+            state.map_types[value.name] = onnx.TypeProto()
+            state.map_types[value.name].CopyFrom(value.type)
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        if _has_map(value.type):
+            value.ClearField("type")
+
+
 def run_passes(model: onnx.ModelProto, state: PassState) -> ir.Model:
     """Run `PASSES` on a copy of `model`; return the rewritten onnx-ir model (report in
     `state`). ``ir.serde.serialize_model`` gives its proto (`weightless_proto` without weights)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    _drop_map_types(copy.graph, state)
     ir_model = ir.serde.deserialize_model(copy)
     for _name, fn in PASSES:
         fn(ir_model, state)

@@ -125,13 +125,16 @@ def _fusion(model: ir.Model, state: PassState) -> None:
 
 
 def _check(model: ir.Model, state: PassState) -> None:
-    """The rewritten model must pass ``onnx.checker`` (checked without its weights' bytes)."""
+    """The rewritten model must pass ``onnx.checker`` (checked without its weights' bytes), less
+    the faults onnxruntime accepts in a loaded model (`loader.check_like_onnxruntime`)."""
+    from tritonnx.runtime.loader import check_like_onnxruntime
+
     proto = weightless_proto(model)
     for value in (*proto.graph.input, *proto.graph.output):
         if value.name in state.map_types and not value.HasField("type"):
             value.type.CopyFrom(state.map_types[value.name])
     try:
-        onnx.checker.check_model(proto)
+        check_like_onnxruntime(proto)
     except onnx.checker.ValidationError as exc:
         raise InvalidGraph(f"the rewritten model is not valid ONNX (a pass or rule is at fault): "
                            f"{str(exc).strip().splitlines()[0]}") from None

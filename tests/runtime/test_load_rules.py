@@ -106,6 +106,7 @@ ACCEPTED = {
     "unused_initializer": _edit(lambda m: m.graph.initializer.append(
         numpy_helper.from_array(np.ones(3, np.float32), "unused_w")))(),
     "empty_node_names": _edit(lambda m: [n.ClearField("name") for n in m.graph.node])(),
+    "com_microsoft_without_opset_import": _edit(_node_domain("Gelu", "com.microsoft"))(),
     "unused_domain_import": _edit(_opset("com.example", 99))(),
     "ml_opset_5_unused": _edit(_opset("ai.onnx.ml", 5))(),
     "duplicate_opset_import": _edit(_opset("", 17))(),

@@ -1,0 +1,87 @@
+"""Models written by onnxruntime's own tools run in tritonnx and match onnxruntime: the files
+``optimized_model_filepath`` writes at ORT_ENABLE_EXTENDED (com.microsoft FusedConv, FusedGemm,
+FusedMatMul, BiasGelu, SkipLayerNormalization), ``quantize_dynamic`` (DynamicQuantizeLinear,
+MatMulInteger, ConvInteger, com.microsoft DynamicQuantizeLSTM) and ``quantize_static`` in QDQ
+format, for zoo models (tiny) that between them hold every op those tools wrote for the zoo."""
+import logging
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import tritonnx
+from tritonnx.runtime import InferenceSession
+
+pytest.importorskip("onnxruntime.quantization")
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_dynamic, quantize_static  # noqa: E402
+
+#: zoo model -> the com.microsoft ops onnxruntime's tools write for it
+MODELS = {
+    "lenet5": {"FusedConv", "FusedGemm"},
+    "transformer_encoder": {"FusedMatMul", "BiasGelu", "SkipLayerNormalization"},
+    "char_lstm": {"DynamicQuantizeLSTM"},
+}
+#: max |ours - onnxruntime| / max |onnxruntime|, per kind of file. Optimized: float rounding.
+#: Dynamic: exact for the integer products; DynamicQuantizeLSTM is dequantized here while
+#: onnxruntime quantizes X and h too (1e-3 seen). QDQ: a value on a rounding boundary can land
+#: one quantization step apart (2e-2 seen for transformer_encoder).
+TOLERANCE = {"opt": 1e-5, "qdyn": 1e-2, "qdq": 5e-2}
+
+
+def _feeds(sess, seed):
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [2 if isinstance(d, str) or d is None else d for d in i.shape]
+        feeds[i.name] = rng.integers(0, 5, shape) if "int" in i.type else rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, sess):
+        self._it = iter([_feeds(sess, k) for k in range(2)])
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def written(request, tmp_path_factory):
+    name = request.param
+    d = tmp_path_factory.mktemp(name)
+    path = str(d / f"{name}.onnx")
+    tritonnx.export_model(name, path, config="tiny")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(d / "opt.onnx")
+    plain = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" advice
+    quantize_dynamic(path, str(d / "qdyn.onnx"))
+    quantize_static(path, str(d / "qdq.onnx"), _Reader(plain), quant_format=QuantFormat.QDQ)
+    return name, d
+
+
+@pytest.mark.parametrize("kind", sorted(TOLERANCE))
+def test_runs_and_matches_onnxruntime(written, kind):
+    name, d = written
+    path = str(d / f"{kind}.onnx")
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = _feeds(ref, 5)
+    expected = ref.run(None, feeds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = InferenceSession(path).run(None, feeds)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        err = float(np.abs(a.astype(np.float64) - b).max() / max(float(np.abs(b).max()), 1e-12))
+        assert err <= TOLERANCE[kind], f"{name} {kind}: {err:.2e}"
+
+
+def test_the_tools_wrote_the_contrib_ops(written):
+    name, d = written
+    ops = set()
+    for kind in TOLERANCE:
+        ops |= {n.op_type for n in onnx.load(str(d / f"{kind}.onnx")).graph.node if n.domain == "com.microsoft"}
+    assert ops == MODELS[name]

@@ -32,9 +32,10 @@ Adding a kernel (the only step a new kernel needs to be covered by the gate):
         spills={},                          # config id -> why a spilling config is kept
     ))
 
-The built-in entries are registered at the bottom of this module (by the compile-gate owner).
-An entry registered elsewhere (a plugin, a test) passes `ref="module:ATTR"` naming its
-`KernelEntry`, so the compile workers, which import only this module, can find it.
+Each built-in kernel module ends with its own entry (its codes, configs and flags beside the
+kernel), and is listed in `BUILTIN_MODULES`, imported on the first look-up. An entry registered
+elsewhere (a plugin, a test) passes `ref="module:ATTR"` naming its `KernelEntry`, so the
+compile workers, which import only this module and the built-in kernel modules, can find it.
 
 Sampling: the full product configs x flag combinations can be large; `plan()` then compiles,
 per dtype and arch, `max(#configs, #cover)` jobs, where the cover is a (greedy) set of valid
@@ -444,10 +445,12 @@ def unregister(name: str) -> None:
 
 def names() -> list[str]:
     """Names of the registered kernels."""
+    _load_builtins()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> KernelEntry:
+    _load_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -560,281 +563,16 @@ def _sample(entry: KernelEntry, dtype: str, combos: list[dict], configs: list,
     return pairs
 
 
-def _register_builtins() -> None:
-    """The kernels on main. Each registration uses only what its kernel module exposes."""
-    register(_conv_entry())
-    register(_recurrent_entry("recurrent_step"))
-    register(_recurrent_entry("recurrent_persistent"))
+#: The kernel modules of tritonnx: each ends with its own `register(KernelEntry(...))`, reading
+#: its own codes and configs. Imported on the first look-up (`names`, `get`, `entries`), so
+#: this module still imports no kernel module at import time.
+BUILTIN_MODULES = ("tritonnx.triton_kernels.conv_relu_pool", "tritonnx.triton_kernels.recurrent")
+_builtins_loaded = False
 
 
-# --- tritonnx.triton_kernels.conv_relu_pool -------------------------------------------------
-_CONV = "tritonnx.triton_kernels.conv_relu_pool"
-#: pool flag -> (POOL_KIND, POOL_KH, POOL_KW, COUNT_INCLUDE_PAD)
-_CONV_POOLS = {"none": (0, 1, 1, 0), "max2": (1, 2, 2, 0), "max3": (1, 3, 3, 0),
-               "avg2": (2, 2, 2, 0), "avg3_pad": (2, 3, 3, 1), "avg7": (2, 7, 7, 0)}
-_CONV_ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3}
-
-
-def _conv_configs():
-    """`conv_configs()` as on a GPU (the parent process may run under the interpreter, where
-    the module's default is its first config only)."""
-    return importlib.import_module(_CONV).conv_configs(interpret=False)
-
-
-def _conv_flags(dtype: str) -> dict[str, tuple]:
-    return {
-        "kernel": (1, 3, 5, 7, 11),  # KH = KW: the zoo's conv sizes
-        "pool": tuple(_CONV_POOLS),
-        "activation": tuple(_CONV_ACTIVATIONS),
-        "bias": (0, 1),
-        "residual": (0, 1),
-        "tf32": (0, 1) if dtype == "fp32" else (0,),
-        "layout": tuple(_CONV_LAYOUTS),
-    }
-
-
-def _conv_valid(dtype: str, flags: dict) -> bool:
-    return not (flags["residual"] and flags["pool"] != "none")  # the launcher's rule
-
-
-def _conv_cost(flags: dict) -> float:
-    # the extra configs of a sample get the common case: no pool, then small windows
-    _, pkh, pkw, _ = _CONV_POOLS[flags["pool"]]
-    return (pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
-            + 0.01 * (flags["layout"] != "nhwc16") + 0.01 * (not flags["tf32"]))  # tf32: the default
-
-
-def _conv_signature(fn, dtype, flags, config):
-    kind, pkh, pkw, cip = _CONV_POOLS[flags["pool"]]
-    return make_spec(
-        fn, config,
-        pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "r_ptr": dtype, "y_ptr": dtype},
-        constexprs={"KH": flags["kernel"], "KW": flags["kernel"], "POOL_KIND": kind,
-                    "POOL_KH": pkh, "POOL_KW": pkw, "COUNT_INCLUDE_PAD": bool(cip),
-                    "HAS_BIAS": bool(flags["bias"]), "HAS_RESIDUAL": bool(flags["residual"]),
-                    "ACTIVATION": _CONV_ACTIVATIONS[flags["activation"]],
-                    "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False},
-        floats=("alpha", "clip_min", "clip_max"),
-        **_CONV_LAYOUTS[flags["layout"]],
-    )
-
-
-#: How the launcher's tensors specialise (Triton turns an int 1 into a constant and marks
-#: multiples of 16): "nhwc16" = channels-last activations (the runtime hands every conv its
-#: input channels-last on a GPU) with channel counts that are multiples of 16 (most layers past
-#: the first); "nhwc" = channels-last with no size hints (a first layer, C = 1 or 3, and
-#: LeNet-5's 6-channel layers); "nchw" = plain contiguous NCHW with no size hints (a direct
-#: call of `conv_relu_pool`). The packed weight [K, O] is contiguous.
-_CONV_LAYOUTS = {
-    "nhwc16": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"),
-               "divisible": ("C_G", "COUT_G", "stride_xn", "stride_xh", "stride_xw", "stride_wk",
-                             "stride_rn", "stride_rh", "stride_rw", "stride_yn", "stride_yh",
-                             "stride_yw")},
-    "nhwc": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"), "divisible": ()},
-    "nchw": {"ones": ("stride_xw", "stride_wn", "stride_rw", "stride_yw"), "divisible": ()},
-}
-
-
-def _conv_spills(row: dict) -> str | None:
-    """Why a spilling conv compile is accepted for now (seen in the report, triton 3.6; all
-    with 255 registers per thread; none timed on a GPU yet)."""
-    pool = row["flags"]["pool"]
-    if pool != "none":
-        return (f"pool {pool}: the pooled accumulator and each tap's conv accumulator are live "
-                f"together (seen up to ~1.3 KB of stack with the plain-NCHW specialisation and "
-                f"unrolled taps; none since the taps became a runtime loop). Kept until a GPU "
-                f"timing says whether to prune (owner: conv)")
-    if row["flags"]["residual"] and row["flags"]["layout"] != "nhwc16" and row["spill"] <= 1024:
-        return ("residual epilogue with no size hints (channels not a multiple of 16): seen "
-                "784-880 B of stack at 255 registers with the 64x128 tiles; the zoo's residual "
-                "blocks (ResNet) have >= 64 channels (nhwc16, no such spill). Kept until a GPU "
-                "timing says whether to prune (owner: conv)")
-    if row["spill"] <= 128:
-        return ("<= 128 B of stack at 255 registers (the largest tiles in fp32/tf32, or with the "
-                "residual epilogue): at most 32 values per thread, L1-resident; more fails the gate")
-    return None
-
-
-def _conv_expect_tc(config, dtype, flags, arch) -> bool:
-    # Every conv tile has BLOCK_M >= 64 and >= 4 warps: wgmma on sm_90 (mma on sm_80) for
-    # 16-bit operands and for fp32 with tf32; fp32 without tf32 is an fp32 FMA product.
-    return dtype != "fp32" or bool(flags["tf32"])
-
-
-def _conv_ptx_requires(dtype, flags, arch) -> tuple[str, ...]:
-    # channels-last activations (unit channel strides): the A/B tiles are loaded through
-    # cp.async (software pipelining); the plain-NCHW first layer is not required to be
-    return ("cp.async",) if flags["layout"] == "nhwc16" else ()
-
-
-def _conv_entry() -> KernelEntry:
-    return KernelEntry(
-        name="conv_relu_pool",
-        kernel=f"{_CONV}:conv_relu_pool_kernel",
-        configs=_conv_configs,
-        dtypes=("fp32", "fp16", "bf16"),
-        signature=_conv_signature,
-        flags=_conv_flags,
-        valid=_conv_valid,
-        cost=_conv_cost,
-        matmul=True,
-        expect_tensor_core=_conv_expect_tc,
-        spills=_conv_spills,
-        ptx_requires=_conv_ptx_requires,
-        note="implicit-GEMM Conv+bias+act(+residual)+pool",
-    )
-
-
-# --- tritonnx.triton_kernels.recurrent --------------------------------------------------------
-_RNN = "tritonnx.triton_kernels.recurrent"
-#: cell flag -> (CELL, GP): GP gate slots per unit (GRU's 3 padded to 4), BLOCK_J = 64 / GP.
-#: "GRU_lbr0" is GRU with linear_before_reset=0 (two phases per step).
-_RNN_CELLS = {"LSTM": (0, 4), "GRU": (1, 4), "RNN": (2, 1), "GRU_lbr0": (3, 4)}
-_RNN_TILE_ROWS = 64
-_RNN_DEFAULT_ACTIVATIONS = "sigmoid,tanh,tanh"
-_ELEM = {"fp32": 4, "fp16": 2, "bf16": 2}
-
-
-def _recurrent_module():
-    return importlib.import_module(_RNN)
-
-
-def _step_configs():
-    """`recurrent_step_configs()` as on a GPU (not the interpreter's first-only list)."""
-    return _recurrent_module().recurrent_step_configs(interpret=False)
-
-
-def _persistent_configs():
-    return _recurrent_module().recurrent_persistent_configs()
-
-
-def _rnn_kpads(dtype: str) -> tuple[int, ...]:
-    """KPAD = next_power_of_2(hidden) >= 16, up to the persistent kernel's tile budget."""
-    budget = _recurrent_module().PERSISTENT_TILE_BYTES
-    kpad, out = 16, []
-    while _RNN_TILE_ROWS * kpad * _ELEM[dtype] <= budget:
-        out.append(kpad)
-        kpad *= 2
-    return tuple(out)
-
-
-def _rnn_activations() -> tuple[str, ...]:
-    """(f, g, h) activation triples, "f,g,h": the ONNX defaults first, then every activation
-    of the module's ACT_CODES rotated so each appears in every slot."""
-    names = sorted(_recurrent_module().ACT_CODES, key=_recurrent_module().ACT_CODES.get)
-    n = len(names)
-    return (_RNN_DEFAULT_ACTIVATIONS,) + tuple(
-        ",".join(names[(i + k) % n] for k in range(3)) for i in range(n))
-
-
-def _rnn_flags(kind: str):
-    def flags(dtype: str) -> dict[str, tuple]:
-        f = {
-            "cell": tuple(_RNN_CELLS),
-            "peephole": (0, 1),
-            "clip": (0, 1),
-            "input_forget": (0, 1),
-            "activations": _rnn_activations(),
-            "block_b": (16, 32, 64),  # the wrapper's _block_b(batch)
-            "tf32": (0, 1) if dtype == "fp32" else (0,),
-        }
-        if kind == "recurrent_persistent":
-            f["kpad"] = _rnn_kpads(dtype)
-        else:
-            f["phase"] = (0, 1, 2)  # GRU_lbr0 launches phase 1 then 2 per step; others 0
-        return f
-    return flags
-
-
-def _rnn_valid(dtype: str, flags: dict) -> bool:
-    # peepholes and input_forget exist only for LSTM; two phases only for GRU_lbr0
-    if "phase" in flags and (flags["phase"] != 0) != (flags["cell"] == "GRU_lbr0"):
-        return False
-    # the persistent kernel is launched only within its tile budgets (`persistent_launchable`)
-    if "kpad" in flags and not _recurrent_module().persistent_launchable(
-            _RNN_CELLS[flags["cell"]][0], _ELEM[dtype], flags["kpad"], flags["block_b"]):
-        return False
-    return flags["cell"] == "LSTM" or not (flags["peephole"] or flags["input_forget"])
-
-
-def _rnn_cost(flags: dict) -> float:
-    # the extra configs of a sample get the common case: LSTM, default activations, no options
-    return ((flags["cell"] != "LSTM") + (flags["activations"] != _RNN_DEFAULT_ACTIVATIONS)
-            + flags["peephole"] + flags["clip"] + flags["input_forget"] + (flags["block_b"] != 16)
-            + 0.1 * flags.get("kpad", 0) / 512 + 0.5 * (not flags["tf32"]))  # tf32: the default
-
-
-def _persistent_compatible(config, dtype: str, flags: dict) -> bool:
-    """The wrapper picks the warps from the weight and h^T tile sizes (`persistent_config`)."""
-    chosen = _recurrent_module().persistent_config(_RNN_TILE_ROWS * flags["kpad"] * _ELEM[dtype],
-                                                   flags["kpad"] * flags["block_b"] * 4)
-    return config.num_warps == chosen.num_warps and config.num_stages == chosen.num_stages
-
-
-def _rnn_signature(fn, dtype, flags, config):
-    cell, gp = _RNN_CELLS[flags["cell"]]
-    codes = _recurrent_module().ACT_CODES
-    act_f, act_g, act_h = (codes[a] for a in flags["activations"].split(","))
-    constexprs = {"CELL": cell, "GP": gp, "HAS_PEEP": bool(flags["peephole"]),
-                  "HAS_CLIP": bool(flags["clip"]), "INPUT_FORGET": bool(flags["input_forget"]),
-                  "ACT_F": act_f, "ACT_G": act_g, "ACT_H": act_h,
-                  "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False,
-                  "BLOCK_J": _RNN_TILE_ROWS // gp, "BLOCK_B": flags["block_b"]}
-    # weights, projected inputs and Y in the compute dtype; states and scratch in fp32
-    pointers = {"rp_ptr": dtype, "xp_ptr": dtype, "y_ptr": dtype, "h_ptr": "fp32", "c_ptr": "fp32",
-                "p_ptr": "fp32", "rbh_ptr": "fp32", "z_ptr": "fp32", "rh_ptr": "fp32",
-                "lens_ptr": "i32", "flag_ptr": "i32"}
-    if "kpad" in flags:  # on a GPU: the whole sequence with the grid barrier
-        constexprs.update(KPAD=flags["kpad"], USE_BARRIER=True, ONLY_PHASE=0)
-    else:
-        constexprs["PHASE"] = flags["phase"]
-    names = set(unwrap_jit(fn).arg_names)
-    return make_spec(
-        fn, config, pointers={k: v for k, v in pointers.items() if k in names},
-        constexprs={k: v for k, v in constexprs.items() if k in names},
-        floats=("clip", "alpha_f", "beta_f", "alpha_g", "beta_g", "alpha_h", "beta_h"),
-        # hidden sizes of the zoo are multiples of 16, and so every stride (multiples of H)
-        divisible=("H", "stride_xt", "stride_xb", "stride_yt", "stride_yd", "stride_yb"),
-    )
-
-
-def _persistent_spills(row: dict) -> str | None:
-    """Why a spilling persistent compile is accepted for now (seen in the report, triton 3.6)."""
-    if row["dtype"] == "fp32" and row["flags"]["block_b"] == 64 and row["config"].startswith("w4,") \
-            and row["spill"] <= 256:
-        return ("fp32, 4 warps, BLOCK_B=64 (KPAD <= 32: `persistent_config` picks 4 warps for an "
-                "h^T tile <= 8 KB): the 64x64 fp32 gate accumulator needs > 255 registers "
-                "(<= 40 B stack seen); 8 warps would not spill (owner: recurrent)")
-    return None
-
-
-def _rnn_expect_tc(config, dtype, flags, arch) -> bool:
-    # 64 gate rows on the M side and >= 4 warps: wgmma on sm_90 (mma on sm_80), for 16-bit
-    # operands and for fp32 with tf32
-    return dtype != "fp32" or bool(flags["tf32"])
-
-
-def _recurrent_entry(kind: str) -> KernelEntry:
-    persistent = kind == "recurrent_persistent"
-    return KernelEntry(
-        name=kind,
-        kernel=f"{_RNN}:{kind}_kernel",
-        configs=_persistent_configs if persistent else _step_configs,
-        dtypes=("fp32", "fp16", "bf16"),
-        signature=_rnn_signature,
-        flags=_rnn_flags(kind),
-        valid=_rnn_valid,
-        cost=_rnn_cost,
-        compatible=_persistent_compatible if persistent else None,
-        per_arch_flags=("activations",),  # elementwise on the fp32 gates, whatever the dtype
-        spills=_persistent_spills if persistent else {},
-        # the grid barrier (DESIGN): release add, acquire spin, block barriers around them
-        ptx_requires=("atom.release", "ld.acquire", "bar.sync") if persistent else (),
-        matmul=True,
-        expect_tensor_core=_rnn_expect_tc,
-        note=("LSTM/GRU/RNN: whole sequence in one launch, weights held on chip, grid barrier"
-              if persistent else "LSTM/GRU/RNN: one launch per time step (gates = Rp . h^T)"),
-    )
-
-
-_register_builtins()
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)

@@ -46,7 +46,7 @@ import triton
 import triton.language as tl
 
 from tritonnx.errors import InvalidArgument
-from tritonnx.triton_kernels import INTERPRET
+from tritonnx.triton_kernels import INTERPRET, catalog
 
 ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3}
 POOLS = {"none": 0, "max": 1, "avg": 2}
@@ -610,3 +610,122 @@ def conv_relu_pool_reference(
     total = torch.stack([t for t, _, _ in taps]).sum(0)
     count = torch.stack([e if count_include_pad else v for _, v, e in taps]).sum(0)
     return total / count.clamp_min(1)
+
+
+# ----------------------------------------------------------------------------- compile-gate entry
+#: pool flag -> (POOL_KIND, POOL_KH, POOL_KW, COUNT_INCLUDE_PAD)
+_CONV_POOLS = {"none": (0, 1, 1, 0), "max2": (1, 2, 2, 0), "max3": (1, 3, 3, 0),
+               "avg2": (2, 2, 2, 0), "avg3_pad": (2, 3, 3, 1), "avg7": (2, 7, 7, 0)}
+
+
+def _conv_configs():
+    """`conv_configs()` as on a GPU (the parent process may run under the interpreter, where
+    the module's default is its first config only)."""
+    return conv_configs(interpret=False)
+
+
+def _conv_flags(dtype: str) -> dict[str, tuple]:
+    return {
+        "kernel": (1, 3, 5, 7, 11),  # KH = KW: the zoo's conv sizes
+        "pool": tuple(_CONV_POOLS),
+        "activation": tuple(ACTIVATIONS),
+        "bias": (0, 1),
+        "residual": (0, 1),
+        "tf32": (0, 1) if dtype == "fp32" else (0,),
+        "layout": tuple(_CONV_LAYOUTS),
+    }
+
+
+def _conv_valid(dtype: str, flags: dict) -> bool:
+    return not (flags["residual"] and flags["pool"] != "none")  # the launcher's rule
+
+
+def _conv_cost(flags: dict) -> float:
+    # the extra configs of a sample get the common case: no pool, then small windows
+    _, pkh, pkw, _ = _CONV_POOLS[flags["pool"]]
+    return (pkh * pkw + 0.1 * (flags["residual"] + flags["bias"] + (flags["activation"] != "none"))
+            + 0.01 * (flags["layout"] != "nhwc16") + 0.01 * (not flags["tf32"]))  # tf32: the default
+
+
+def _conv_signature(fn, dtype, flags, config):
+    kind, pkh, pkw, cip = _CONV_POOLS[flags["pool"]]
+    return catalog.make_spec(
+        fn, config,
+        pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "r_ptr": dtype, "y_ptr": dtype},
+        constexprs={"KH": flags["kernel"], "KW": flags["kernel"], "POOL_KIND": kind,
+                    "POOL_KH": pkh, "POOL_KW": pkw, "COUNT_INCLUDE_PAD": bool(cip),
+                    "HAS_BIAS": bool(flags["bias"]), "HAS_RESIDUAL": bool(flags["residual"]),
+                    "ACTIVATION": ACTIVATIONS[flags["activation"]],
+                    "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False},
+        floats=("alpha", "clip_min", "clip_max"),
+        **_CONV_LAYOUTS[flags["layout"]],
+    )
+
+
+#: How the launcher's tensors specialise (Triton turns an int 1 into a constant and marks
+#: multiples of 16): "nhwc16" = channels-last activations (the runtime hands every conv its
+#: input channels-last on a GPU) with channel counts that are multiples of 16 (most layers past
+#: the first); "nhwc" = channels-last with no size hints (a first layer, C = 1 or 3, and
+#: LeNet-5's 6-channel layers); "nchw" = plain contiguous NCHW with no size hints (a direct
+#: call of `conv_relu_pool`). The packed weight [K, O] is contiguous.
+_CONV_LAYOUTS = {
+    "nhwc16": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"),
+               "divisible": ("C_G", "COUT_G", "stride_xn", "stride_xh", "stride_xw", "stride_wk",
+                             "stride_rn", "stride_rh", "stride_rw", "stride_yn", "stride_yh",
+                             "stride_yw")},
+    "nhwc": {"ones": ("stride_xc", "stride_wn", "stride_rc", "stride_yc"), "divisible": ()},
+    "nchw": {"ones": ("stride_xw", "stride_wn", "stride_rw", "stride_yw"), "divisible": ()},
+}
+
+
+def _conv_spills(row: dict) -> str | None:
+    """Why a spilling conv compile is accepted for now (seen in the report, triton 3.6; all
+    with 255 registers per thread; none timed on a GPU yet)."""
+    pool = row["flags"]["pool"]
+    if pool != "none":
+        return (f"pool {pool}: the pooled accumulator and each tap's conv accumulator are live "
+                f"together (seen up to ~1.3 KB of stack with the plain-NCHW specialisation and "
+                f"unrolled taps; none since the taps became a runtime loop). Kept until a GPU "
+                f"timing says whether to prune (owner: conv)")
+    if row["flags"]["residual"] and row["flags"]["layout"] != "nhwc16" and row["spill"] <= 1024:
+        return ("residual epilogue with no size hints (channels not a multiple of 16): seen "
+                "784-880 B of stack at 255 registers with the 64x128 tiles; the zoo's residual "
+                "blocks (ResNet) have >= 64 channels (nhwc16, no such spill). Kept until a GPU "
+                "timing says whether to prune (owner: conv)")
+    if row["spill"] <= 128:
+        return ("<= 128 B of stack at 255 registers (the largest tiles in fp32/tf32, or with the "
+                "residual epilogue): at most 32 values per thread, L1-resident; more fails the gate")
+    return None
+
+
+def _conv_expect_tc(config, dtype, flags, arch) -> bool:
+    # Every conv tile has BLOCK_M >= 64 and >= 4 warps: wgmma on sm_90 (mma on sm_80) for
+    # 16-bit operands and for fp32 with tf32; fp32 without tf32 is an fp32 FMA product.
+    return dtype != "fp32" or bool(flags["tf32"])
+
+
+def _conv_ptx_requires(dtype, flags, arch) -> tuple[str, ...]:
+    # channels-last activations (unit channel strides): the A/B tiles are loaded through
+    # cp.async (software pipelining); the plain-NCHW first layer is not required to be
+    return ("cp.async",) if flags["layout"] == "nhwc16" else ()
+
+
+def _conv_entry() -> catalog.KernelEntry:
+    return catalog.KernelEntry(
+        name="conv_relu_pool",
+        kernel=f"{__name__}:conv_relu_pool_kernel",
+        configs=_conv_configs,
+        dtypes=("fp32", "fp16", "bf16"),
+        signature=_conv_signature,
+        flags=_conv_flags,
+        valid=_conv_valid,
+        cost=_conv_cost,
+        matmul=True,
+        expect_tensor_core=_conv_expect_tc,
+        spills=_conv_spills,
+        ptx_requires=_conv_ptx_requires,
+        note="implicit-GEMM Conv+bias+act(+residual)+pool",
+    )
+
+
+catalog.register(_conv_entry())

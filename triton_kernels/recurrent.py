@@ -59,7 +59,7 @@ import triton
 import triton.language as tl
 
 from tritonnx.errors import InvalidArgument
-from tritonnx.triton_kernels import INTERPRET
+from tritonnx.triton_kernels import INTERPRET, catalog
 from tritonnx.triton_kernels.rnn_reference import GATES, resolve_activations
 
 CELLS = {"LSTM": 0, "GRU": 1, "RNN": 2}  # GRU with linear_before_reset=0 is cell code 3
@@ -607,7 +607,7 @@ def choose_mode(packed: PackedRecurrent, batch: int, device: torch.device) -> st
 
 
 def _mode_key(packed: PackedRecurrent, batch: int) -> tuple[str, str, int, int]:
-    return (packed.cell, DTYPES[packed.dtype], packed.hidden, _batch_bucket(batch))
+    return (packed.cell, DTYPES[packed.dtype], packed.hidden, batch_bucket(batch))
 
 
 #: Environment switch of the first-use measurement in `run(mode="auto")` ("0" turns it off).
@@ -629,7 +629,8 @@ def _measure_mode(packed: PackedRecurrent, X: torch.Tensor, args: tuple, kwargs:
     return best
 
 
-def _batch_bucket(batch: int) -> int:
+def batch_bucket(batch: int) -> int:
+    """The batch sizes one `MODE_TABLE` entry covers: the next power of two."""
     return triton.next_power_of_2(batch)
 
 
@@ -831,6 +832,157 @@ def reference(cell: str):
     from tritonnx.triton_kernels import rnn_reference
 
     return {"LSTM": rnn_reference.lstm, "GRU": rnn_reference.gru, "RNN": rnn_reference.rnn}[cell]
+
+
+# ----------------------------------------------------------------------------- compile-gate entries
+#: cell flag -> (CELL, GP): GP gate slots per unit (GRU's 3 padded to 4), BLOCK_J = 64 / GP.
+#: "GRU_lbr0" is GRU with linear_before_reset=0 (two phases per step).
+_RNN_CELLS = {"LSTM": (0, 4), "GRU": (1, 4), "RNN": (2, 1), "GRU_lbr0": (3, 4)}
+_RNN_TILE_ROWS = 64
+_RNN_DEFAULT_ACTIVATIONS = "sigmoid,tanh,tanh"
+_ELEM = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+
+def _step_configs():
+    """`recurrent_step_configs()` as on a GPU (not the interpreter's first-only list)."""
+    return recurrent_step_configs(interpret=False)
+
+
+def _persistent_configs():
+    return recurrent_persistent_configs()
+
+
+def _rnn_kpads(dtype: str) -> tuple[int, ...]:
+    """KPAD = next_power_of_2(hidden) >= 16, up to the persistent kernel's tile budget."""
+    budget = PERSISTENT_TILE_BYTES
+    kpad, out = 16, []
+    while _RNN_TILE_ROWS * kpad * _ELEM[dtype] <= budget:
+        out.append(kpad)
+        kpad *= 2
+    return tuple(out)
+
+
+def _rnn_activations() -> tuple[str, ...]:
+    """(f, g, h) activation triples, "f,g,h": the ONNX defaults first, then every activation
+    of the module's ACT_CODES rotated so each appears in every slot."""
+    names = sorted(ACT_CODES, key=ACT_CODES.get)
+    n = len(names)
+    return (_RNN_DEFAULT_ACTIVATIONS,) + tuple(
+        ",".join(names[(i + k) % n] for k in range(3)) for i in range(n))
+
+
+def _rnn_flags(kind: str):
+    def flags(dtype: str) -> dict[str, tuple]:
+        f = {
+            "cell": tuple(_RNN_CELLS),
+            "peephole": (0, 1),
+            "clip": (0, 1),
+            "input_forget": (0, 1),
+            "activations": _rnn_activations(),
+            "block_b": (16, 32, 64),  # the wrapper's _block_b(batch)
+            "tf32": (0, 1) if dtype == "fp32" else (0,),
+        }
+        if kind == "recurrent_persistent":
+            f["kpad"] = _rnn_kpads(dtype)
+        else:
+            f["phase"] = (0, 1, 2)  # GRU_lbr0 launches phase 1 then 2 per step; others 0
+        return f
+    return flags
+
+
+def _rnn_valid(dtype: str, flags: dict) -> bool:
+    # peepholes and input_forget exist only for LSTM; two phases only for GRU_lbr0
+    if "phase" in flags and (flags["phase"] != 0) != (flags["cell"] == "GRU_lbr0"):
+        return False
+    # the persistent kernel is launched only within its tile budgets (`persistent_launchable`)
+    if "kpad" in flags and not persistent_launchable(
+            _RNN_CELLS[flags["cell"]][0], _ELEM[dtype], flags["kpad"], flags["block_b"]):
+        return False
+    return flags["cell"] == "LSTM" or not (flags["peephole"] or flags["input_forget"])
+
+
+def _rnn_cost(flags: dict) -> float:
+    # the extra configs of a sample get the common case: LSTM, default activations, no options
+    return ((flags["cell"] != "LSTM") + (flags["activations"] != _RNN_DEFAULT_ACTIVATIONS)
+            + flags["peephole"] + flags["clip"] + flags["input_forget"] + (flags["block_b"] != 16)
+            + 0.1 * flags.get("kpad", 0) / 512 + 0.5 * (not flags["tf32"]))  # tf32: the default
+
+
+def _persistent_compatible(config, dtype: str, flags: dict) -> bool:
+    """The wrapper picks the warps from the weight and h^T tile sizes (`persistent_config`)."""
+    chosen = persistent_config(_RNN_TILE_ROWS * flags["kpad"] * _ELEM[dtype],
+                                                   flags["kpad"] * flags["block_b"] * 4)
+    return config.num_warps == chosen.num_warps and config.num_stages == chosen.num_stages
+
+
+def _rnn_signature(fn, dtype, flags, config):
+    cell, gp = _RNN_CELLS[flags["cell"]]
+    codes = ACT_CODES
+    act_f, act_g, act_h = (codes[a] for a in flags["activations"].split(","))
+    constexprs = {"CELL": cell, "GP": gp, "HAS_PEEP": bool(flags["peephole"]),
+                  "HAS_CLIP": bool(flags["clip"]), "INPUT_FORGET": bool(flags["input_forget"]),
+                  "ACT_F": act_f, "ACT_G": act_g, "ACT_H": act_h,
+                  "ALLOW_TF32": bool(flags["tf32"]), "DOT_FP32": False,
+                  "BLOCK_J": _RNN_TILE_ROWS // gp, "BLOCK_B": flags["block_b"]}
+    # weights, projected inputs and Y in the compute dtype; states and scratch in fp32
+    pointers = {"rp_ptr": dtype, "xp_ptr": dtype, "y_ptr": dtype, "h_ptr": "fp32", "c_ptr": "fp32",
+                "p_ptr": "fp32", "rbh_ptr": "fp32", "z_ptr": "fp32", "rh_ptr": "fp32",
+                "lens_ptr": "i32", "flag_ptr": "i32"}
+    if "kpad" in flags:  # on a GPU: the whole sequence with the grid barrier
+        constexprs.update(KPAD=flags["kpad"], USE_BARRIER=True, ONLY_PHASE=0)
+    else:
+        constexprs["PHASE"] = flags["phase"]
+    names = set(catalog.unwrap_jit(fn).arg_names)
+    return catalog.make_spec(
+        fn, config, pointers={k: v for k, v in pointers.items() if k in names},
+        constexprs={k: v for k, v in constexprs.items() if k in names},
+        floats=("clip", "alpha_f", "beta_f", "alpha_g", "beta_g", "alpha_h", "beta_h"),
+        # hidden sizes of the zoo are multiples of 16, and so every stride (multiples of H)
+        divisible=("H", "stride_xt", "stride_xb", "stride_yt", "stride_yd", "stride_yb"),
+    )
+
+
+def _persistent_spills(row: dict) -> str | None:
+    """Why a spilling persistent compile is accepted for now (seen in the report, triton 3.6)."""
+    if row["dtype"] == "fp32" and row["flags"]["block_b"] == 64 and row["config"].startswith("w4,") \
+            and row["spill"] <= 256:
+        return ("fp32, 4 warps, BLOCK_B=64 (KPAD <= 32: `persistent_config` picks 4 warps for an "
+                "h^T tile <= 8 KB): the 64x64 fp32 gate accumulator needs > 255 registers "
+                "(<= 40 B stack seen); 8 warps would not spill (owner: recurrent)")
+    return None
+
+
+def _rnn_expect_tc(config, dtype, flags, arch) -> bool:
+    # 64 gate rows on the M side and >= 4 warps: wgmma on sm_90 (mma on sm_80), for 16-bit
+    # operands and for fp32 with tf32
+    return dtype != "fp32" or bool(flags["tf32"])
+
+
+def _recurrent_entry(kind: str) -> catalog.KernelEntry:
+    persistent = kind == "recurrent_persistent"
+    return catalog.KernelEntry(
+        name=kind,
+        kernel=f"{__name__}:{kind}_kernel",
+        configs=_persistent_configs if persistent else _step_configs,
+        dtypes=("fp32", "fp16", "bf16"),
+        signature=_rnn_signature,
+        flags=_rnn_flags(kind),
+        valid=_rnn_valid,
+        cost=_rnn_cost,
+        compatible=_persistent_compatible if persistent else None,
+        per_arch_flags=("activations",),  # elementwise on the fp32 gates, whatever the dtype
+        spills=_persistent_spills if persistent else {},
+        # the grid barrier (DESIGN): release add, acquire spin, block barriers around them
+        ptx_requires=("atom.release", "ld.acquire", "bar.sync") if persistent else (),
+        matmul=True,
+        expect_tensor_core=_rnn_expect_tc,
+        note=("LSTM/GRU/RNN: whole sequence in one launch, weights held on chip, grid barrier"
+              if persistent else "LSTM/GRU/RNN: one launch per time step (gates = Rp . h^T)"),
+    )
+
+
+catalog.register(_recurrent_entry("recurrent_step"))
+catalog.register(_recurrent_entry("recurrent_persistent"))
 
 
 __all__ = ["pack", "run", "lstm", "gru", "rnn", "PackedRecurrent", "unsupported_reason",

@@ -180,7 +180,7 @@ def _bench_case(rows, dtype_name, dtype, case, h, b, s, device, torch, gate_orde
 def mode_table(rows: list[dict]) -> dict:
     """{("LSTM", dtype, hidden, batch bucket): "step" | "persistent"} from benchmark rows (the
     keys of `recurrent.MODE_TABLE`, bucketed as `recurrent.run` looks them up)."""
-    from tritonnx.triton_kernels.recurrent import _batch_bucket
+    from tritonnx.triton_kernels.recurrent import batch_bucket
 
     best: dict = {}
     for r in rows:
@@ -188,7 +188,7 @@ def mode_table(rows: list[dict]) -> dict:
             continue
         mode = r["note"].split(";")[0].removeprefix("mode=")
         hidden = int(r["case"].split()[1][1:])
-        key = ("LSTM", r["dtype"], hidden, _batch_bucket(r["batch"]))
+        key = ("LSTM", r["dtype"], hidden, batch_bucket(r["batch"]))
         if key not in best or r["median_ms"] < best[key][1]:
             best[key] = (mode, r["median_ms"])
     return {k: v[0] for k, v in best.items()}

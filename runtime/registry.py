@@ -54,12 +54,21 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+#: The standard ONNX domain's two spellings ("" canonical).
 DEFAULT_DOMAINS = ("", "ai.onnx")
+#: The domain and version of tritonnx's fused ops (the one definition; passes and ops read it).
 CUSTOM_DOMAIN = "tritonnx"
+CUSTOM_DOMAIN_VERSION = 1
+
+
+def is_standard_domain(domain: str) -> bool:
+    """True for the standard ONNX domain, however spelled ("" or "ai.onnx")."""
+    return domain in DEFAULT_DOMAINS
 
 
 def canonical_domain(domain: str) -> str:
-    return "" if domain in DEFAULT_DOMAINS else domain
+    """A domain as the registry keys it: "" for the standard one, else as given."""
+    return "" if is_standard_domain(domain) else domain
 
 
 @dataclass(frozen=True)

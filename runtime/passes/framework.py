@@ -12,14 +12,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
+from tritonnx.runtime.registry import CUSTOM_DOMAIN, CUSTOM_DOMAIN_VERSION, is_standard_domain
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
     import onnx_ir as ir
 
     from tritonnx.runtime.context import ExecContext
-
-CUSTOM_DOMAIN = "tritonnx"
-CUSTOM_DOMAIN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -286,10 +285,6 @@ def _all_nodes(graph) -> Iterator["ir.Node"]:
     yield from ir.traversal.RecursiveGraphIterator(graph)
 
 
-def _is_standard(domain: str) -> bool:
-    return domain in ("", "ai.onnx")
-
-
 def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | None" = None,
                  enabled: bool = True) -> FusionReport:
     """Apply `rules` to `model` in place (by priority) and report fused groups and declines.
@@ -317,7 +312,7 @@ def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | 
                 if not rule.rules:
                     continue
                 nodes = list(_all_nodes(model.graph))
-                if rule.candidates and not any(_is_standard(n.domain) and n.op_type in rule.candidates
+                if rule.candidates and not any(is_standard_domain(n.domain) and n.op_type in rule.candidates
                                                for n in nodes):
                     continue  # none of the ops it fuses is left: its patterns cannot match
 
@@ -327,7 +322,7 @@ def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | 
                     matched = sorted(delta.match.nodes, key=lambda n: position.get(id(n), -1))
                     replaced = [(n.name or "", n.op_type) for n in matched]
                     for new in delta.new_nodes:
-                        if not _is_standard(new.domain):
+                        if not is_standard_domain(new.domain):
                             groups.append((rule, new, replaced))
 
                 with contextlib.ExitStack() as stack:
@@ -365,7 +360,7 @@ def scan_candidates(model: "ir.Model", ordered: Sequence[FusionRule], *, enabled
         for op in rule.candidates:
             by_op.setdefault(op, []).append(rule)
     for node in _all_nodes(model.graph):
-        if not _is_standard(node.domain) or node.op_type not in by_op:
+        if not is_standard_domain(node.domain) or node.op_type not in by_op:
             continue
         reasons = []
         for rule in by_op[node.op_type]:

@@ -33,6 +33,7 @@ from onnxscript.rewriter import MatchResult, RewriteRuleClassBase
 
 from tritonnx.runtime.ops import fused_conv
 from tritonnx.runtime.passes.framework import CUSTOM_DOMAIN, CUSTOM_DOMAIN_VERSION, FusionRule, register_rule
+from tritonnx.runtime.registry import is_standard_domain
 
 ACT_OPS = tuple(fused_conv.ACTIVATION_OPS)
 POOL_OPS = fused_conv.POOL_OPS
@@ -174,7 +175,7 @@ class ConvAddAct(RewriteRuleClassBase):
         if why:
             return result.fail(why)
         other = r.producer()
-        if (other is not None and other.op_type == "Conv" and other.domain in ("", "ai.onnx")
+        if (other is not None and other.op_type == "Conv" and is_standard_domain(other.domain)
                 and conv_problem(other) is None and _single_use(r, "Conv") is None
                 and _weight_size(other) > _weight_size(conv_out.producer())):
             return result.fail("the other Conv of the Add is larger: it takes the residual pattern")
@@ -195,7 +196,7 @@ def _pool_takes(act_out: ir.Value) -> bool:
     if len(uses) != 1 or act_out.is_graph_output():
         return False
     user = uses[0].node
-    return (user.op_type in POOL_OPS and user.domain in ("", "ai.onnx") and pool_problem(user) is None
+    return (user.op_type in POOL_OPS and is_standard_domain(user.domain) and pool_problem(user) is None
             and act_problem(act_out.producer(), before_max_pool=user.op_type == "MaxPool") is None)
 
 
@@ -233,7 +234,7 @@ def explain(node: ir.Node) -> str | None:
     if why:
         return why
     user = out.uses()[0].node
-    if user.domain == "tritonnx":
+    if user.domain == CUSTOM_DOMAIN:
         return (f"Conv output feeds fused node {user.name or user.op_type} as its residual input "
                 "(the other Conv of the Add took the pattern)")
     if user.op_type == "Add":

@@ -17,6 +17,7 @@ import onnx_ir.passes.common as ir_common
 
 from tritonnx.errors import InvalidGraph
 from tritonnx.runtime.passes.framework import APPLY_LOCK, FusionReport, RuleRegistry, apply_fusion, recording
+from tritonnx.runtime.registry import is_standard_domain
 
 
 @dataclass
@@ -60,7 +61,7 @@ _PROTECTED_DOMAIN = "tritonnx.keep"
 def _should_fold(node: ir.Node) -> bool | None:
     # onnxscript keeps ConstantOfShape by default (to keep saved models small); a session
     # folds it when its shape is constant, so weights built with it become initializers.
-    if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx"):
+    if node.op_type == "ConstantOfShape" and is_standard_domain(node.domain):
         return True
     return None
 
@@ -75,7 +76,7 @@ def _fold_constants(model: ir.Model, state: PassState) -> None:
     # sit in a private domain while the folder runs (it skips domains the model does not import).
     # SplitToSequence too: onnxscript 0.7's folder crashes on one whose `split` is a non-constant scalar.
     protected = [n for n in ir.traversal.RecursiveGraphIterator(model.graph)
-                 if n.domain in ("", "ai.onnx") and (n.op_type == "SplitToSequence" or
+                 if is_standard_domain(n.domain) and (n.op_type == "SplitToSequence" or
                                                      n.op_type == "CastLike" and "saturate" in n.attributes)]
     for node in protected:
         node.domain = _PROTECTED_DOMAIN

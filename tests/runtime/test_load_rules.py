@@ -165,7 +165,7 @@ def test_accepted_like_onnxruntime(name):
     got = sess.run(None, _feed(sess))
     for a, b in zip(got, expected):
         assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # erf (Gelu) differs in the last bits
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))

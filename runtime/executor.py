@@ -105,6 +105,15 @@ class Step:
         return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
+def _subgraphs_of(step: Step) -> list[Subgraph]:
+    """The lowered subgraphs among a step's attributes (If/Loop/Scan bodies)."""
+    found: list[Subgraph] = []
+    for value in step.attrs.values():
+        values = value if isinstance(value, list) else [value]
+        found += [v for v in values if isinstance(v, Subgraph)]
+    return found
+
+
 @dataclass
 class ProfileRow:
     node: str
@@ -224,7 +233,8 @@ class Executor:
         self._prepared_from = frozenset().union(*(s.prepared_from for s in self.steps))
         self.host_outputs = frozenset() if nested else \
             frozenset(o for o in self.output_names if o in self._host_values)
-        self.has_custom_nodes = any(s.domain not in ("",) for s in self.steps)
+        self.has_custom_nodes = any(s.domain not in ("",) for s in self.steps) or any(
+            sub.executor.has_custom_nodes for s in self.steps for sub in _subgraphs_of(s))
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._no_graph: dict[tuple, str] = {}
         self._graph_lock = threading.Lock()
@@ -269,6 +279,9 @@ class Executor:
             subgraphs = graph_attributes(node)
             if subgraphs:  # control flow: outer values appended, passed where they are
                 outer = node_outer_names(node)
+                # the enclosing graph's constants become the subgraph's own (placed and prepared once)
+                constants = {n: arrays[n] for n in outer if n in arrays and n not in graph_inputs}
+                outer = [n for n in outer if n not in constants]
                 names += outer
                 readable = frozenset(range(len(names)))
             for pos, name in enumerate(names):
@@ -291,7 +304,7 @@ class Executor:
                 produced_on_host.update(o for o in node.output if o)
             if subgraphs:
                 host_outer = {n for n in outer if n in produced_on_host or n in small}
-                attrs = {a.name: self._subgraphs(node, a, host_outer) if a.type in (
+                attrs = {a.name: self._subgraphs(node, a, host_outer, constants) if a.type in (
                     onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) else attribute_value(a, self.device)
                     for a in node.attribute}
                 attrs.update(num_inputs=len(node.input), outer=tuple(outer))
@@ -302,13 +315,15 @@ class Executor:
         self._host_values = produced_on_host
         return steps, device_inits, host_inits
 
-    def _subgraphs(self, node: onnx.NodeProto, attr: onnx.AttributeProto, host_outer: set[str]):
-        """A GRAPH attribute as a `Subgraph` (GRAPHS: a list of them), lowered once. A Loop
-        body's iteration number and condition come from the host (the handler keeps them there)."""
+    def _subgraphs(self, node: onnx.NodeProto, attr: onnx.AttributeProto, host_outer: set[str],
+                   constants: Mapping[str, Any]):
+        """A GRAPH attribute as a `Subgraph` (GRAPHS: a list of them), lowered once, with the
+        enclosing graph's `constants` it reads. A Loop body's iteration number and condition
+        come from the host (the handler keeps them there)."""
         graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
         loop = node.op_type == "Loop" and canonical_domain(node.domain) == ""
         lowered = [Subgraph(g, self._opset_import, self._ops, self.ctx, host_outer,
-                            [i.name for i in g.input[:2]] if loop else ()) for g in graphs]
+                            [i.name for i in g.input[:2]] if loop else (), constants) for g in graphs]
         return lowered[0] if attr.type == onnx.AttributeProto.GRAPH else lowered
 
     def _with_releases(self, steps: list[Step]) -> list[Step]:

@@ -422,13 +422,17 @@ class InferenceSession:
         """The model after the passes (valid ONNX, custom domain ``tritonnx``)."""
         import onnx_ir as ir
 
-        return ir.serde.serialize_model(self._rewritten)
+        from tritonnx.runtime.passes.pipeline import pad_loop_inputs
+
+        return pad_loop_inputs(ir.serde.serialize_model(self._rewritten))
 
     def save_rewritten(self, path) -> None:
         """Write the rewritten model (weights inline below 2 GB, else beside it as external data)."""
         import onnx_ir as ir
 
-        proto = ir.serde.serialize_model(self._rewritten)
+        from tritonnx.runtime.passes.pipeline import pad_loop_inputs
+
+        proto = pad_loop_inputs(ir.serde.serialize_model(self._rewritten))
         large = sum(t.ByteSize() for t in proto.graph.initializer) > 1_900_000_000
         path = os.fspath(path)
         onnx.save_model(proto, path, save_as_external_data=large,

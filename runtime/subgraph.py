@@ -87,15 +87,19 @@ class Subgraph:
     """
 
     def __init__(self, graph: onnx.GraphProto, opset_import: Sequence[onnx.OperatorSetIdProto], ops, ctx,
-                 host_outer: Iterable[str] = (), host_inputs: Iterable[str] = ()) -> None:
+                 host_outer: Iterable[str] = (), host_inputs: Iterable[str] = (),
+                 constants: Mapping[str, Any] | None = None) -> None:
         """Lower `graph`; `host_outer` / `host_inputs` are the outer values and formal inputs
-        that come as host (CPU) tensors (the rest come on the device)."""
+        that come as host (CPU) tensors (the rest come on the device); `constants` (name ->
+        array) are the enclosing scopes' initializers it reads, lowered as its own (on the
+        device once, with host copies of the small ones, and seen by the handlers' `prepare`)."""
         from tritonnx.runtime.executor import Executor
 
         self.name = graph.name
         self.input_names: tuple[str, ...] = tuple(i.name for i in graph.input)
         self.output_names: tuple[str, ...] = tuple(o.name for o in graph.output)
-        self.outer: tuple[str, ...] = tuple(outer_names(graph))
+        constants = {n: a for n, a in (constants or {}).items() if n in set(outer_names(graph))}
+        self.outer: tuple[str, ...] = tuple(n for n in outer_names(graph) if n not in constants)
         #: the declared type of each output (``None`` where the graph declares none)
         self.output_types: tuple[onnx.TypeProto | None, ...] = tuple(
             o.type if o.HasField("type") else None for o in graph.output)
@@ -104,10 +108,11 @@ class Subgraph:
         wrapped.CopyFrom(graph)
         formal = set(self.input_names)
         wrapped.input.extend(onnx.ValueInfoProto(name=n) for n in self.outer if n not in formal)
+        wrapped.initializer.extend(onnx.TensorProto(name=n) for n in constants)  # data: `constants`
         model = onnx.ModelProto(ir_version=onnx.IR_VERSION, graph=wrapped)
         model.opset_import.extend(opset_import)
         host = set(host_outer) & set(self.outer) | set(host_inputs)
-        self.executor = Executor(model, ops, dataclasses.replace(ctx, cuda_graphs=False),
+        self.executor = Executor(model, ops, dataclasses.replace(ctx, cuda_graphs=False), constants,
                                  host_feeds=frozenset(host), nested=True)
 
     def run(self, inputs: Sequence[Any], scope: Mapping[str, Any]) -> list[Any]:

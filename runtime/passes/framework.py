@@ -60,10 +60,13 @@ class FusedGroup:
     op_type: str
     replaced: tuple[str, ...]
     replaced_ops: tuple[str, ...]
+    #: the subgraph it lives in, e.g. "in Loop 'loop0' body" ("" for the main graph)
+    where: str = ""
 
     def __str__(self) -> str:
         chain = " -> ".join(self.replaced_ops)
-        return f"{self.node}: {chain} => tritonnx::{self.op_type} ({self.rule}; {', '.join(self.replaced)})"
+        place = f" {self.where}" if self.where else ""
+        return f"{self.node}: {chain} => tritonnx::{self.op_type} ({self.rule}; {', '.join(self.replaced)}){place}"
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,16 @@ class Declined:
     node: str
     op_type: str
     reasons: tuple[tuple[str, str], ...]
+    #: the subgraph it lives in, e.g. "in Loop 'loop0' body" ("" for the main graph)
+    where: str = ""
 
     @property
     def reason(self) -> str:
         return "; ".join(f"{rule}: {why}" for rule, why in self.reasons)
 
     def __str__(self) -> str:
-        return f"{self.node} ({self.op_type}): {self.reason}"
+        place = f" {self.where}" if self.where else ""
+        return f"{self.node} ({self.op_type}){place}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -285,6 +291,30 @@ def _all_nodes(graph) -> Iterator["ir.Node"]:
     yield from ir.traversal.RecursiveGraphIterator(graph)
 
 
+def graph_locations(graph: "ir.Graph", where: str = "") -> dict[int, str]:
+    """id(subgraph) -> where it lives, e.g. "in Loop 'loop0' body" or, nested,
+    "in If 'pick' then_branch, in Loop 'loop0' body" (the main graph: "")."""
+    import onnx_ir as ir
+
+    places = {id(graph): where}
+    for node in graph:
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                subs = [(attr.name, attr.value)]
+            elif attr.type == ir.AttributeType.GRAPHS:
+                subs = [(f"{attr.name}[{i}]", g) for i, g in enumerate(attr.value)]
+            else:
+                continue
+            for name, sub in subs:
+                here = f"in {node.op_type} {node.name!r} {name}" + (f", {where}" if where else "")
+                places.update(graph_locations(sub, here))
+    return places
+
+
+def _where(node: "ir.Node", places: Mapping[int, str]) -> str:
+    return places.get(id(node.graph), "") if node.graph is not None else ""
+
+
 def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | None" = None,
                  enabled: bool = True) -> FusionReport:
     """Apply `rules` to `model` in place (by priority) and report fused groups and declines.
@@ -344,9 +374,11 @@ def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | 
             taken.discard(node.name)
             node.name = wanted
             taken.add(wanted)
+    places = graph_locations(model.graph)
     fused = tuple(
         FusedGroup(rule=rule.name, node=node.name or "", op_type=node.op_type,
-                   replaced=tuple(n for n, _ in replaced), replaced_ops=tuple(o for _, o in replaced))
+                   replaced=tuple(n for n, _ in replaced), replaced_ops=tuple(o for _, o in replaced),
+                   where=_where(node, places))
         for rule, node, replaced in groups if id(node) in live
     )
     declined = tuple(scan_candidates(model, ordered, enabled=enabled))
@@ -355,6 +387,7 @@ def apply_fusion(model: "ir.Model", rules: RuleRegistry, *, ctx: "ExecContext | 
 
 def scan_candidates(model: "ir.Model", ordered: Sequence[FusionRule], *, enabled: bool = True) -> Iterator[Declined]:
     """Every standard-domain node some rule is a candidate fuser for, with each rule's reason."""
+    places = graph_locations(model.graph)
     by_op: dict[str, list[FusionRule]] = {}
     for rule in ordered:
         for op in rule.candidates:
@@ -374,7 +407,8 @@ def scan_candidates(model: "ir.Model", ordered: Sequence[FusionRule], *, enabled
                 except Exception as exc:  # a broken explain must not break the session
                     why = f"explain() raised {type(exc).__name__}: {exc}"
             reasons.append((rule.name, str(why)))
-        yield Declined(node=node.name or "", op_type=node.op_type, reasons=tuple(reasons))
+        yield Declined(node=node.name or "", op_type=node.op_type, reasons=tuple(reasons),
+                       where=_where(node, places))
 
 
 __all__ = [

@@ -154,10 +154,22 @@ def weightless_proto(model: ir.Model) -> onnx.ModelProto:
     try:
         for v in values:
             v.const_value = placeholder
-        return ir.serde.serialize_model(model)
+        return pad_loop_inputs(ir.serde.serialize_model(model))
     finally:
         for v, original in zip(values, originals):
             v.const_value = original
+
+
+def pad_loop_inputs(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """`proto` with every Loop's two leading inputs present (in place): onnx-ir drops trailing
+    absent inputs when serializing, and ``Loop(M, "")`` without loop-carried values would come
+    out with one input, which onnx.checker refuses."""
+    from tritonnx.runtime.loader import iter_nodes
+
+    for node in iter_nodes(proto.graph):
+        if node.op_type == "Loop" and node.domain in ("", "ai.onnx") and len(node.input) < 2:
+            node.input.extend([""] * (2 - len(node.input)))
+    return proto
 
 
 def initializer_arrays(model: ir.Model) -> dict[str, np.ndarray]:

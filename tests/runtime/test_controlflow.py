@@ -226,3 +226,17 @@ def test_subgraph_reads_initializer_kept_alive():
                    [numpy_helper.from_array(np.array([1.0, 2.0, 3.0], np.float32), "w")])
     for c in (True, False):
         _assert_same(*_both(model, {"x": _x((3,)), "c": np.array(c)}))
+
+
+def test_loop_without_carried_values_scan_output_only():
+    """Loop(M, "") with only a scan output (onnx-ir drops the trailing absent input when it
+    serializes the rewritten model: the passes put it back)."""
+    body = helper.make_graph(
+        [helper.make_node("Cast", ["i"], ["fi"], to=F), helper.make_node("Mul", ["x", "fi"], ["y"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body", [_vi("i", I64, []), _vi("cond_in", B, [])], [_vi("cond_out", B, []), _vi("y", F, [2])])
+    model = _model([helper.make_node("Loop", ["M", ""], ["ys"], body=body)],
+                   [_vi("x", F, [2]), _vi("M", I64, [])], [_vi("ys", F, ["T", 2])], 18)
+    for m in (0, 3):
+        _assert_same(*_both(model, {"x": _x((2,)), "M": np.array(m, np.int64)}))
+    assert len(next(n for n in InferenceSession(model.SerializeToString()).rewritten_model().graph.node).input) == 2

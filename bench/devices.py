@@ -17,27 +17,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tritonnx import dtype_names
 from tritonnx.errors import InvalidArgument
 
 TERA = 1e12
 
-#: Accepted dtype spellings -> canonical name (DESIGN: fp32 | fp16 | bf16).
-DTYPE_ALIASES = {
-    "fp32": "fp32", "float32": "fp32", "float": "fp32",
-    "fp16": "fp16", "float16": "fp16", "half": "fp16",
-    "bf16": "bf16", "bfloat16": "bf16",
-}
+#: Accepted dtype spellings -> canonical name: the one table, `tritonnx.dtype_names`.
+DTYPE_ALIASES = dtype_names.ALIASES
 
 
 def canonical_dtype(name: str) -> str:
     """'float16' -> 'fp16'; raises InvalidArgument naming the accepted spellings."""
-    try:
-        return DTYPE_ALIASES[str(name).strip().lower()]
-    except KeyError:
-        raise InvalidArgument(
-            f"unknown dtype {name!r}: expected one of fp32, fp16, bf16 "
-            f"(aliases float32, float16, bfloat16)"
-        ) from None
+    return dtype_names.canonical(name)
 
 
 @dataclass(frozen=True)

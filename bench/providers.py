@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tritonnx import dtype_names
 from tritonnx.errors import InvalidArgument
 
 ALL_PROVIDERS = ("tritonnx", "onnxruntime", "tritonnx-unfused", "torch", "torch.compile")
@@ -62,9 +63,8 @@ def flatten_outputs(out) -> list:
 
 
 def torch_dtype(dtype: str):
-    import torch
-
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    """The torch dtype of a dtype name (the one table: `tritonnx.dtype_names`)."""
+    return dtype_names.torch_dtype(dtype)
 
 
 class Provider:

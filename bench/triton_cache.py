@@ -51,6 +51,8 @@ import sys
 import time
 from pathlib import Path
 
+from tritonnx import dtype_names
+
 #: The H200's target (compute capability 9.0, 32 threads a warp).
 ARCH = 90
 MANIFEST = "manifest.json"
@@ -281,8 +283,7 @@ def gpu_launches(*, quick_bench: bool = True) -> None:
     from tritonnx.triton_kernels import conv_relu_pool as crp
     from tritonnx.triton_kernels import recurrent
 
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    for dt in dtypes.values():  # tests/bench/test_gpu_smoke.py
+    for dt in map(dtype_names.torch_dtype, dtype_names.NAMES):  # tests/bench/test_gpu_smoke.py
         x = torch.randn(64, 1, 32, 32).to(dt).contiguous(memory_format=torch.channels_last)
         crp.conv_relu_pool(x, torch.randn(6, 1, 5, 5).to(dt), torch.randn(6).to(dt), None, activation="relu",
                            pool="max", pool_kernel=(2, 2), pool_strides=(2, 2), allow_tf32=True)

@@ -40,12 +40,11 @@ import onnx
 import torch
 from torch import nn
 
-from tritonnx import zoo
+from tritonnx import dtype_names, zoo
 from tritonnx._version import __version__
 from tritonnx.errors import ExportError, InvalidArgument
 
 EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "half": "fp16", "float": "fp32"}
 # max |onnxruntime - torch(float64)| / max |torch(float64)| over each output.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 17, 20, 18
@@ -85,7 +84,7 @@ def normalize_dtype(dtype: Any) -> str:
     """"fp32"/"fp16" (aliases float32/float16, torch dtypes); anything else: InvalidArgument."""
     if isinstance(dtype, torch.dtype):
         dtype = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
-    key = DTYPE_ALIASES.get(str(dtype).lower(), str(dtype).lower())
+    key = dtype_names.lookup(dtype) or str(dtype).lower()
     if key == "bf16":
         raise InvalidArgument("dtype 'bf16' is a kernel dtype, not an export dtype; export fp32 or fp16")
     if key not in EXPORT_DTYPES:

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tritonnx import dtype_names
 from tritonnx.errors import InvalidArgument
 
 
@@ -94,16 +95,12 @@ DEFAULT_ARCHS = ("sm_90", "sm_80")
 #: dtype name -> Triton pointer element type.
 TRITON_DTYPES = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "i32": "i32", "i64": "i64",
                  "i8": "i8", "u8": "u8", "i1": "i1"}
-DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-KERNEL_DTYPES = ("fp32", "fp16", "bf16")
+KERNEL_DTYPES = dtype_names.NAMES
 
 
 def canonical_dtype(dtype: str) -> str:
-    name = DTYPE_ALIASES.get(dtype, dtype)
-    if name not in KERNEL_DTYPES:
-        raise InvalidArgument(f"dtype {dtype!r}: expected one of {', '.join(KERNEL_DTYPES)} "
-                              f"(or {', '.join(DTYPE_ALIASES)})")
-    return name
+    """A kernel dtype's canonical name (the one table: `tritonnx.dtype_names`)."""
+    return dtype_names.canonical(dtype, KERNEL_DTYPES)
 
 
 def canonical_arch(arch: str | int) -> str:

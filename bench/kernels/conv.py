@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tritonnx import dtype_names
 from tritonnx.bench.kernels import (Budget, finish_block, make_row, max_rel_err, onnxruntime_runner, require_cuda,
                                     time_cuda)
 
@@ -295,12 +296,11 @@ def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = Non
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     device = torch.device("cuda")
-    torch_dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     blocks = ordered_blocks(quick)
     batches = (64,) if quick else BATCHES
     rows: list[dict] = []
     for dtype_name in dtypes:
-        dt = torch_dtypes[dtype_name]
+        dt = dtype_names.torch_dtype(dtype_name)
         for block in blocks:
             for n in batches:
                 if (block.label, dtype_name, n) in done:

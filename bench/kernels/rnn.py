@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 
+from tritonnx import dtype_names
 from tritonnx.bench.kernels import (Budget, finish_block, make_row, max_rel_err, onnxruntime_runner, require_cuda,
                                     time_cuda)
 
@@ -103,7 +104,6 @@ def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = Non
     budget = Budget(time_budget)
     rows: list[dict] = []
     device = torch.device("cuda")
-    torch_dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     for dtype_name, (h, b, s) in itertools.product(dtypes, _cases(quick)):
         case = f"lstm h{h} seq{s}"
         if (case, dtype_name, b) in done:
@@ -111,7 +111,7 @@ def benchmark(*, dtypes: list[str], quick: bool, time_budget: float | None = Non
         if budget.spent():
             break
         block: list[dict] = []
-        _bench_case(block, dtype_name, torch_dtypes[dtype_name], case, h, b, s, device, torch,
+        _bench_case(block, dtype_name, dtype_names.torch_dtype(dtype_name), case, h, b, s, device, torch,
                     gate_order, recurrent, rnn_reference)
         finish_block(block, rows, emit)
     return rows

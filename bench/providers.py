@@ -108,6 +108,7 @@ class TritonnxProvider(Provider):
 
     def prepare(self, work: Workload) -> Callable[[], list]:
         import tritonnx
+        import tritonnx.triton_kernels  # noqa: F401 - sets TRITON_INTERPRET on a CPU before anything imports triton
 
         device = work.device
         providers = (

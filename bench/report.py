@@ -513,8 +513,8 @@ COMPARE_COLUMNS = [
     ("A timing", "a_timing"), ("B timing", "b_timing"), ("A vs ORT", "a_vs_ort"), ("B vs ORT", "b_vs_ort"),
     ("note", "note"),
 ]
-COMPARE_PRIORITY = ["model", "provider", "a_median_ms", "b_median_ms", "ratio", "a_n", "b_n", "batch", "dtype",
-                    "a_timing", "b_timing", "a_vs_ort", "b_vs_ort", "config"]
+COMPARE_PRIORITY = ["model", "provider", "a_median_ms", "b_median_ms", "ratio", "a_n", "b_n", "note", "batch",
+                    "dtype", "a_timing", "b_timing", "a_vs_ort", "b_vs_ort", "config"]
 
 
 def render_compare(a_env: dict, b_env: dict, rows: list[dict], fmt: str = "table", *, labels=("A", "B"),
@@ -566,7 +566,7 @@ def render_compare(a_env: dict, b_env: dict, rows: list[dict], fmt: str = "table
             return tabulate([[fmt_cell(r, k) for _, k in cols] for r in rows], headers=[t for t, _ in cols],
                             tablefmt="simple", disable_numparse=True, colalign=_align(cols))
 
-        for key in COMPARE_PRIORITY + ["note"]:
+        for key in COMPARE_PRIORITY:
             if key in dict((k, t) for t, k in columns) and _width(render_keys(chosen + [key])) <= width:
                 chosen.append(key)
         columns = [(t, k) for t, k in columns if k in chosen]

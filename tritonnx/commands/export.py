@@ -9,6 +9,7 @@ One file-name scheme in every verb (`tritonnx.export.file_name`): ``<name>_<conf
 """
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def run(args) -> int:
     from tabulate import tabulate
 
     results = export_all(args.output or DEFAULT_ALL_DIR, config=args.config, dtype=args.dtype, opset=opset,
-                         verify=not args.no_verify, seed=args.seed, progress=not args.no_progress)
+                         verify=not args.no_verify, seed=args.seed,
+                         progress=not args.no_progress and sys.stderr.isatty())  # a bar on terminals only
     rows = [(r.name, str(r.path) if r.path else "-", _size(r.size_bytes) if r.ok else "-", _err(r.max_rel_err),
              _err(r.max_abs_err), f"{r.seconds:.1f}", "ok" if r.ok else "FAIL") for r in results]
     print(tabulate(rows, headers=("model", "file", "size", "max rel err", "max abs err", "seconds", "ok"),

@@ -1,6 +1,7 @@
-"""Indexing and rearrangement ops: DepthToSpace, SpaceToDepth, CumSum, TopK, Trilu, OneHot,
-GatherND, ScatterND, ScatterElements, NonZero, Compress, ReverseSequence, EyeLike, Einsum, Det,
-and the norm ops LpNormalization, MeanVarianceNormalization (LpPool, GlobalLpPool: nn.py, with the pools).
+"""Indexing, selection and rearrangement ops: DepthToSpace, SpaceToDepth, CumSum, CumProd, TopK,
+Trilu, OneHot, GatherND, ScatterND, ScatterElements, Scatter, NonZero, Compress, Unique,
+ReverseSequence, EyeLike. (Einsum, Det, the normalisations, LpPool and Col2Im are in nn.py; the
+losses in loss.py.)
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from tritonnx.errors import InvalidArgument
 from tritonnx.runtime import dtypes
-from tritonnx.runtime.ops._common import check_rank, needs_widening, norm_axis, pad_spatial, scalar, via_numpy
+from tritonnx.runtime.ops._common import check_rank, needs_widening, norm_axis, scalar, via_numpy
 from tritonnx.runtime.registry import register
 
 
@@ -235,43 +236,6 @@ def EyeLike(input, *, dtype=None, k=0):
     return diag.to(out_dt)
 
 
-@register("Einsum", since=12)
-def Einsum(*Inputs, equation):
-    """ONNX Einsum: torch.einsum with the same equation."""
-    eq = equation.replace(" ", "")
-    dt = Inputs[0].dtype
-    if needs_widening(*Inputs):
-        return via_numpy(lambda *xs: np.einsum(eq, *xs).astype(xs[0].dtype), *Inputs)
-    if dt in (torch.float16, torch.bfloat16):
-        return torch.einsum(eq, *(t.float() for t in Inputs)).to(dt)
-    return torch.einsum(eq, *Inputs)
-
-
-@register("Det", since=11)
-def Det(X):
-    """ONNX Det: determinant of the trailing square matrices."""
-    return torch.linalg.det(X.to(torch.float64) if X.dtype in (torch.float16, torch.bfloat16) else X).to(X.dtype)
-
-
-@register("LpNormalization", since=1)
-def LpNormalization(input, *, axis=-1, p=2):
-    """ONNX LpNormalization: x / ||x||_p along `axis` (p = 1 or 2); zero norms give 0."""
-    if p not in (1, 2):
-        raise InvalidArgument(f"LpNormalization: p={p}, expected 1 or 2")
-    a = norm_axis(axis, input.dim(), "LpNormalization")
-    norm = torch.linalg.vector_norm(input, ord=p, dim=a, keepdim=True)
-    return torch.where(norm == 0, torch.zeros_like(input), input / norm)
-
-
-@register("MeanVarianceNormalization", since=9)
-def MeanVarianceNormalization(X, *, axes=(0, 2, 3)):
-    """ONNX MeanVarianceNormalization: (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over `axes`."""
-    dims = [norm_axis(a, X.dim(), "MeanVarianceNormalization", "axes") for a in axes]
-    m = X.mean(dim=dims, keepdim=True)
-    var = (X * X).mean(dim=dims, keepdim=True) - m * m
-    return (X - m) / (torch.sqrt(var) + 1e-9)
-
-
 @register("CumProd", since=26, host_inputs=(1,))
 def CumProd(x, axis, *, exclusive=0, reverse=0):
     """ONNX CumProd along `axis` (a scalar input), optionally exclusive and/or reversed."""
@@ -289,37 +253,6 @@ def CumProd(x, axis, *, exclusive=0, reverse=0):
     if exclusive:
         y = torch.cat([torch.ones_like(y.narrow(a, 0, 1)), y.narrow(a, 0, y.shape[a] - 1)], dim=a)
     return y.flip(a) if reverse else y
-
-
-@register("NegativeLogLikelihoodLoss", since=12)
-def NegativeLogLikelihoodLoss(input, target, weight=None, *, ignore_index=None, reduction="mean"):
-    """ONNX NegativeLogLikelihoodLoss: -input[n, target[n, ...], ...] * weight[target], reduced
-    by none, sum or mean (weighted by the weights of the non-ignored targets)."""
-    if reduction not in ("none", "sum", "mean"):
-        raise InvalidArgument(f"NegativeLogLikelihoodLoss: reduction={reduction!r}, expected none, sum or mean")
-    c = input.shape[1]
-    t = target.to(device=input.device, dtype=torch.int64)
-    keep = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-    t_safe = torch.where(keep, t, torch.zeros_like(t))
-    w = torch.ones(c, dtype=input.dtype, device=input.device) if weight is None else weight.to(input.dtype)
-    w_t = w[t_safe] * keep.to(input.dtype)
-    loss = -input.gather(1, t_safe.unsqueeze(1)).squeeze(1) * w_t
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() / w_t.sum()
-
-
-@register("SoftmaxCrossEntropyLoss", since=12)
-def SoftmaxCrossEntropyLoss(scores, labels, weights=None, *, ignore_index=None, reduction="mean", num_outputs=1):
-    """ONNX SoftmaxCrossEntropyLoss: NegativeLogLikelihoodLoss of log_softmax(scores, 1);
-    returns (loss, log_prob)."""
-    cdt = torch.float32 if scores.dtype in (torch.float16, torch.bfloat16) else scores.dtype
-    log_prob = torch.log_softmax(scores.to(cdt), dim=1)
-    w = None if weights is None else weights.to(cdt)
-    loss = NegativeLogLikelihoodLoss(log_prob, labels, w, ignore_index=ignore_index, reduction=reduction)
-    return loss.to(scores.dtype), log_prob.to(scores.dtype)
 
 
 @register("Unique", since=11)
@@ -341,33 +274,3 @@ def Unique(X, *, axis=None, sorted=1, num_outputs=1):
         rank[order] = torch.arange(order.numel(), device=order.device)
         y, first, counts, inverse = y.index_select(a, order), first[order], counts[order], rank[inverse]
     return y.to(X.dtype), first, inverse, counts
-
-
-@register("Col2Im", since=18, host_inputs=(1, 2))
-def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
-    """ONNX Col2Im: (N, C * prod(block), L) columns summed back into (N, C, *image_shape)."""
-    img = [int(v) for v in image_shape.reshape(-1).tolist()]
-    blk = [int(v) for v in block_shape.reshape(-1).tolist()]
-    k = len(img)
-    dil = list(dilations) if dilations else [1] * k
-    st = list(strides) if strides else [1] * k
-    pd = list(pads) if pads else [0] * (2 * k)
-    n, ck, length = input.shape
-    kprod = math.prod(blk)
-    if ck % kprod:
-        raise InvalidArgument(f"Col2Im: input dim 1 ({ck}) is not a multiple of prod(block_shape) = {kprod}")
-    padded = [i + pd[d] + pd[k + d] for d, i in enumerate(img)]
-    outs = [(p - (b - 1) * dl - 1) // s + 1 for p, b, dl, s in zip(padded, blk, dil, st)]
-    if math.prod(outs) != length:
-        raise InvalidArgument(f"Col2Im: input has {length} blocks, the shapes give {math.prod(outs)}")
-    dev = input.device
-    kpos = torch.cartesian_prod(*[torch.arange(b, device=dev) for b in blk]).reshape(kprod, k)
-    lpos = torch.cartesian_prod(*[torch.arange(o, device=dev) for o in outs]).reshape(length, k)
-    coords = lpos[None, :, :] * torch.tensor(st, device=dev) + kpos[:, None, :] * torch.tensor(dil, device=dev)
-    strides_flat = torch.tensor([math.prod(padded[d + 1:]) for d in range(k)], device=dev)
-    target = (coords * strides_flat).sum(-1).reshape(-1)  # (kprod * length,)
-    cols = input.reshape(n, ck // kprod, kprod * length)
-    out = torch.zeros(n, ck // kprod, math.prod(padded), dtype=input.dtype, device=dev)
-    out.index_add_(2, target, cols)
-    out = out.reshape([n, ck // kprod] + padded)
-    return pad_spatial(out, [-p for p in pd[:k]], [-p for p in pd[k:]], 0.0)

@@ -1,5 +1,6 @@
-"""Neural-network ops: Conv, ConvTranspose, pooling (LpPool and GlobalLpPool included),
-normalisations, Gemm/MatMul, Softmax, Dropout, ArgMax/ArgMin.
+"""Neural-network ops: Conv, ConvTranspose, Col2Im, pooling (LpPool and GlobalLpPool included),
+normalisations (LpNormalization and MeanVarianceNormalization included), matrix products
+(Gemm, MatMul, Einsum, Det), Softmax, Dropout, ArgMax/ArgMin.
 
 Convolutions and pools are 1-D, 2-D or 3-D with every attribute (auto_pad, asymmetric pads,
 dilations, groups, ceil_mode, count_include_pad, MaxPool's Indices and storage_order).
@@ -112,6 +113,36 @@ def ConvTranspose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, k
     if B is not None:
         y = y + B.to(cdt).reshape([1, -1] + [1] * n)
     return y.to(X.dtype)
+
+
+@register("Col2Im", since=18, host_inputs=(1, 2))
+def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
+    """ONNX Col2Im: (N, C * prod(block), L) columns summed back into (N, C, *image_shape)."""
+    img = [int(v) for v in image_shape.reshape(-1).tolist()]
+    blk = [int(v) for v in block_shape.reshape(-1).tolist()]
+    k = len(img)
+    dil = list(dilations) if dilations else [1] * k
+    st = list(strides) if strides else [1] * k
+    pd = list(pads) if pads else [0] * (2 * k)
+    n, ck, length = input.shape
+    kprod = math.prod(blk)
+    if ck % kprod:
+        raise InvalidArgument(f"Col2Im: input dim 1 ({ck}) is not a multiple of prod(block_shape) = {kprod}")
+    padded = [i + pd[d] + pd[k + d] for d, i in enumerate(img)]
+    outs = [(p - (b - 1) * dl - 1) // s + 1 for p, b, dl, s in zip(padded, blk, dil, st)]
+    if math.prod(outs) != length:
+        raise InvalidArgument(f"Col2Im: input has {length} blocks, the shapes give {math.prod(outs)}")
+    dev = input.device
+    kpos = torch.cartesian_prod(*[torch.arange(b, device=dev) for b in blk]).reshape(kprod, k)
+    lpos = torch.cartesian_prod(*[torch.arange(o, device=dev) for o in outs]).reshape(length, k)
+    coords = lpos[None, :, :] * torch.tensor(st, device=dev) + kpos[:, None, :] * torch.tensor(dil, device=dev)
+    strides_flat = torch.tensor([math.prod(padded[d + 1:]) for d in range(k)], device=dev)
+    target = (coords * strides_flat).sum(-1).reshape(-1)  # (kprod * length,)
+    cols = input.reshape(n, ck // kprod, kprod * length)
+    out = torch.zeros(n, ck // kprod, math.prod(padded), dtype=input.dtype, device=dev)
+    out.index_add_(2, target, cols)
+    out = out.reshape([n, ck // kprod] + padded)
+    return pad_spatial(out, [-p for p in pd[:k]], [-p for p in pd[k:]], 0.0)
 
 
 # --- pooling ---------------------------------------------------------------------------------
@@ -324,6 +355,25 @@ def LayerNormalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1,
     return y.to(X.dtype), m.to(stash), inv.to(stash)
 
 
+@register("LpNormalization", since=1)
+def LpNormalization(input, *, axis=-1, p=2):
+    """ONNX LpNormalization: x / ||x||_p along `axis` (p = 1 or 2); zero norms give 0."""
+    if p not in (1, 2):
+        raise InvalidArgument(f"LpNormalization: p={p}, expected 1 or 2")
+    a = norm_axis(axis, input.dim(), "LpNormalization")
+    norm = torch.linalg.vector_norm(input, ord=p, dim=a, keepdim=True)
+    return torch.where(norm == 0, torch.zeros_like(input), input / norm)
+
+
+@register("MeanVarianceNormalization", since=9)
+def MeanVarianceNormalization(X, *, axes=(0, 2, 3)):
+    """ONNX MeanVarianceNormalization: (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over `axes`."""
+    dims = [norm_axis(a, X.dim(), "MeanVarianceNormalization", "axes") for a in axes]
+    m = X.mean(dim=dims, keepdim=True)
+    var = (X * X).mean(dim=dims, keepdim=True) - m * m
+    return (X - m) / (torch.sqrt(var) + 1e-9)
+
+
 # --- matrix products -------------------------------------------------------------------------
 
 def _matmul(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -378,6 +428,24 @@ def Gemm(A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         else:
             y = (y.to(_compute_dtype(y)) + c.to(_compute_dtype(y))).to(A.dtype) if y.dtype.is_floating_point else y + c
     return y
+
+
+@register("Einsum", since=12)
+def Einsum(*Inputs, equation):
+    """ONNX Einsum: torch.einsum with the same equation."""
+    eq = equation.replace(" ", "")
+    dt = Inputs[0].dtype
+    if needs_widening(*Inputs):
+        return via_numpy(lambda *xs: np.einsum(eq, *xs).astype(xs[0].dtype), *Inputs)
+    if dt in (torch.float16, torch.bfloat16):
+        return torch.einsum(eq, *(t.float() for t in Inputs)).to(dt)
+    return torch.einsum(eq, *Inputs)
+
+
+@register("Det", since=11)
+def Det(X):
+    """ONNX Det: determinant of the trailing square matrices."""
+    return torch.linalg.det(X.to(torch.float64) if X.dtype in (torch.float16, torch.bfloat16) else X).to(X.dtype)
 
 
 # --- softmax family --------------------------------------------------------------------------

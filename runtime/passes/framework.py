@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 from tritonnx.runtime.registry import CUSTOM_DOMAIN, CUSTOM_DOMAIN_VERSION, is_standard_domain

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+import tolerances
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.ops import OPS
 
 #: relative tolerance per dtype, one table for every float check here.
-RTOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 UNSIGNED = [np.uint16, np.uint32, np.uint64]
 
@@ -107,7 +107,7 @@ def test_float_dtypes_against_float64_reference(name, dtype):
     want = ref(x64.to(dtype).double())
     scale = want.abs().max().item()
     err = (got.double() - want).abs().max().item()
-    assert err <= RTOL[dtype] * max(scale, 1.0) * 4, f"{name} {dtype}: max abs err {err:.3e}"
+    assert err <= tolerances.rtol(dtype) * max(scale, 1.0) * 4, f"{name} {dtype}: max abs err {err:.3e}"
 
 
 def test_pow_keeps_base_dtype():

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import helper
 
+import tolerances
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.ops import OPS
 
@@ -16,7 +17,6 @@ ort = pytest.importorskip("onnxruntime")
 
 DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
           np.uint8, np.uint16, np.uint32, np.uint64, np.bool_]
-RTOL = {np.float16: 2e-3, np.float32: 1e-5, np.float64: 1e-12}
 OPSET = 19
 I64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
 
@@ -141,7 +141,7 @@ def _same(case, dt, got, want):
     assert got.shape == want.shape, f"{case} {np.dtype(dt).name}: shape {got.shape}, expected {want.shape}"
     assert got.dtype == want.dtype, f"{case} {np.dtype(dt).name}: dtype {got.dtype}, expected {want.dtype}"
     if want.dtype.kind == "f":
-        rtol = RTOL[want.dtype.type]
+        rtol = tolerances.rtol(want.dtype)
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, err_msg=f"{case} {np.dtype(dt).name}")
     else:
         np.testing.assert_array_equal(got, want, err_msg=f"{case} {np.dtype(dt).name}")

@@ -10,12 +10,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+import tolerances
 from tritonnx.runtime.ops import OPS
 
 ort = pytest.importorskip("onnxruntime")
 
 #: relative tolerance per dtype (one table); atol is scaled by the reduction length.
-RTOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
 def _rng(seed=0):
@@ -50,8 +50,7 @@ def _ours(op, inputs, attrs, n_out=1, opset=19):
 def _close(got, want, reduce_len=1):
     assert got.shape == want.shape, (got.shape, want.shape)
     assert got.dtype == want.dtype
-    rtol = RTOL[want.dtype.type]
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * reduce_len)
+    np.testing.assert_allclose(got, want, rtol=tolerances.rtol(want.dtype), atol=tolerances.atol(want.dtype, reduce_len))
 
 
 CONV_CASES = {

@@ -35,7 +35,8 @@ from tritonnx.errors import Fail, InvalidArgument, TritonnxError
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import ExecContext
 from tritonnx.runtime.registry import OpImpl, OpRegistry, canonical_domain
-from tritonnx.runtime.subgraph import SequenceValue, Subgraph, graph_attributes, node_outer_names
+from tritonnx.runtime.subgraph import (CaptureTransfers, SequenceValue, Subgraph, graph_attributes, host_to_device,
+                                      node_outer_names)
 
 #: Constants up to this many elements also get a host copy (they may feed shape arithmetic).
 HOST_MAX_ELEMENTS = 64
@@ -256,8 +257,9 @@ class Executor:
         graph_inputs = set(self.input_names)  # an initializer listed as an input may be fed: no host copy
         small = {n for n, a in arrays.items() if n not in graph_inputs
                  and isinstance(a, np.ndarray) and a.dtype.kind in "iufb" and a.size <= HOST_MAX_ELEMENTS}
-        host_values: set[str] = set(small) | self._host_feeds
-        produced_on_host: set[str] = set(self._host_feeds)
+        self.host_feed_inputs = self._control_feeds(nodes, graph_inputs - set(arrays))
+        host_values: set[str] = set(small) | self._host_feeds | self.host_feed_inputs
+        produced_on_host: set[str] = set(self._host_feeds) | self.host_feed_inputs
         device_inits: set[str] = set(o for o in self.output_names if o in arrays)
         host_inits: set[str] = set()
         steps: list[Step] = []
@@ -314,6 +316,22 @@ class Executor:
                               MappingProxyType(attrs), host=host, to_device=tuple(to_device)))
         self._host_values = produced_on_host
         return steps, device_inits, host_inits
+
+    @staticmethod
+    def _control_feeds(nodes, feeds: set[str]) -> frozenset[str]:
+        """The graph inputs read only where a control-flow node decides on the host (If's
+        ``cond``, Loop's ``M`` and ``cond``): the session keeps them on the host, so that
+        decision needs no device sync (and a CUDA graph is captured per value)."""
+        uses: dict[str, bool] = {}
+        for node, domain, impl in nodes:
+            decides = bool(graph_attributes(node)) and bool(impl.host_inputs)
+            for pos, name in enumerate(node.input):
+                if name in feeds:
+                    uses[name] = uses.get(name, True) and decides and pos in impl.host_inputs
+            for name in node_outer_names(node) if graph_attributes(node) else ():
+                if name in feeds:
+                    uses[name] = False
+        return frozenset(name for name, only in uses.items() if only)
 
     def _subgraphs(self, node: onnx.NodeProto, attr: onnx.AttributeProto, host_outer: set[str],
                    constants: Mapping[str, Any]):
@@ -397,6 +415,9 @@ class Executor:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = bool(self.ctx.tf32)
             torch.backends.cudnn.allow_tf32 = bool(self.ctx.tf32)
+        if self.host_feed_inputs and self.device.type != "cpu":
+            feeds = {k: v.cpu() if k in self.host_feed_inputs and isinstance(v, torch.Tensor) else v
+                     for k, v in feeds.items()}
         if self.graph_backend is not None and profile is None and self.tensor_io:
             return self._run_graph(feeds, tuple(output_names))
         return self._execute(feeds, output_names, profile=profile)
@@ -470,8 +491,8 @@ class Executor:
                 for name, t in zip(output_names, outs)]
 
     def _to_device(self, t: torch.Tensor, key, transfers: dict | None) -> torch.Tensor:
-        if transfers is None:
-            return t.to(self.device)
+        if transfers is None:  # inside a subgraph during a capture: the capture's copies
+            return host_to_device(t, self.device)
         if key not in transfers:
             transfers[key] = t.to(self.device)
         return transfers[key]
@@ -483,7 +504,8 @@ class Executor:
 
     # ----------------------------------------------------------------- CUDA graphs
     def _signature(self, feeds: Mapping[str, torch.Tensor], outputs: tuple[str, ...]) -> tuple:
-        return tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(feeds.items())) + (outputs,)
+        return tuple((k, tuple(v.shape), v.dtype) + ((tuple(v.reshape(-1).tolist()),) if k in self.host_feed_inputs else ())
+                     for k, v in sorted(feeds.items())) + (outputs,)
 
     def _run_graph(self, feeds: Mapping[str, torch.Tensor], outputs: tuple[str, ...]) -> list[torch.Tensor]:
         key = self._signature(feeds, outputs)
@@ -505,10 +527,13 @@ class Executor:
     def _capture(self, feeds, outputs, key) -> _Captured | None:
         static_inputs = {k: v.detach().clone() for k, v in feeds.items()}
         transfers: dict = {}
+        inner = CaptureTransfers()  # the host -> device copies made inside control flow
+        transfers[("control flow",)] = inner
         backend = self.graph_backend
 
         def run():
-            return self._execute(static_inputs, outputs, transfers=transfers)
+            with inner.active():
+                return self._execute(static_inputs, outputs, transfers=transfers)
 
         backend.warmup(run)  # eager: its errors are real errors, raised
         try:
@@ -519,7 +544,7 @@ class Executor:
             reason = f"{type(cause).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self._no_graph[key] = reason
             warnings.warn(f"tritonnx: CUDA-graph capture failed for input shapes "
-                          f"{[(k, list(s)) for k, s, _ in key[:-1]]}; running eagerly ({reason})",
+                          f"{[(k, list(s)) for k, s, *_ in key[:-1]]}; running eagerly ({reason})",
                           RuntimeWarning, stacklevel=4)
             return None
         entry = _Captured(graph, static_inputs, list(static_outputs), transfers)

@@ -500,15 +500,17 @@ class InferenceSession:
         return SequenceValue(self._check_tensor(element, self._as_tensor(spec.name, v)) for v in value)
 
     def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
+        # an If/Loop condition or trip count fed from the host stays there (no device sync)
+        device = "cpu" if name in self._executor.host_feed_inputs else self.device
         if isinstance(value, torch.Tensor):
-            return value.detach().to(self.device)
+            return value.detach().to(device)
         array = np.asarray(value)
         if array.dtype.kind in "OSU":
             raise NotImplemented(f"input {name!r}: string tensors are not supported")
         if not array.flags.writeable:
             array = array.copy()
         try:
-            return dtypes.from_numpy(array, self.device)
+            return dtypes.from_numpy(array, device)
         except InvalidArgument as exc:
             raise InvalidArgument(f"input {name!r}: {exc}") from None
 

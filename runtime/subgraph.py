@@ -17,6 +17,8 @@ condition that depends only on shapes is decided without a device sync.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -125,10 +127,49 @@ class Subgraph:
         return self.executor._execute(feeds, self.output_names)
 
 
+class CaptureTransfers:
+    """Host -> device copies made inside control flow while a CUDA graph is warmed up and
+    captured, kept by their order in the run (the n-th copy of every run is the same value: host
+    values depend only on the signature), so the captured graph reads device buffers and copies
+    nothing from the host. `Executor._capture` installs one around its runs (`active`)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, torch.Tensor] = {}
+        self.count = 0
+
+    @contextlib.contextmanager
+    def active(self):
+        """Install this object for one run (its copy counter restarts at 0)."""
+        self.count = 0
+        token = _TRANSFERS.set(self)
+        try:
+            yield self
+        finally:
+            _TRANSFERS.reset(token)
+
+    def copy(self, t: torch.Tensor, device: torch.device) -> torch.Tensor:
+        key, self.count = self.count, self.count + 1
+        if key not in self.cache:
+            self.cache[key] = t.to(device)
+        return self.cache[key]
+
+
+_TRANSFERS: contextvars.ContextVar[CaptureTransfers | None] = contextvars.ContextVar("tritonnx_cf_transfers",
+                                                                                      default=None)
+
+
+def host_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t.to(device)`, through the active `CaptureTransfers` when a CUDA graph is being captured."""
+    transfers = _TRANSFERS.get()
+    if transfers is None or t.device.type != "cpu" or torch.device(device).type == "cpu":
+        return t.to(device)
+    return transfers.copy(t, device)
+
+
 def to_device(value: Any, device: torch.device) -> Any:
     """`value` (tensor, sequence of tensors or None) on `device` (a no-op on the CPU)."""
     if isinstance(value, torch.Tensor):
-        return value if value.device == device else value.to(device)
+        return value if value.device == device else host_to_device(value, device)
     if isinstance(value, list):
         return SequenceValue(to_device(v, device) for v in value)
     return value

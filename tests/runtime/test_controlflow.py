@@ -240,3 +240,88 @@ def test_loop_without_carried_values_scan_output_only():
     for m in (0, 3):
         _assert_same(*_both(model, {"x": _x((2,)), "M": np.array(m, np.int64)}))
     assert len(next(n for n in InferenceSession(model.SerializeToString()).rewritten_model().graph.node).input) == 2
+
+
+# --------------------------------------------------------------------------------------- GPU logic, on the CPU
+class _StandInGraphs:
+    """CUDA-graph stand-in: capture remembers the function, replay re-runs it (see
+    tests/runtime/test_session_graphs.py)."""
+
+    def __init__(self):
+        self.captures = self.replays = 0
+
+    def warmup(self, fn):
+        fn()
+
+    def capture(self, fn):
+        self.captures += 1
+        outputs = fn()
+        return (fn, outputs), outputs
+
+    def replay(self, graph):
+        self.replays += 1
+        fn, outputs = graph
+        for static, fresh in zip(outputs, fn()):
+            static.copy_(fresh)
+
+    def recover(self):
+        pass
+
+
+def test_fed_trip_count_and_condition_stay_on_the_host_and_key_the_graph():
+    """Loop's M and cond fed by the user are kept on the host (the decision needs no device
+    sync); a captured graph is keyed by their values, so another M is another graph."""
+    import dataclasses
+
+    model = _loop_model(16)
+    sess = InferenceSession(model.SerializeToString(), fusion=False)
+    ex = sess._executor
+    assert ex.host_feed_inputs == {"M", "cond"}
+    ex.ctx = dataclasses.replace(ex.ctx, cuda_graphs=True)
+    ex.graph_backend = _StandInGraphs()
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for m in (2, 3, 2):
+        feeds = {"x": _x((2,)), "acc0": _x((2,), 1), "limit": np.array(100, np.int64),
+                 "M": np.array(m, np.int64), "cond": np.array(True)}
+        _assert_same(sess.run(None, feeds), ref.run(None, feeds))
+    assert ex.graph_backend.captures == 2 and ex.graph_backend.replays == 3
+
+
+def test_feed_used_beyond_a_decision_is_not_a_host_feed():
+    """`c` decides an If and is data for Not; `x` is read inside the branches: both go to the
+    device like any feed."""
+    then = helper.make_graph([helper.make_node("Not", ["x"], ["a"])], "then", [], [_vi("a", B, [])])
+    els = helper.make_graph([helper.make_node("Identity", ["x"], ["b"])], "else", [], [_vi("b", B, [])])
+    model = _model([helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=els),
+                    helper.make_node("Not", ["c"], ["nc"])],
+                   [_vi("c", B, []), _vi("x", B, [])], [_vi("y", B, []), _vi("nc", B, [])], 18)
+    assert InferenceSession(model.SerializeToString())._executor.host_feed_inputs == frozenset()
+
+
+def test_capture_transfers_reuse_copies_by_order():
+    """Inside control flow, the n-th host->device copy of a captured run reuses the n-th buffer."""
+    import torch
+
+    from tritonnx.runtime.subgraph import CaptureTransfers
+
+    inner = CaptureTransfers()
+    firsts = []
+    for run in range(2):
+        with inner.active():
+            firsts.append([inner.copy(torch.tensor(float(i)), torch.device("cpu")) for i in range(3)])
+    assert all(a is b for a, b in zip(*firsts))
+    assert [t.item() for t in firsts[0]] == [0.0, 1.0, 2.0]
+
+
+def test_unknown_op_inside_a_body_fails_at_load_naming_it():
+    from tritonnx.errors import InvalidGraph, NotImplemented as NotImpl
+
+    body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                              helper.make_node("Acosh", ["x"], ["y"], domain="", name="deep")],
+                             "body", [_vi("i", I64, []), _vi("cond_in", B, [])],
+                             [_vi("cond_out", B, []), _vi("y", F, [2])])
+    model = _model([helper.make_node("Loop", ["M", ""], ["ys"], body=body)],
+                   [_vi("x", F, [2]), _vi("M", I64, [])], [_vi("ys", F, ["T", 2])], 18)
+    model.graph.node[0].attribute[0].g.node[1].op_type = "NoSuchOp"
+    with pytest.raises((NotImpl, InvalidGraph), match=r"NoSuchOp"):
+        InferenceSession(model.SerializeToString())

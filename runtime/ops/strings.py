@@ -1,5 +1,5 @@
-"""String ops (RegexFullMatch, StringConcat, StringSplit, StringNormalizer), host work in numpy
-and Python's ``re``: a string tensor is a numpy object array of ``str``, as in onnxruntime.
+"""String and text ops (RegexFullMatch, StringConcat, StringSplit, StringNormalizer,
+TfIdfVectorizer), host work in numpy and Python's ``re``: a string tensor is a numpy object array of ``str``, as in onnxruntime.
 Their numeric results (bools, counts) go to the session's device. Equal on strings lives with
 the other comparisons (math.py)."""
 from __future__ import annotations
@@ -86,3 +86,43 @@ def StringNormalizer(X, *, case_change_action="NONE", is_case_sensitive=0, local
         words = [""]
     out = np.array(words, dtype=object)
     return out.reshape(1, -1) if x.ndim == 2 else out
+
+
+@register("TfIdfVectorizer", since=9, syncs=(0,))
+def TfIdfVectorizer(X, *, max_gram_length=1, max_skip_count=0, min_gram_length=1, mode="TF", ngram_counts=None,
+                    ngram_indexes=None, pool_int64s=None, pool_strings=None, weights=None, ctx=None):
+    """ONNX TfIdfVectorizer: counts of the pool's n-grams (sizes min..max, items `skip` apart for
+    skip 0..max_skip_count; unigrams once) in each row of X ([C] or [N, C], int or strings),
+    weighted by `mode` (TF, IDF, TFIDF) -> [N, max(ngram_indexes) + 1] float32."""
+    pool = list(pool_strings or pool_int64s or [])
+    counts, indexes = list(ngram_counts or []), list(ngram_indexes or [])
+    if mode not in ("TF", "IDF", "TFIDF"):
+        raise InvalidArgument(f"TfIdfVectorizer: mode={mode!r}, expected TF, IDF or TFIDF")
+    grams: dict[tuple, int] = {}  # n-gram -> output column
+    ngram_id = 0
+    for i, start in enumerate(counts):
+        size = i + 1
+        end = counts[i + 1] if i + 1 < len(counts) else len(pool)
+        for j in range(start, end, size):
+            if min_gram_length <= size <= max_gram_length:
+                grams[tuple(pool[j:j + size])] = indexes[ngram_id]
+            ngram_id += 1
+    width = max(indexes) + 1 if indexes else 0
+    x = X if isinstance(X, np.ndarray) else dtypes.to_numpy(X)
+    rows = x.reshape(1, -1) if x.ndim <= 1 else x.reshape(x.shape[0], -1)
+    freq = np.zeros((rows.shape[0], width), dtype=np.float32)
+    for r, row in enumerate(rows.tolist()):
+        for skip in range(1, max_skip_count + 2):
+            for size in range(max(min_gram_length, 1 if skip == 1 else 2), max_gram_length + 1):
+                span = (size - 1) * skip
+                for start in range(len(row) - span):
+                    column = grams.get(tuple(row[start:start + span + 1:skip]))
+                    if column is not None:
+                        freq[r, column] += 1
+    w = np.asarray(weights or [], dtype=np.float32)
+    if mode == "IDF":
+        freq = np.where(freq > 0, w if w.size else 1.0, 0.0).astype(np.float32)
+    elif mode == "TFIDF" and w.size:
+        freq = freq * w
+    out = freq.reshape(width) if x.ndim <= 1 else freq
+    return _numbers(out, ctx)

@@ -75,15 +75,6 @@ _SKIPPED: dict[str, list[str]] = {
     "fp16 tolerance: 1 of 192 elements is 1 fp16 ulp off (0.00049 at 0.47, rtol 1e-3); we accumulate fp16 in fp32": [
         "test_attention_4d_causal_fp16_expanded", "test_attention_4d_causal_fp16",
     ],
-    "not written yet: issue 19 (mlops)": [
-        "test_tfidfvectorizer_tf_batch_onlybigrams_skip0",
-        "test_tfidfvectorizer_tf_batch_onlybigrams_skip5",
-        "test_tfidfvectorizer_tf_batch_uniandbigrams_skip5",
-        "test_tfidfvectorizer_tf_only_bigrams_skip0",
-        "test_tfidfvectorizer_tf_onlybigrams_levelempty",
-        "test_tfidfvectorizer_tf_onlybigrams_skip5",
-        "test_tfidfvectorizer_tf_uniandbigrams_skip5",
-    ],
 }
 SKIP: dict[str, str] = {name: reason for reason, names in _SKIPPED.items() for name in names}
 

@@ -44,7 +44,7 @@ test: $(VENV)/.installed
 $(SKEW_VENV)/.installed: pyproject.toml constraints-skew.txt
 	@test -n "$(PYTHON312)" || { echo "test-skew: no Python 3.12 found (set PYTHON312)"; exit 1; }
 	test -x $(SKEW_VENV)/bin/python || $(PYTHON312) -m venv $(SKEW_VENV)
-	$(SKEW_VENV)/bin/python -m pip install -q -c constraints-skew.txt -e ".[cpu,dev]"
+	$(SKEW_VENV)/bin/python -m pip install -q -c constraints-skew.txt -e ".[cpu,dev,bench]"
 	touch $@
 
 test-skew: $(SKEW_VENV)/.installed

@@ -140,9 +140,9 @@ class Sweep:
 
 def sweep(phase: Phase, *, dry_run: bool, dry_models: str = "mlp") -> Sweep:
     """The phase's sweep; a dry run (CPU) uses `dry_models`, tiny configs, batch 1, fp32."""
-    if dry_run:
+    if dry_run:  # torch.compile's per-row processes exercised with torch eager rows of batch 2
         providers = [p for p in phase.providers if p != "torch.compile"] or ["torch"]
-        return Sweep(dry_models.split(","), "tiny", [1], ["fp32"], providers)
+        return Sweep(dry_models.split(","), "tiny", [2] if phase.per_row_cap else [1], ["fp32"], providers)
     import tritonnx.zoo
 
     return Sweep(model_order(list(tritonnx.zoo.names())), "paper", list(phase.batches), list(phase.dtypes),

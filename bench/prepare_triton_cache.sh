@@ -17,7 +17,7 @@ if [ ! -x "$venv/bin/python" ]; then
   done
   [ -n "$py312" ] || { echo "prepare_triton_cache.sh: no Python 3.12 (set PYTHON312)" >&2; exit 1; }
   "$py312" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q -c constraints-skew.txt -e ".[cpu,dev]"
+  "$venv/bin/python" -m pip install -q -c constraints-skew.txt -e ".[cpu,dev,bench]"
 fi
 rm -rf .triton-cache
 TRITON_INTERPRET=0 CUDA_VISIBLE_DEVICES= "$venv/bin/python" -m tritonnx.bench.triton_cache build .triton-cache

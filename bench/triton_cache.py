@@ -164,6 +164,7 @@ def count_compiles() -> tuple[int, int]:
     global _COUNTING
     if not _COUNTING:
         try:
+            import tritonnx.triton_kernels  # noqa: F401 - first: sets TRITON_INTERPRET on a CPU
             from triton import knobs
         except ImportError:
             return 0, 0

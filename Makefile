@@ -42,13 +42,17 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 $(SKEW_VENV)/.installed: pyproject.toml constraints-skew.txt
-	@test -n "$(PYTHON312)" || { echo "test-skew: no Python 3.12 found (set PYTHON312)"; exit 1; }
 	test -x $(SKEW_VENV)/bin/python || $(PYTHON312) -m venv $(SKEW_VENV)
 	$(SKEW_VENV)/bin/python -m pip install -q -c constraints-skew.txt -e ".[cpu,dev,bench]"
 	touch $@
 
+ifeq ($(PYTHON312),)
+test-skew:
+	@echo "test-skew: SKIPPED: no Python 3.12 on this machine (set PYTHON312)"
+else
 test-skew: $(SKEW_VENV)/.installed
 	TRITONNX_KERNELS=torch $(SKEW_VENV)/bin/python -m pytest -n 2 --dist loadgroup -q $(SKEW_SKIP) $(PYTEST_ARGS)
+endif
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/tritonnx bench

@@ -8,9 +8,21 @@ node when that run's feeds override one of those constants). A run keeps a name 
 environment of its own (so several threads may run one executor at once) and drops each
 intermediate after its last use.
 
+Run plans: the first run of each input signature (names, shapes, dtypes of the feeds, and the
+requested outputs) walks every step with that environment and makes the signature's `RunPlan`
+on the way: its host-side shape arithmetic (Shape -> Gather -> Unsqueeze -> Concat -> ...)
+depends only on the input shapes, so its results become constants of the plan; what is left is
+device work with its arguments and keyword arguments bound ahead, over slot indices into a list
+environment, each intermediate released after its last use. Later runs of the signature walk
+that flat list. Shapes that depend on data (`DATA_DEPENDENT_SHAPES`, a shape read from a feed or
+from device data) are not folded: the steps computed from them run on every run, and a guard on
+each intermediate whose shape a folded step read sends a run whose shape differs back to the
+full walk. Plans share the CUDA graphs' bound (``cuda_graphs_max_shapes``, least recently used
+dropped).
+
 On a CUDA device with ``cuda_graphs`` on, the first run of each input signature (names,
 shapes, dtypes of the feeds, and the requested outputs) warms up on a side stream, then
-captures the whole run in a CUDA graph; later runs of that signature copy the feeds into the
+captures the whole run (on its plan) in a CUDA graph; later runs of that signature copy the feeds into the
 static inputs and replay it. At most ``cuda_graphs_max_shapes`` graphs are kept (least
 recently used dropped). A signature whose capture fails (a handler that syncs with the host,
 data-dependent shapes) runs eagerly from then on, with one warning naming the reason.
@@ -96,6 +108,7 @@ class Step:
     to_device: tuple[int, ...] = ()  # argument positions holding host values to move first
     prepared: Any = None  # what `impl.prepare` returned (passed as ``prepared=``)
     prepared_from: frozenset[str] = frozenset()  # the constants (initializer names) it was given
+    host_reads: frozenset[int] = frozenset()  # input positions its handler reads on the host
     #: the handler's keyword arguments, built once: `attrs` plus ``ctx``, ``num_outputs`` and
     #: ``prepared`` where the handler takes them (`Executor._bind`)
     kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -122,6 +135,118 @@ class ProfileRow:
     domain: str
     kernel: str
     ms: float
+
+
+class _PlanMiss(Exception):
+    """A guarded intermediate came with another shape than the one its plan folded."""
+
+
+_UNSEEN = object()  # a signature without a plan entry yet
+_DEVICE = "\x00device"  # slot-name suffix of a folded host value's device copy
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+#: the kernel column of a folded step in a profile
+FOLDED_LABEL = "folded (host, once per input shape)"
+
+#: Standard ops whose output shapes depend on their input data: a run plan folds no shape
+#: arithmetic computed from their results (the plan's guards catch any op missing here).
+DATA_DEPENDENT_SHAPES = frozenset({
+    "NonZero", "Unique", "Compress", "NonMaxSuppression", "Range", "Loop", "If", "Scan",
+    "StringSplit", "StringNormalizer", "TfIdfVectorizer", "SequenceAt", "SplitToSequence",
+    "ConcatFromSequence", "OptionalGetElement",
+})
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One input signature's run, made once (`Executor._make_plan`).
+
+    `template` is the slot environment a run starts from (weights and folded constants in
+    their slots); `feeds` are (name, slot); each op is (step, fn, input slots, kwargs, output
+    slot or slots, slots released after it); `outputs` the requested outputs' slots, `clone`
+    the positions holding a plan constant (copied per run), `moves` those computed on the host
+    at run time (moved to the device), `const_ptrs` the storages of the plan's constants (an
+    output aliasing one is copied), `folded` the steps evaluated once, when the plan was made.
+    """
+
+    template: list
+    feeds: tuple[tuple[str, int], ...]
+    ops: tuple[tuple, ...]
+    outputs: tuple[int, ...]
+    clone: tuple[int, ...]
+    moves: tuple[int, ...]
+    const_ptrs: frozenset[int]
+    folded: tuple[Step, ...]
+
+    @property
+    def steps(self) -> int:
+        """Handler calls per run (the guards not counted)."""
+        return sum(op[0] is not None for op in self.ops)
+
+
+class Profile(list):
+    """The `ProfileRow`s of one profiled run, with the run's wall time.
+
+    ``host_ms`` = ``wall_ms`` minus the rows' sum: the time a run spends outside its handlers'
+    calls (on the CPU the rows are the handlers' wall times; on a GPU their kernels' device
+    times, so it also counts any wait for the device). ``steps``: handler calls in the run.
+    """
+
+    wall_ms: float = 0.0
+    steps: int = 0
+    planned: bool = False
+
+    def finish(self, *, wall_ms: float, steps: int, planned: bool) -> None:
+        self.wall_ms, self.steps, self.planned = wall_ms, steps, planned
+
+    @property
+    def ops_ms(self) -> float:
+        return sum(r.ms for r in self)
+
+    @property
+    def host_ms(self) -> float:
+        return max(self.wall_ms - self.ops_ms, 0.0)
+
+    @property
+    def host_us_per_step(self) -> float:
+        return self.host_ms * 1e3 / self.steps if self.steps else 0.0
+
+
+def _on_stand_in(fn):
+    """Shape/Size on a storage-free CPU stand-in of its (device) input."""
+    def shape_of(data, *rest, **kwargs):
+        if isinstance(data, torch.Tensor):
+            data = torch.empty((), dtype=data.dtype).expand(data.shape)
+        return fn(data, *rest, **kwargs)
+    return shape_of
+
+
+def _moving(fn, positions: tuple[int, ...], device):
+    """`fn` with the host values at `positions` moved to `device` first."""
+    def moved(*args, **kwargs):
+        args = list(args)
+        for pos in positions:
+            if isinstance(args[pos], torch.Tensor):
+                args[pos] = host_to_device(args[pos], device)
+        return fn(*args, **kwargs)
+    return moved
+
+
+def _storing(fn, device):
+    """`fn` returning a tuple of outputs, scalars as tensors (the walk's rules)."""
+    def stored(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        outs = result if isinstance(result, (tuple, list)) and not isinstance(result, SequenceValue) else (result,)
+        return tuple(v if isinstance(v, torch.Tensor) or not np.isscalar(v) else torch.as_tensor(v, device=device)
+                     for v in outs)
+    return stored
+
+
+def _guard(name: str, shape: tuple):
+    def guard(value):
+        if value.shape != shape:
+            raise _PlanMiss(f"{name!r} came with shape {list(value.shape)} where the run plan folded "
+                            f"{list(shape)} (a data-dependent shape)")
+    return guard
 
 
 class CudaGraphs:
@@ -239,6 +364,9 @@ class Executor:
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._no_graph: dict[tuple, str] = {}
         self._graph_lock = threading.Lock()
+        #: signature -> its `RunPlan` (None: it walks), least recently used first
+        self._plans: OrderedDict[tuple, RunPlan | None] = OrderedDict()
+        self._plan_lock = threading.Lock()
         #: the CUDA-graph backend, or None (CPU, or ``cuda_graphs`` off): eager runs only
         self.graph_backend = CudaGraphs(self.device) if self.device.type == "cuda" and ctx.cuda_graphs else None
         #: every graph input and output is a tensor (sequence and optional values run eagerly)
@@ -313,7 +441,8 @@ class Executor:
             else:
                 attrs = {a.name: attribute_value(a, "cpu" if host else self.device) for a in node.attribute}
             steps.append(Step(index, node.name, node.op_type, domain, impl, tuple(names), tuple(node.output),
-                              MappingProxyType(attrs), host=host, to_device=tuple(to_device)))
+                              MappingProxyType(attrs), host=host, to_device=tuple(to_device),
+                              host_reads=frozenset(readable)))
         self._host_values = produced_on_host
         return steps, device_inits, host_inits
 
@@ -410,7 +539,10 @@ class Executor:
             profile: list[ProfileRow] | None = None) -> list[torch.Tensor]:
         """Run the graph on `feeds` (torch tensors on the device, already validated).
 
-        Returns the requested outputs (fresh tensors, or the handlers' own results).
+        `profile`, when given, receives one `ProfileRow` per node of a run on the signature's
+        plan (made first, by an unprofiled run, when the signature is new); a `Profile` also gets
+        the run's wall time. Returns the requested outputs (fresh tensors, or the handlers' own
+        results).
         """
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = bool(self.ctx.tf32)
@@ -424,9 +556,52 @@ class Executor:
 
     def _execute(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
                  profile: list[ProfileRow] | None = None, transfers: dict | None = None) -> list[torch.Tensor]:
-        """One eager pass. `transfers` (CUDA-graph capture): host values moved to the device are
-        kept there by (step, position) and reused, so the captured graph copies nothing from
-        the host (host values depend only on the input shapes, fixed per captured signature)."""
+        """One eager run: on the signature's `RunPlan` when there is one, else a walk of every
+        step (`_walk`) that makes the plan on the way. A signature whose plan missed a guard
+        (a data-dependent shape the plan had folded) walks from then on.
+
+        `transfers` (CUDA-graph capture): host values moved to the device are kept there and
+        reused, so the captured graph copies nothing from the host (the plan's constants are on
+        the device already)."""
+        key = self._signature(feeds, output_names)
+        if key is None:  # a sequence or optional feed: no plan
+            return self._walk(feeds, output_names, profile=profile, transfers=transfers)
+        with self._plan_lock:
+            plan = self._plans.get(key, _UNSEEN)
+            if plan is not _UNSEEN:
+                self._plans.move_to_end(key)
+        if plan is _UNSEEN:
+            record: dict = {}
+            outs = self._walk(feeds, output_names, transfers=transfers, record=record)
+            plan = self._make_plan(feeds, tuple(output_names), record)
+            self._keep_plan(key, plan)
+            if profile is None:
+                return outs
+        if plan is not None:
+            try:
+                return self._run_plan(plan, feeds, profile, transfers)
+            except _PlanMiss as miss:
+                warnings.warn(f"tritonnx: {miss}; this input signature runs without a plan from now on",
+                              RuntimeWarning, stacklevel=4)
+                self._keep_plan(key, None)
+                if profile is not None:
+                    profile.clear()
+        return self._walk(feeds, output_names, profile=profile, transfers=transfers)
+
+    def _keep_plan(self, key: tuple, plan: "RunPlan | None") -> None:
+        with self._plan_lock:
+            self._plans[key] = plan
+            self._plans.move_to_end(key)
+            while len(self._plans) > self.ctx.cuda_graphs_max_shapes:
+                self._plans.popitem(last=False)
+
+    def _walk(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
+              profile: list[ProfileRow] | None = None, transfers: dict | None = None,
+              record: dict | None = None) -> list[torch.Tensor]:
+        """Every step in order, names looked up in a dict environment (the dynamic path).
+        `record`, when given, collects what `_make_plan` needs: each step's results (host ones
+        and Constants by name, ``(index, "tensor")`` flags for the others) and the shapes that
+        Shape/Size steps read."""
         env: dict[str, Any] = dict(self.weights)
         env.update(feeds)
         env[""] = None  # an absent optional input
@@ -434,6 +609,7 @@ class Executor:
         timing = profile is not None
         cuda = self.device.type == "cuda"
         events = []
+        wall = time.perf_counter()
         for step in self.steps:
             try:
                 args = [env[name] for name in step.inputs]
@@ -444,6 +620,8 @@ class Executor:
                 args.pop()
             if step.host and step.op_type in ("Shape", "Size") and isinstance(args[0], torch.Tensor):
                 data = args[0]  # a storage-free CPU stand-in: the shape is all these read
+                if record is not None:
+                    record[(step.index, "shape")] = tuple(data.shape)
                 args[0] = torch.empty((), dtype=data.dtype).expand(data.shape)
             for pos in step.to_device:
                 if isinstance(args[pos], torch.Tensor):
@@ -471,24 +649,264 @@ class Executor:
                     profile.append(ProfileRow(step.name, step.op_type, step.domain, self.kernel_label(step),
                                               (time.perf_counter() - t0) * 1e3))
             outs = result if isinstance(result, (tuple, list)) and not isinstance(result, SequenceValue) else (result,)
+            if record is not None:
+                record[(step.index, "tensor")] = isinstance(result, torch.Tensor) and len(step.outputs) == 1
             for name, value in zip(step.outputs, outs):
                 if name:
-                    env[name] = value if isinstance(value, torch.Tensor) or not np.isscalar(value) \
+                    value = value if isinstance(value, torch.Tensor) or not np.isscalar(value) \
                         else torch.as_tensor(value, device=self.device)
+                    env[name] = value
+                    if record is not None and (step.host or step.op_type == "Constant"):
+                        record[name] = value
             for name in step.release:
                 env.pop(name, None)
+        try:
+            outs = [env[name] for name in output_names]
+        except KeyError as exc:
+            raise Fail(f"graph output {exc.args[0]!r} was never produced") from None
+        results = [self._to_device(t, ("output", name), transfers)
+                   if name in self.host_outputs and isinstance(t, torch.Tensor) else t
+                   for name, t in zip(output_names, outs)]
+        if record:  # a recorded value becomes a plan constant: the caller gets its own copy
+            results = [t.clone() if isinstance(t, torch.Tensor) and record.get(name) is t else t
+                       for name, t in zip(output_names, results)]
         if events:
             torch.cuda.synchronize(self.device)
             for step, start, end in events:
                 profile.append(ProfileRow(step.name, step.op_type, step.domain, self.kernel_label(step),
                                           start.elapsed_time(end)))
+        if isinstance(profile, Profile):
+            profile.finish(wall_ms=(time.perf_counter() - wall) * 1e3, steps=len(self.steps), planned=False)
+        return results
+
+    # ----------------------------------------------------------------- run plans
+    def _make_plan(self, feeds: Mapping[str, torch.Tensor], outputs: tuple[str, ...], record: dict) -> "RunPlan":
+        """The `RunPlan` of one signature, from the walk that `record`ed it.
+
+        A value *varies* (for a fixed signature) when its shape (device values) or its value
+        (host values) may change from run to run: the outputs of `DATA_DEPENDENT_SHAPES` ops,
+        of a device node that reads a non-constant value on the host (Reshape's shape from a
+        feed or device data), and everything computed from a varying value. Host steps and
+        Constants whose outputs do not vary are folded: their recorded results become constants
+        of the plan (moved to the device once where a device node wants them there). The shape
+        of every intermediate that a folded Shape/Size read is checked when it is made (a
+        guard: a miss means an unforeseen data-dependent shape, and the run walks instead).
+        Steps no requested output needs are dropped; each value is released after its last use.
+        """
+        fed = frozenset(feeds)
+        constant = {n for n in self.weights if (n[:-len(_HOST)] if n.endswith(_HOST) else n) not in fed}
+        varying: set[str] = set(self._host_feeds & fed)  # values on the host (a Loop's counter)
+        folded: dict[int, Step] = {}
+        for step in self.steps:
+            ins = [n for n in step.inputs if n]
+            vary = any(n in varying for n in ins)
+            if step.host or (step.domain == "" and step.op_type == "Constant"):
+                if not vary:
+                    folded[step.index] = step
+                    constant.update(o for o in step.outputs if o)
+                    continue
+            elif not vary:
+                vary = (step.domain == "" and step.op_type in DATA_DEPENDENT_SHAPES) or any(
+                    n and pos in step.host_reads and n not in constant for pos, n in enumerate(step.inputs))
+            if vary:
+                varying.update(o for o in step.outputs if o)
+        needed = set(outputs)
+        kept: list[Step] = []
+        for step in reversed(self.steps):
+            if needed.isdisjoint(step.outputs):
+                continue
+            needed.update(n for n in step.inputs if n)
+            kept.append(step)
+        kept.reverse()
+        guards: dict[str, tuple] = {}  # intermediate -> the shape a folded Shape/Size read
+        for step in kept:
+            if step.index in folded and step.op_type in ("Shape", "Size"):
+                data = step.inputs[0]
+                if data not in fed and data not in constant:
+                    guards[data] = record[(step.index, "shape")]
+
+        slots: dict[str, int] = {"": 0}
+        template: list[Any] = [None, None]  # slot 0: an absent input; slot 1: an unnamed output
+        const_ptrs: set[int] = set()
+
+        def slot(name: str) -> int:
+            if name not in slots:
+                slots[name] = len(template)
+                template.append(None)
+            return slots[name]
+
+        def value_slot(name: str, on_device: bool) -> int:
+            """The slot of an input: a feed, a weight, a folded constant (its device copy when
+            `on_device`) or a value of an earlier step."""
+            if name in fed or not name:
+                return slot(name)
+            if name in self.weights:
+                index = slot(name)
+                template[index] = self.weights[name]
+                return index
+            if name in record and name not in varying:
+                value = record[name]
+                if on_device and isinstance(value, torch.Tensor) and value.device != self.device:
+                    key = name + _DEVICE
+                    if key not in slots:
+                        template[slot(key)] = value.to(self.device)
+                    name, value = key, template[slots[key]]
+                index = slot(name)
+                template[index] = value
+                if isinstance(value, torch.Tensor):
+                    const_ptrs.add(value.untyped_storage().data_ptr())
+                return index
+            return slot(name)
+
+        stale = self._prepared_from & fed
+        ops: list[list] = []
+        for step in kept:
+            if step.index in folded:
+                continue
+            args = list(step.inputs)
+            while args and not args[-1]:
+                args.pop()
+            dynamic_moves = tuple(pos for pos in step.to_device if args[pos] in varying)
+            ins = tuple(value_slot(n, pos in step.to_device) for pos, n in enumerate(args))
+            kwargs = step.kwargs
+            if stale and not stale.isdisjoint(step.prepared_from):
+                kwargs = MappingProxyType({**kwargs, "prepared": None})
+            fn = step.impl.fn
+            if step.host and step.op_type in ("Shape", "Size"):
+                fn = _on_stand_in(fn)
+            if dynamic_moves:
+                fn = _moving(fn, dynamic_moves, self.device)
+            if record.get((step.index, "tensor")) and step.outputs[0]:
+                out: Any = slot(step.outputs[0])
+            else:
+                fn = _storing(fn, self.device)
+                out = tuple(slot(o) if o else 1 for o in step.outputs)
+            ops.append([step, fn, ins, kwargs, out, []])
+            for o in step.outputs:
+                if o in guards:
+                    ops.append([None, _guard(o, guards[o]), (slots[o],), _NO_KWARGS, 1, []])
+        out_slots = tuple(value_slot(n, True) if n in self.host_outputs else value_slot(n, False)
+                          for n in outputs)
+        templated = {i for i, v in enumerate(template) if v is not None}
+        last: dict[int, list] = {}
+        for op in ops:
+            for i in op[2]:
+                last[i] = op
+            for i in (op[4],) if isinstance(op[4], int) else op[4]:
+                last.setdefault(i, op)
+        keep = set(out_slots) | templated | {0, 1}
+        for index, op in last.items():
+            if index not in keep:
+                op[5].append(index)
+        clone = tuple(pos for pos, i in enumerate(out_slots) if i in templated and template[i] is not None
+                      and not any(template[i] is w for w in self.weights.values()))
+        moves = tuple(pos for pos, n in enumerate(outputs) if n in self.host_outputs and n in varying)
+        return RunPlan(
+            template=template,
+            feeds=tuple((n, slots[n]) for n in fed if n in slots),
+            ops=tuple((op[0], op[1], op[2], op[3], op[4], tuple(op[5])) for op in ops),
+            outputs=out_slots, clone=clone, moves=moves, const_ptrs=frozenset(const_ptrs),
+            folded=tuple(folded[s.index] for s in kept if s.index in folded),
+        )
+
+    def _run_plan(self, plan: "RunPlan", feeds: Mapping[str, torch.Tensor],
+                  profile: list[ProfileRow] | None, transfers: dict | None) -> list[torch.Tensor]:
+        """A run on `plan`: a flat walk over slot-indexed arguments."""
+        env = plan.template.copy()
+        for name, index in plan.feeds:
+            env[index] = feeds[name]
+        if profile is not None:
+            self._profile_plan(plan, env, profile)
+        else:
+            op = None
+            try:
+                for op in plan.ops:
+                    _, fn, ins, kwargs, out, release = op
+                    result = fn(*[env[i] for i in ins], **kwargs)
+                    if out.__class__ is int:
+                        env[out] = result
+                    else:
+                        for i, value in zip(out, result):
+                            env[i] = value
+                    for i in release:
+                        env[i] = None
+            except _PlanMiss:
+                raise
+            except Exception as exc:
+                raise self._step_error(op[0], exc) from exc
+        outs = [env[i] for i in plan.outputs]
+        for pos in plan.clone:
+            outs[pos] = outs[pos].clone()
+        for pos in plan.moves:
+            if isinstance(outs[pos], torch.Tensor):
+                outs[pos] = self._to_device(outs[pos], ("output", pos), transfers)
+        if plan.const_ptrs:
+            outs = [t.clone() if isinstance(t, torch.Tensor) and pos not in plan.clone
+                    and t.untyped_storage().data_ptr() in plan.const_ptrs else t for pos, t in enumerate(outs)]
+        return outs
+
+    def _profile_plan(self, plan: "RunPlan", env: list, profile: list[ProfileRow]) -> None:
+        """`_run_plan`'s walk, timing each handler call (CUDA events on a GPU, else wall time)."""
+        cuda = self.device.type == "cuda"
+        clock = time.perf_counter
+        times = []
+        wall = clock()
+        op = None
         try:
-            outs = [env[name] for name in output_names]
-        except KeyError as exc:
-            raise Fail(f"graph output {exc.args[0]!r} was never produced") from None
-        return [self._to_device(t, ("output", name), transfers)
-                if name in self.host_outputs and isinstance(t, torch.Tensor) else t
-                for name, t in zip(output_names, outs)]
+            for op in plan.ops:
+                step, fn, ins, kwargs, out, release = op
+                args = [env[i] for i in ins]
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    result = fn(*args, **kwargs)
+                    end.record()
+                    times.append((step, start, end))
+                else:
+                    t0 = clock()
+                    result = fn(*args, **kwargs)
+                    times.append((step, clock() - t0, None))
+                if out.__class__ is int:
+                    env[out] = result
+                else:
+                    for i, value in zip(out, result):
+                        env[i] = value
+                for i in release:
+                    env[i] = None
+            if cuda:
+                torch.cuda.synchronize(self.device)
+        except _PlanMiss:
+            raise
+        except Exception as exc:
+            raise self._step_error(op[0], exc) from exc
+        wall_ms = (clock() - wall) * 1e3
+        ms = {}
+        for step, start, end in times:
+            if step is not None:
+                ms[step.index] = start.elapsed_time(end) if cuda else start * 1e3
+        folded = {s.index for s in plan.folded}
+        for step in self.steps:
+            if step.index in ms:
+                profile.append(ProfileRow(step.name, step.op_type, step.domain, self.kernel_label(step),
+                                          ms[step.index]))
+            elif step.index in folded:
+                profile.append(ProfileRow(step.name, step.op_type, step.domain, FOLDED_LABEL, 0.0))
+        if isinstance(profile, Profile):
+            profile.finish(wall_ms=wall_ms, steps=len(plan.ops), planned=True)
+
+    @staticmethod
+    def _step_error(step: Step | None, exc: Exception) -> Exception:
+        if step is None:
+            return exc
+        if isinstance(exc, TritonnxError):
+            return type(exc)(f"node {step.name!r} ({step.op_type}): {exc}")
+        return Fail(f"node {step.name!r} ({step.op_type}) failed: {type(exc).__name__}: {exc}")
+
+    def plan_for(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str]) -> "RunPlan | None":
+        """The cached plan of this signature (None: not made yet, or it walks)."""
+        with self._plan_lock:
+            plan = self._plans.get(self._signature(feeds, output_names))
+        return plan if isinstance(plan, RunPlan) else None
 
     def _to_device(self, t: torch.Tensor, key, transfers: dict | None) -> torch.Tensor:
         if transfers is None:  # inside a subgraph during a capture: the capture's copies
@@ -503,9 +921,16 @@ class Executor:
         return f"triton ({step.kernel})" if self.ctx.kernels == "triton" else f"torch reference ({step.kernel})"
 
     # ----------------------------------------------------------------- CUDA graphs
-    def _signature(self, feeds: Mapping[str, torch.Tensor], outputs: tuple[str, ...]) -> tuple:
-        return tuple((k, tuple(v.shape), v.dtype) + ((tuple(v.reshape(-1).tolist()),) if k in self.host_feed_inputs else ())
-                     for k, v in sorted(feeds.items())) + (outputs,)
+    def _signature(self, feeds: Mapping[str, torch.Tensor], outputs: tuple[str, ...]) -> tuple | None:
+        """(name, shape, dtype) of each feed (and the value of those kept on the host to decide
+        control flow) and the requested outputs; None when a feed is not a tensor (a sequence or
+        optional value)."""
+        try:
+            return tuple((k, tuple(v.shape), v.dtype) + ((tuple(v.reshape(-1).tolist()),) if k in self.host_feed_inputs
+                                                         else ())
+                         for k, v in sorted(feeds.items())) + (tuple(outputs),)
+        except AttributeError:
+            return None
 
     def _run_graph(self, feeds: Mapping[str, torch.Tensor], outputs: tuple[str, ...]) -> list[torch.Tensor]:
         key = self._signature(feeds, outputs)

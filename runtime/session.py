@@ -25,7 +25,7 @@ import torch
 from tritonnx.errors import InvalidArgument, NotImplemented
 from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import CONFIG_KEYS, KEYWORDS, ExecContext, build_context, parse_setting
-from tritonnx.runtime.executor import Executor, ProfileRow
+from tritonnx.runtime.executor import Executor, Profile, ProfileRow
 from tritonnx.runtime.loader import load_model
 
 TRITON_EP = "TritonExecutionProvider"
@@ -547,10 +547,13 @@ class InferenceSession:
         return [_to_numpy(t) for t in outs]
 
     def run_profiled(self, output_names, input_feed: Mapping[str, Any]) -> tuple[list[torch.Tensor], list[ProfileRow]]:
-        """One eager run timing every node (device time on CUDA, wall time on the CPU)."""
+        """One eager run timing every node (device time on CUDA, wall time on the CPU), on the
+        signature's run plan (made first by an unprofiled run when the signature is new). The
+        rows are a `Profile`: a list of `ProfileRow` that also has the run's wall time and host
+        overhead (``wall_ms``, ``host_ms``, ``steps``, ``host_us_per_step``)."""
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
-        rows: list[ProfileRow] = []
+        rows = Profile()
         outs = self._executor_for(feeds).run(feeds, names, profile=rows)
         return outs, rows
 

@@ -1,0 +1,191 @@
+"""Run plans (`executor.RunPlan`): one per input signature, its host-side shape arithmetic folded
+into constants, a flat walk afterwards; data-dependent shapes keep the dynamic path."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+from onnx import parser
+
+from tritonnx.runtime import InferenceSession, executor
+
+#: the exporters' shape arithmetic: y = x reshaped to [N, 6] through Shape -> Gather -> Unsqueeze -> Concat
+SHAPES = parser.parse_model("""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 2, 3] x) => (float[N, 6] y, int64[3] s)
+<int64 zero = {0}, int64[1] six = {6}, float[1] two = {2.0}>
+{ s = Shape(x)
+  n = Gather(s, zero)
+  n1 = Unsqueeze(n, zero)
+  shape = Concat <axis = 0> (n1, six)
+  r = Reshape(x, shape)
+  y = Mul(r, two) }
+""")
+
+#: NonZero's count is data: the Shape after it must be read on every run
+NONZERO = parser.parse_model("""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N] x) => (int64[1] count, float[M] doubled)
+<int64 zero = {0}>
+{ nz = NonZero(x)
+  count = Shape(nz) <start = 1>
+  flat = Squeeze(nz, zero)
+  picked = Gather(x, flat)
+  doubled = Add(picked, picked) }
+""")
+
+#: an initializer listed as an input, read as a shape: feeding it changes the output's shape
+OVERRIDE = parser.parse_model("""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 6] x, int64[2] shape) => (float[A, B] y)
+<int64[2] shape = {3, 2}>
+{ y = Reshape(x, shape) }
+""")
+
+
+def _x(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32) + 0.5
+
+
+def _plan(sess, feed):
+    return sess._executor.plan_for(sess._validate(feed), [o.name for o in sess.get_outputs()])
+
+
+def test_shape_chain_folded_and_the_plan_walked():
+    sess = InferenceSession(SHAPES)
+    x = _x(4, 2, 3)
+    first = sess.run(None, {"x": x})
+    plan = _plan(sess, {"x": x})
+    assert plan is not None
+    assert {s.op_type for s in plan.folded} == {"Shape", "Gather", "Unsqueeze", "Concat"}
+    assert [op[0].op_type for op in plan.ops] == ["Reshape", "Mul"]  # device work only
+    second = sess.run(None, {"x": x})
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(second[0], x.reshape(4, 6) * 2, rtol=1e-6)
+    np.testing.assert_array_equal(second[1], [4, 2, 3])
+
+
+def test_one_plan_per_signature_with_the_graphs_lru_bound():
+    sess = InferenceSession(SHAPES, cuda_graphs_max_shapes=2)
+    for n in (1, 2, 1, 3, 2, 3):
+        x = _x(n, 2, 3, seed=n)
+        for _ in range(2):
+            y, s = sess.run(None, {"x": x})
+            np.testing.assert_allclose(y, x.reshape(n, 6) * 2, rtol=1e-6)
+            np.testing.assert_array_equal(s, [n, 2, 3])
+    assert [sig[0][1] for sig in sess._executor._plans] == [(2, 2, 3), (3, 2, 3)]
+
+
+def test_requested_outputs_only_and_folded_outputs_are_fresh():
+    sess = InferenceSession(SHAPES)
+    x = _x(2, 2, 3)
+    for _ in range(2):
+        (s,) = sess.run_torch(["s"], {"x": x})
+        s.fill_(-1)  # the caller owns what it gets: the plan's constant is untouched
+    (s,) = sess.run_torch(["s"], {"x": x})
+    assert s.tolist() == [2, 2, 3]
+    plan = sess._executor.plan_for(sess._validate({"x": x}), ["s"])
+    assert plan.ops == ()  # nothing but folded shape arithmetic is needed for s
+
+
+def test_data_dependent_shape_keeps_the_dynamic_path():
+    sess = InferenceSession(NONZERO)
+    for seed, x in enumerate([np.array([0, 1, 0, 2], np.float32), np.array([3, 1, 0, 2], np.float32),
+                              np.array([0, 0, 0, 5], np.float32)]):
+        for _ in range(2):
+            count, doubled = sess.run(None, {"x": x})
+            np.testing.assert_array_equal(count, [np.count_nonzero(x)])
+            np.testing.assert_array_equal(doubled, 2 * x[x != 0])
+    plan = _plan(sess, {"x": x})
+    assert plan is not None and "Shape" in [op[0].op_type for op in plan.ops if op[0] is not None]
+
+
+def test_an_unforeseen_data_dependent_shape_misses_its_guard(monkeypatch):
+    """NonZero treated as shape-static: the guard on its output's shape catches the change."""
+    monkeypatch.setattr(executor, "DATA_DEPENDENT_SHAPES", frozenset())
+    sess = InferenceSession(NONZERO)
+    a, b = np.array([0, 1, 0, 2], np.float32), np.array([3, 1, 0, 2], np.float32)
+    sess.run(None, {"x": a})
+    assert _plan(sess, {"x": a}) is not None
+    with pytest.warns(RuntimeWarning, match="data-dependent shape"):
+        count, doubled = sess.run(None, {"x": b})
+    np.testing.assert_array_equal(count, [3])
+    np.testing.assert_array_equal(doubled, 2 * b[b != 0])
+    assert _plan(sess, {"x": b}) is None  # this signature walks from now on
+    np.testing.assert_array_equal(sess.run(None, {"x": a})[0], [2])
+
+
+def test_fed_initializer_read_as_a_shape_is_not_folded():
+    sess = InferenceSession(OVERRIDE)
+    x = _x(1, 6)
+    for _ in range(2):
+        assert sess.run(None, {"x": x})[0].shape == (3, 2)
+    for shape in ([2, 3], [6, 1], [2, 3]):
+        for _ in range(2):
+            (y,) = sess.run(None, {"x": x, "shape": np.array(shape, np.int64)})
+            np.testing.assert_array_equal(y, x.reshape(shape))
+
+
+def test_threads_share_one_executor():
+    sess = InferenceSession(SHAPES)
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(6):
+                x = _x(n, 2, 3, seed=i)
+                y, _ = sess.run(None, {"x": x})
+                np.testing.assert_allclose(y, x.reshape(n, 6) * 2, rtol=1e-6)
+        except Exception as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (1, 2, 3, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_profile_runs_on_the_plan_and_reports_host_time():
+    sess = InferenceSession(SHAPES)
+    x = _x(3, 2, 3)
+    outs, rows = sess.run_profiled(None, {"x": x})  # a new signature: planned first, then profiled
+    np.testing.assert_allclose(outs[0].numpy(), x.reshape(3, 6) * 2, rtol=1e-6)
+    assert isinstance(rows, executor.Profile) and rows.planned and rows.steps == 2
+    assert [r.op_type for r in rows] == ["Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Mul"]
+    assert {r.kernel for r in rows[:4]} == {executor.FOLDED_LABEL} and all(r.ms == 0.0 for r in rows[:4])
+    assert rows.wall_ms >= rows.ops_ms >= 0 and rows.host_ms >= 0
+    assert rows.host_us_per_step == pytest.approx(rows.host_ms * 1e3 / 2)
+
+
+def test_stale_prepared_value_through_the_plan():
+    """A feed overriding a constant that a prepare step used: the plan binds prepared=None."""
+    model = parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[4, 1, 1] x, float[1, 8, 1] w) => (float[4, 1, 1, 2] y)
+    <float[1, 8, 1] w = {1., 1., 1., 1., 1., 1., 1., 1.}, float[1, 8, 2] r = {0., 0., 0., 0., 0., 0., 0., 0.,
+      0., 0., 0., 0., 0., 0., 0., 0.}>
+    { y, h, c = LSTM <hidden_size = 2> (x, w, r) }
+    """)
+    sess = InferenceSession(model)
+    x = _x(4, 1, 1)
+    base = [sess.run(None, {"x": x})[0] for _ in range(2)]
+    w = np.full((1, 8, 1), 0.5, np.float32)
+    fed = [sess.run(None, {"x": x, "w": w})[0] for _ in range(2)]
+    np.testing.assert_array_equal(base[0], base[1])
+    np.testing.assert_array_equal(fed[0], fed[1])
+    assert not np.allclose(base[0], fed[0])
+    ref = InferenceSession(model)
+    np.testing.assert_allclose(fed[1], ref.run(None, {"x": x, "w": w})[0], rtol=1e-6)
+
+
+def test_feeds_and_results_stay_apart():
+    sess = InferenceSession(SHAPES)
+    x = torch.from_numpy(_x(2, 2, 3))
+    kept = x.clone()
+    for _ in range(3):
+        y, s = sess.run_torch(None, {"x": x})
+    torch.testing.assert_close(x, kept)
+    torch.testing.assert_close(y, kept.reshape(2, 6) * 2)

@@ -5,7 +5,8 @@ numpy arrays (``bind_cpu_input``) or raw pointers as onnxruntime takes them
 (``bind_input(name, device_type, device_id, element_type, shape, buffer_ptr)``; a CUDA
 pointer is wrapped through ``__cuda_array_interface__``, no copy). An output bound to a
 buffer is written into it; an output bound by name only is allocated by the run and
-returned by `get_outputs` (torch tensors) or `copy_outputs_to_cpu` (numpy).
+returned by `get_outputs` (`OrtValue`s, as onnxruntime; ``.torch()`` gives the tensor) or
+`copy_outputs_to_cpu` (numpy). ``bind_ortvalue_input/output`` bind `OrtValue`s.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from tritonnx.errors import InvalidArgument
 from tritonnx.runtime import dtypes
+from tritonnx.runtime.ortvalue import OrtValue
 
 
 class _CudaBuffer:
@@ -48,7 +50,9 @@ class IOBinding:
 
     def bind_input(self, name: str, device_type: Any = None, device_id: int = 0, element_type=None,
                    shape=None, buffer_ptr: int | None = None) -> None:
-        if isinstance(device_type, torch.Tensor):
+        if isinstance(device_type, OrtValue):
+            self._inputs[name] = device_type.torch()
+        elif isinstance(device_type, torch.Tensor):
             self._inputs[name] = device_type
         elif isinstance(device_type, np.ndarray):
             self._inputs[name] = dtypes.from_numpy(device_type, self._session.device)
@@ -58,12 +62,22 @@ class IOBinding:
                                       "device_id, element_type, shape and buffer_ptr")
             self._inputs[name] = _wrap_pointer(device_type, device_id, element_type, shape, buffer_ptr)
 
+    def bind_ortvalue_input(self, name: str, ortvalue: OrtValue) -> None:
+        """Bind an `OrtValue` as input `name` (its memory, no copy)."""
+        self._inputs[name] = ortvalue.torch()
+
+    def bind_ortvalue_output(self, name: str, ortvalue: OrtValue) -> None:
+        """Bind output `name` to an `OrtValue`: the run writes into its memory."""
+        self._outputs[name] = ortvalue.torch()
+
     def bind_cpu_input(self, name: str, arr: np.ndarray) -> None:
         self._inputs[name] = dtypes.from_numpy(np.asarray(arr), self._session.device)
 
     def bind_output(self, name: str, device_type: Any = "cpu", device_id: int = 0, element_type=None,
                     shape=None, buffer_ptr: int | None = None) -> None:
-        if isinstance(device_type, torch.Tensor):
+        if isinstance(device_type, OrtValue):
+            self._outputs[name] = device_type.torch()
+        elif isinstance(device_type, torch.Tensor):
             self._outputs[name] = device_type
         elif buffer_ptr is not None:
             self._outputs[name] = _wrap_pointer(device_type, device_id, element_type, shape, buffer_ptr)
@@ -97,9 +111,9 @@ class IOBinding:
                 value = target
             self._results.append(value)
 
-    def get_outputs(self) -> list[torch.Tensor]:
-        """The outputs of the last run, as torch tensors (bound buffers themselves)."""
-        return list(self._results)
+    def get_outputs(self) -> list[OrtValue]:
+        """The outputs of the last run as `OrtValue`s (over the bound buffers themselves)."""
+        return [OrtValue(t) for t in self._results]
 
     def copy_outputs_to_cpu(self) -> list[np.ndarray]:
         return [dtypes.to_numpy(t, copy=True) for t in self._results]

@@ -91,6 +91,7 @@ class SessionOptions:
         self.log_verbosity_level = 0
         self.logid = ""
         self.enable_profiling = False
+        self.profile_file_prefix = "onnxruntime_profile_"
         self.enable_cpu_mem_arena = True
         self.enable_mem_pattern = True
         self.enable_mem_reuse = True
@@ -232,6 +233,8 @@ def _metadata(model: onnx.ModelProto) -> "ModelMetadata":
 def _parse_providers(providers, provider_options) -> tuple[list[str], list[dict]]:
     names: list[str] = []
     options: list[dict] = []
+    if isinstance(providers, str):  # one name (onnxruntime would iterate its characters)
+        providers = [providers]
     for item in providers or ():
         if isinstance(item, (tuple, list)) and len(item) == 2:
             name, opts = item
@@ -303,6 +306,12 @@ class InferenceSession:
     def __init__(self, path_or_bytes, sess_options: SessionOptions | None = None, providers=None,
                  provider_options=None, **options) -> None:
         self._sess_options = sess_options or SessionOptions()
+        self._source, self._options, self._fallback = path_or_bytes, dict(options), True
+        self._profiler = None
+        if self._sess_options.enable_profiling:
+            from tritonnx.runtime.profiling import Profiler
+
+            self._profiler = Profiler(self._sess_options.profile_file_prefix)
         settings = self._settings(self._sess_options, options)
         names, popts = _parse_providers(providers, provider_options)
         device = _pick_device(names, popts)
@@ -315,6 +324,10 @@ class InferenceSession:
         self._tools = compiler.toolchain(self._ctx)
         what = f"model {os.fspath(path_or_bytes)!r}" if isinstance(path_or_bytes, (str, os.PathLike)) else "model"
         model = load_model(path_or_bytes)
+        if self._profiler is not None:
+            loaded = self._profiler.now_us()
+            self._profiler.event("model_loading_uri" if isinstance(path_or_bytes, (str, os.PathLike))
+                                 else "model_loading_array", 0, loaded)
         _override_dims(model, {k[len("tritonnx.dim."):]: int(v) for k, v in self._sess_options._config.items()
                                if k.startswith("tritonnx.dim.")})
         self._metadata = _metadata(model)
@@ -331,6 +344,17 @@ class InferenceSession:
         self._executor = compiled.executor
         if self._sess_options.optimized_model_filepath:
             self.save_rewritten(self._sess_options.optimized_model_filepath)
+            if self._executor.has_custom_nodes:
+                warnings.warn(f"optimized_model_filepath {self._sess_options.optimized_model_filepath!r}: the "
+                              "written model holds fused nodes of domain 'tritonnx', which only tritonnx runs "
+                              "(onnxruntime refuses it); fusion=False writes one without them",
+                              RuntimeWarning, stacklevel=2)
+        if TRITON_EP in names and self._ctx.kernels != "triton":
+            warnings.warn(f"Specified provider '{TRITON_EP}' cannot run here (kernels={self._ctx.kernels!r}: "
+                          f"the fused nodes run their torch references); running {self.get_providers()}",
+                          RuntimeWarning, stacklevel=2)
+        if self._profiler is not None:
+            self._profiler.event("session_initialization", loaded, self._profiler.now_us() - loaded)
         # A run that overrides an initializer uses an unoptimised executor, compiled on first
         # need from the converted model (kept only when the model has such initializers).
         self._converted = model if self._overridable else None
@@ -477,7 +501,7 @@ class InferenceSession:
                 raise InvalidArgument(f"Invalid rank for input: {name} Got: {tensor.dim()} Expected: "
                                       f"{len(spec.dims)} Please fix either the inputs/outputs or the model.")
             bad = [(i, got, want) for i, (got, want) in enumerate(zip(tensor.shape, spec.dims))
-                   if isinstance(want, int) and want > 0 and got != want]
+                   if isinstance(want, int) and want >= 0 and got != want]
             if bad:
                 lines = "".join(f" index: {i} Got: {got} Expected: {want}\n" for i, got, want in bad)
                 raise InvalidArgument(f"Got invalid dimensions for input: {name} for the following indices\n"
@@ -500,10 +524,21 @@ class InferenceSession:
         return SequenceValue(self._check_tensor(element, self._as_tensor(spec.name, v)) for v in value)
 
     def _as_tensor(self, name: str, value: Any) -> torch.Tensor:
+        from tritonnx.runtime.ortvalue import OrtValue
+
         # an If/Loop condition or trip count fed from the host stays there (no device sync)
         device = "cpu" if name in self._executor.host_feed_inputs else self.device
+        if isinstance(value, OrtValue):
+            value = value.torch()
         if isinstance(value, torch.Tensor):
             return value.detach().to(device)
+        if isinstance(value, (list, tuple)):  # as onnxruntime: converted to the input's type
+            spec = self._feedable.get(name)
+            np_dt = dtypes.numpy_dtype_of_torch(dtypes.ONNX_TO_TORCH.get(spec.elem_type)) if spec else None
+            value = np.array(value, dtype=np_dt)
+        elif not isinstance(value, (np.ndarray, np.generic)):
+            raise InvalidArgument(f"input {name!r}: Unable to handle object of type {type(value)} "
+                                  "(give a numpy array, a list, an OrtValue or a torch tensor)")
         array = np.asarray(value)
         if array.dtype.kind in "OSU":
             raise NotImplemented(f"input {name!r}: string tensors are not supported")
@@ -543,8 +578,55 @@ class InferenceSession:
         """
         names = self._output_names(output_names)
         feeds = self._validate(input_feed)
+        if self._profiler is not None:
+            return [_to_numpy(t) for t in self._run_recorded(feeds, names)]
         outs = self._executor_for(feeds).run(feeds, names)
         return [_to_numpy(t) for t in outs]
+
+    def _run_recorded(self, feeds, names):
+        """One run recorded by the profiler (its nodes timed one by one)."""
+        rows: list[ProfileRow] = []
+        start = self._profiler.now_us()
+        outs = self._executor_for(feeds).run(feeds, names, profile=rows)
+        device_ep = CUDA_EP if self._ctx.is_cuda else CPU_EP
+        triton = self._ctx.kernels == "triton"
+        self._profiler.run(start, self._profiler.now_us(), rows,
+                           lambda row: TRITON_EP if triton and row.domain == "tritonnx" else device_ep)
+        return outs
+
+    def run_with_ort_values(self, output_names, input_dict_ort_values, run_options=None) -> list:
+        """onnxruntime's ``run_with_ort_values``: `OrtValue`s in and out, on the session's device."""
+        from tritonnx.runtime.ortvalue import OrtValue
+
+        return [OrtValue(t) for t in self.run_torch(output_names, input_dict_ort_values, run_options)]
+
+    def run_async(self, output_names, input_feed, callback, user_data, run_options=None) -> None:
+        """onnxruntime's ``run_async``: runs on a worker thread, then calls
+        ``callback(outputs, user_data, error)``: the numpy outputs and ``""``, or ``[]`` and the
+        error's message."""
+        def work():
+            try:
+                outs = self.run(output_names, input_feed, run_options)
+            except Exception as exc:  # handed to the callback, as onnxruntime does
+                callback([], user_data, str(exc))
+            else:
+                callback(outs, user_data, "")
+
+        threading.Thread(target=work, name="tritonnx-run-async", daemon=True).start()
+
+    def set_providers(self, providers=None, provider_options=None) -> None:
+        """onnxruntime's ``set_providers``: the session is built again for the new providers."""
+        self.__init__(self._source, self._sess_options, providers, provider_options, **self._options)
+
+    def disable_fallback(self) -> None:
+        """Accepted: tritonnx has no provider fallback (an error is raised, never retried elsewhere)."""
+        self._fallback = False
+
+    def enable_fallback(self) -> None:
+        self._fallback = True
+
+    def get_profiling_start_time_ns(self) -> int:
+        return self._profiler.start_ns if self._profiler is not None else 0
 
     def run_profiled(self, output_names, input_feed: Mapping[str, Any]) -> tuple[list[torch.Tensor], list[ProfileRow]]:
         """One eager run timing every node (device time on CUDA, wall time on the CPU), on the
@@ -578,4 +660,10 @@ class InferenceSession:
         iobinding._run()
 
     def end_profiling(self) -> str:
-        return ""
+        """Write the profile (onnxruntime's chrome-trace JSON) and return its path; "" when
+        ``enable_profiling`` was off."""
+        if self._profiler is None:
+            return ""
+        path = self._profiler.write()
+        self._profiler = None
+        return path

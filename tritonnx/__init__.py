@@ -20,6 +20,11 @@ _LAZY = {
     "ExecutionMode": ("tritonnx.runtime", "ExecutionMode"),
     "get_device": ("tritonnx.runtime", "get_device"),
     "get_available_providers": ("tritonnx.runtime", "get_available_providers"),
+    "get_all_providers": ("tritonnx.runtime", "get_all_providers"),
+    "OrtValue": ("tritonnx.runtime.ortvalue", "OrtValue"),
+    "NodeArg": ("tritonnx.runtime", "NodeArg"),
+    "ModelMetadata": ("tritonnx.runtime", "ModelMetadata"),
+    "capi": ("tritonnx.capi", None),
     "export_model": ("tritonnx.export", "export_model"),
     "zoo": ("tritonnx.zoo", None),
 }

@@ -102,7 +102,7 @@ def test_io_binding(sess):
     expected = sess.run(None, {"x": x})
     np.testing.assert_allclose(y, expected[0], rtol=1e-6)
     np.testing.assert_allclose(z, expected[1], rtol=1e-6)
-    assert binding.get_outputs()[0] is out
+    assert binding.get_outputs()[0].torch() is out  # an OrtValue over the bound buffer
     np.testing.assert_allclose(out.cpu().numpy(), expected[0], rtol=1e-6)
 
 

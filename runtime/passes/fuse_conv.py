@@ -258,3 +258,32 @@ RULES = tuple(
 
 register_rule(FusionRule(name="conv_relu_pool", priority=100, candidates=("Conv",), rules=RULES,
                          explain=explain, schemas=(fused_conv.SCHEMA,)))
+
+
+#: onnxruntime's ``com.microsoft::FusedConv`` activations the Conv patterns above can take
+_MS_ACTIVATIONS = {"Relu": (), "LeakyRelu": ("alpha",)}
+
+
+def split_ms_fused_conv(model: ir.Model) -> int:
+    """``com.microsoft::FusedConv`` (what onnxruntime's optimizer writes for Conv+Relu) back
+    into Conv -> Relu / LeakyRelu, so the patterns above see it (FusedConv + MaxPool becomes a
+    ConvReluPool). A FusedConv with a sum input (Z) or another activation is left as it is.
+    Returns how many were split."""
+    count = 0
+    for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+        if node.domain != "com.microsoft" or node.op_type != "FusedConv" or len(node.inputs) > 3:
+            continue
+        act = node.attributes.get("activation")
+        act = act.as_string() if act is not None else None
+        if act not in _MS_ACTIVATIONS:
+            continue
+        params = node.attributes.get("activation_params")
+        params = list(params.as_floats()) if params is not None else []
+        conv_attrs = [a for name, a in node.attributes.items() if name not in ("activation", "activation_params")]
+        conv = ir.Node("", "Conv", node.inputs, conv_attrs, num_outputs=1, name=node.name)
+        act_attrs = [ir.AttrFloat32(name, value) for name, value in zip(_MS_ACTIVATIONS[act], params)]
+        activation = ir.Node("", act, conv.outputs, act_attrs, num_outputs=1, name=f"{node.name}_{act}")
+        ir.convenience.replace_nodes_and_values(node.graph, node, [node], [conv, activation],
+                                                [node.outputs[0]], [activation.outputs[0]])
+        count += 1
+    return count

@@ -120,7 +120,15 @@ def _fold_batchnorm(model: ir.Model, state: PassState) -> None:
 
 
 def _fusion(model: ir.Model, state: PassState) -> None:
-    """The fusion rules by priority (`apply_fusion`), then the candidate scan."""
+    """The fusion rules by priority (`apply_fusion`), then the candidate scan. onnxruntime's
+    ``com.microsoft::FusedConv`` is split back into Conv -> activation first, so the Conv rules
+    see it."""
+    if state.optimize and state.fusion:
+        from tritonnx.runtime.passes.fuse_conv import split_ms_fused_conv
+
+        split = split_ms_fused_conv(model)
+        if split:
+            state.log.append(f"split_ms_fused_conv: {split} com.microsoft::FusedConv split")
     state.report = apply_fusion(model, state.rules, ctx=state.ctx,
                                 enabled=state.optimize and state.fusion)
 

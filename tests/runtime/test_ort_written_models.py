@@ -85,3 +85,19 @@ def test_the_tools_wrote_the_contrib_ops(written):
     for kind in TOLERANCE:
         ops |= {n.op_type for n in onnx.load(str(d / f"{kind}.onnx")).graph.node if n.domain == "com.microsoft"}
     assert ops == MODELS[name]
+
+
+def test_ms_fused_conv_then_pool_is_fused_by_tritonnx(written):
+    """onnxruntime's FusedConv(Relu) -> MaxPool becomes tritonnx::ConvReluPool (split back into
+    Conv -> Relu before the Conv rules run); outputs still match onnxruntime."""
+    name, d = written
+    if name != "lenet5":
+        pytest.skip("lenet5's optimized file holds FusedConv -> MaxPool")
+    path = str(d / "opt.onnx")
+    assert any(n.op_type == "FusedConv" for n in onnx.load(path).graph.node)
+    sess = InferenceSession(path)
+    ops = [n.op_type for n in sess.rewritten_model().graph.node]
+    assert ops.count("ConvReluPool") == 2 and "FusedConv" not in ops and "MaxPool" not in ops
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = _feeds(ref, 3)
+    np.testing.assert_allclose(sess.run(None, feeds)[0], ref.run(None, feeds)[0], rtol=1e-4, atol=1e-5)

@@ -134,7 +134,8 @@ def test_session_mode_setting(mode, monkeypatch):
 
 def test_one_recurrent_attribute_list():
     """rnn_reference.ATTRIBUTES is the one list: the reference functions, the standard handlers
-    and the fused ops' schemas take exactly those attributes (the opset 1-6 output_sequence aside)."""
+    and the fused ops' schemas take exactly those attributes (the opset 1-6 output_sequence and
+    the prepare step's `prepared` weights, which are no ONNX attribute, aside)."""
     import inspect
 
     from tritonnx.runtime.ops import fused_recurrent, recurrent as std_recurrent
@@ -147,7 +148,8 @@ def test_one_recurrent_attribute_list():
         assert [n for n, p in params.items() if p.kind is not inspect.Parameter.KEYWORD_ONLY] == \
             list(rnn_reference.INPUTS[op])
         std = inspect.signature(getattr(std_recurrent, op)).parameters
-        assert {n for n, p in std.items() if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"output_sequence"} == keywords
+        assert {n for n, p in std.items() if p.kind is inspect.Parameter.KEYWORD_ONLY} \
+            - {"output_sequence", "prepared"} == keywords
         schema = next(s for s in fused_recurrent.SCHEMAS if s.name == op)
         assert set(schema.attributes) == keywords
         assert [i.name for i in schema.inputs] == list(rnn_reference.INPUTS[op])

@@ -4,9 +4,11 @@
     feeds, sources = random_feeds(model, shapes=shapes, batch=8, seed=0)
 
 - Shapes: an input named in `shapes` takes that shape (it must agree with the file's fixed
-  dimensions); any other input takes its declared shape, its first dimension set to `batch`
-  when it is symbolic, other symbolic dimensions from `dims` (by name). A symbolic dimension
-  nothing gives is an error naming the input and the ``--shapes`` text that would fix it.
+  dimensions); any other input takes its declared shape, its symbolic dimensions from `dims`
+  (by name), else from the inputs that `shapes` or real feeds fix (a dimension name shared by
+  inputs, such as ``batch``, takes one value: ``--shapes tokens:8x32`` makes every ``batch``
+  dimension 8), else its first dimension `batch`. A symbolic dimension nothing gives is an
+  error naming the input and the ``--shapes`` text that would fix it.
 - Values: floats from a standard normal; booleans fair coins; integers in ``[0, high)``, where
   `high` comes from the model when it tells: an embedding table (a Gather whose data is an
   initializer or a Constant, indexed by the input, through Cast/Reshape/Unsqueeze/... on the
@@ -169,6 +171,26 @@ def resolve_shape(spec: InputSpec, *, shapes: dict[str, list[int]] | None = None
     return shape
 
 
+def bound_dims(specs: list[InputSpec], shapes: dict[str, list[int]] | None = None, given: dict | None = None,
+               dims: dict[str, int] | None = None) -> dict[str, int]:
+    """Values of symbolic dimensions: `dims` as given, then the names that the inputs fixed by
+    `shapes` (or by real feeds in `given`) take, first one wins."""
+    bound = dict(dims or {})
+    for spec in specs:
+        if shapes and spec.name in shapes:
+            fixed = shapes[spec.name]
+        elif given and spec.name in given and getattr(given[spec.name], "shape", None) is not None:
+            fixed = list(given[spec.name].shape)
+        else:
+            continue
+        if spec.shape is None or len(spec.shape) != len(fixed):
+            continue
+        for d, value in zip(spec.shape, fixed):
+            if isinstance(d, str) and d not in bound:
+                bound[d] = int(value)
+    return bound
+
+
 def _dims_text(declared) -> str:
     return "x".join("?" if d is None else str(d) for d in declared)
 
@@ -215,6 +237,7 @@ def random_feeds(model, *, shapes: dict[str, list[int]] | None = None, dims: dic
         if name not in names:
             raise InvalidArgument(f"--shapes {name}: the model has no input {name!r}; its inputs: "
                                   f"{', '.join(sorted(names)) or 'none'}")
+    dims = bound_dims(specs, shapes, given, dims)
     ranges = index_ranges(model)
     rng = np.random.default_rng(seed)
     feeds, sources = {}, {}
@@ -295,17 +318,21 @@ def model_dtype(model) -> str:
     return "fp32"
 
 
-def fixed_batch(model, shapes: dict[str, list[int]]) -> int | None:
+def fixed_batch(model, shapes: dict[str, list[int]], given: dict | None = None) -> int | None:
     """The batch a file's rows have whatever ``--batch`` says: the first dimension of its first
-    input, when no input's first dimension is left symbolic (fixed in the file or by `shapes`);
-    None when ``--batch`` sets it."""
+    input, when no input's first dimension is left symbolic (fixed in the file, by `shapes`, by
+    real feeds in `given`, or by a dimension name those fix); None when ``--batch`` sets it."""
     specs = input_specs(model)
+    bound = bound_dims(specs, shapes, given)
     first = None
     for spec in specs:
-        dims = shapes.get(spec.name, spec.shape)
+        if given and spec.name in given and getattr(given[spec.name], "shape", None) is not None:
+            dims = list(given[spec.name].shape)
+        else:
+            dims = shapes.get(spec.name, spec.shape)
         if not dims:
             continue
-        d0 = dims[0]
+        d0 = bound.get(dims[0], dims[0]) if isinstance(dims[0], str) else dims[0]
         if not (isinstance(d0, int) and d0 > 0):
             return None
         if first is None:

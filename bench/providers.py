@@ -14,6 +14,7 @@ says why a provider cannot run here (the row then says so), None when it can.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -111,10 +112,14 @@ class TritonnxProvider(Provider):
         import tritonnx.triton_kernels  # noqa: F401 - sets TRITON_INTERPRET on a CPU before anything imports triton
 
         device = work.device
-        providers = (
-            ["TritonExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-            if device.type == "cuda" else ["TritonExecutionProvider", "CPUExecutionProvider"]
-        )
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else \
+            ["CPUExecutionProvider"]
+        # Triton's provider is asked for unless the torch references were chosen (no warning that
+        # it cannot run for a choice the user made; a fallback, e.g. an old GPU, still warns).
+        kernels = work.options.get("kernels") or os.environ.get("TRITONNX_KERNELS") or \
+            ("triton" if device.type == "cuda" else "torch")
+        if kernels != "torch":
+            providers.insert(0, "TritonExecutionProvider")
         from tritonnx.bench.triton_cache import count_compiles
 
         self._compiles0 = count_compiles()

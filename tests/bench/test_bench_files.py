@@ -72,6 +72,27 @@ def test_fixed_dims_are_checked_against_shapes(tmp_path):
     assert feeds.fixed_batch(model, {}) is None and feeds.fixed_batch(model, {"tokens": [3, 7]}) == 3
 
 
+def test_a_dimension_name_shared_by_inputs_takes_the_value_shapes_or_feeds_give():
+    # tokens[batch, seq] int64 and bias[batch, 4]: --shapes tokens:4x9 makes bias [4, 4] (was [1, 4],
+    # the bench row labelled batch 1).
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["tokens"], ["t"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceSum", ["t"], ["s"], keepdims=1), helper.make_node("Add", ["s", "bias"], ["y"])],
+        "g", [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "seq"]),
+              helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    values, _ = feeds.random_feeds(model, shapes={"tokens": [4, 9]}, batch=1, seed=0)
+    assert values["tokens"].shape == (4, 9) and values["bias"].shape == (4, 4)
+    assert feeds.fixed_batch(model, {"tokens": [4, 9]}) == 4 and feeds.fixed_batch(model, {}) is None
+    real = {"tokens": np.ones((2, 7), np.int64)}
+    values, sources = feeds.random_feeds(model, batch=1, seed=0, given=real)
+    assert values["bias"].shape == (2, 4) and sources["tokens"] == "file"
+    assert feeds.fixed_batch(model, {}, real) == 2
+    values, _ = feeds.random_feeds(model, shapes={"tokens": [4, 9]}, dims={"batch": 3}, seed=0)
+    assert values["bias"].shape == (3, 4)  # an explicit --dim wins
+
+
 # statistics ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("q, n", [(0.5, 1), (0.9, 10), (0.99, 100), (0.2, 5), (0.8, 5), (0.999, 1000)])
 def test_percentile_needs_enough_samples(q, n):
@@ -120,6 +141,20 @@ def test_a_file_gets_every_provider_row_and_torch_rows_say_why_not(tmp_path):
     env = json.loads((result.out / report.ENV_FILE).read_text())
     assert env["tf32"] is None and env["interpreter"] is False  # a CPU, and no fused node ran
     assert env["kernels"] == rows["tritonnx"]["kernels"] and env["sampling"]["min_samples"] >= 1
+
+
+def test_torch_kernels_chosen_by_the_user_give_no_provider_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "tok.onnx"
+    _token_model(path)
+    s = BenchSettings(models=["tok.onnx"], out=tmp_path / "res", batches=[2], dtypes=["fp32"],
+                      providers=["tritonnx"], quick=True, shapes={"tokens": [2, 3]}, kernels="torch",
+                      files={"tok.onnx": FileModel("tok.onnx", path, "fp32", (2,), str(path), ("tokens",))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "Specified provider 'TritonExecutionProvider' cannot run here"
+        result = Harness(s, device="cpu", progress=False, log=lambda m: None).run()
+    assert [(r["status"], r["kernels"]) for r in result.rows] == [("ok", "torch")]
 
 
 def test_cli_bench_on_a_file_and_a_zoo_name(tmp_path, capsys):

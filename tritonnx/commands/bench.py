@@ -150,13 +150,14 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
         requested = [m for m in requested if m in known_models]
     batches = _ints(args.batch or ("1,64" if on_gpu else "1"), "batch")
     shapes = parse_shapes(getattr(args, "shapes", None))
-    files = _file_models([m for m in requested if is_file_model(m) and m not in known_models], shapes, batches)
+    feeds = load_feeds(args.feeds) if getattr(args, "feeds", None) else None
+    files = _file_models([m for m in requested if is_file_model(m) and m not in known_models], shapes, batches,
+                         feeds)
     requested = [files[m].name if m in files else m for m in requested]
     if "all" in requested and requested != ["all"]:
         zoo_all = order_models(["all"], known_models)
         requested = [x for m in requested for x in (zoo_all if m == "all" else [m])]
     models = order_models(requested, known_models, files={f.name for f in files.values()})
-    feeds = load_feeds(args.feeds) if getattr(args, "feeds", None) else None
     if (shapes or feeds) and not files:
         raise InvalidArgument("--shapes and --feeds are for ONNX files given in --models (path/to/model.onnx); "
                               "zoo models take --batch and --seq-len")
@@ -185,7 +186,7 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
     )
 
 
-def _file_models(paths: list[str], shapes: dict, batches: list[int]) -> dict:
+def _file_models(paths: list[str], shapes: dict, batches: list[int], feeds: dict | None = None) -> dict:
     """`FileModel`s of the ONNX files in --models (read without their weights), by path text."""
     import onnx
 
@@ -203,7 +204,7 @@ def _file_models(paths: list[str], shapes: dict, batches: list[int]) -> dict:
         if name in names and names[name] != path.resolve():
             raise InvalidArgument(f"--models: two files named {name!r} ({names[name]}, {path}): rename one")
         names[name] = path.resolve()
-        fixed = fixed_batch(proto, shapes)
+        fixed = fixed_batch(proto, shapes, feeds)
         files[text] = FileModel(name=name, path=path, dtype=model_dtype(proto),
                                 batches=(fixed,) if fixed else tuple(batches), source=text,
                                 inputs=tuple(s.name for s in input_specs(proto)))

@@ -73,7 +73,10 @@ WIDTH = 100
 NUMERIC = {"batch", "median_ms", "p20_ms", "p80_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "mean_ms", "n",
            "measured_s", "outliers", "throughput", "speedup_vs_ort", "max_rel_err", "peak_mem_mib",
            "compile_cold_s", "compile_warm_s", "roofline", "a_median_ms", "b_median_ms", "a_n", "b_n", "ratio",
-           "a_vs_ort", "b_vs_ort"}
+           "a_vs_ort", "b_vs_ort",
+           # tritonnx serve bench's columns
+           "batch_wait_ms", "concurrency", "req_s", "p50_ms", "errors", "batch_text", "first_ok_s", "rss_mib",
+           "queue_p50_ms", "run_p50_ms"}
 #: Timing labels, short in the terminal (the legend spells them out).
 SHORT_TIMING = {"cuda-events": "events", "cpu-wall": "wall", "cpu-interpreter": "interp"}
 KERNEL_COLUMNS = [
@@ -204,7 +207,7 @@ def _fmt(key: str, value) -> str:
         return value
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if key in ("batch", "n", "outliers"):
+    if key in ("batch", "n", "outliers", "concurrency", "errors", "batch_wait_ms"):
         return str(value)
     if key == "roofline":
         return f"{100 * value:.1f}%"
@@ -212,11 +215,11 @@ def _fmt(key: str, value) -> str:
         return f"{value:.2f}x" if value >= 0.01 else f"{value:.2g}x"
     if key == "max_rel_err":
         return f"{value:.1e}" if math.isfinite(value) else str(value)
-    if key == "throughput":
+    if key in ("throughput", "req_s"):
         return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-    if key in ("compile_cold_s", "compile_warm_s", "measured_s"):
+    if key in ("compile_cold_s", "compile_warm_s", "measured_s", "first_ok_s"):
         return f"{value:.2f}"
-    if key == "peak_mem_mib":
+    if key in ("peak_mem_mib", "rss_mib"):
         return f"{value:.0f}"
     if isinstance(value, float):
         return f"{value:.3f}" if value < 100 else f"{value:.1f}"

@@ -81,6 +81,7 @@ class LoadResult:
     batch_requests: Counter = field(default_factory=Counter)  # batch size -> requests that ran in one
     queue_ms: list[float] = field(default_factory=list)
     run_ms: list[float] = field(default_factory=list)
+    outside_ms: list[float] = field(default_factory=list)  # latency - queue - run, per request
     client_cpu_s: float | None = None
     warmup: int = 0
 
@@ -113,6 +114,8 @@ class LoadResult:
         row["batch_max"] = max(sizes) if sizes else None
         row["queue_p50_ms"] = quantile(self.queue_ms, 0.5) if self.queue_ms else None
         row["run_p50_ms"] = quantile(self.run_ms, 0.5) if self.run_ms else None
+        # The time a request spent outside its run and queue (HTTP, proxy, routing, codec, client).
+        row["outside_p50_ms"] = quantile(self.outside_ms, 0.5) if self.outside_ms else None
         return row
 
 
@@ -130,17 +133,26 @@ def _error_kind(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, text
 
 
-def _batch_facts(response: dict, result: LoadResult) -> None:
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _batch_facts(response: dict, result: LoadResult, latency_ms: float) -> None:
     params = response.get("parameters") or {}
     if not isinstance(params, dict):
         return
-    size = params.get("batch_requests")
-    if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 1:
+    size = _number(params.get("batch_requests"))
+    if size is not None and size >= 1:
         result.batch_requests[int(size)] += 1
-    for key, out in (("queue_ms", result.queue_ms), ("run_ms", result.run_ms)):
-        value = params.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.append(float(value))
+    queue, run = _number(params.get("queue_ms")), _number(params.get("run_ms"))
+    if queue is not None:
+        result.queue_ms.append(queue)
+    if run is not None:
+        result.run_ms.append(run)
+    if queue is not None and run is not None:
+        result.outside_ms.append(latency_ms - queue - run)
 
 
 def _client_inputs(inputs: dict[str, np.ndarray], binary: bool):
@@ -205,10 +217,11 @@ async def _load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests
                 else:
                     done = time.perf_counter()
                     result.ok += 1
-                    result.latencies_ms.append((done - sent) * 1e3)
+                    latency = (done - sent) * 1e3
+                    result.latencies_ms.append(latency)
                     if result.first_ok_ms is None:
                         result.first_ok_ms = (done - t0) * 1e3
-                    _batch_facts(response, result)
+                    _batch_facts(response, result, latency)
                 last_done = time.perf_counter()
 
         cpu0 = time.process_time()

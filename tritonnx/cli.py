@@ -23,7 +23,10 @@ from ._version import __version__
 from .errors import TritonnxError
 
 # Verb modules in help order: `tritonnx.commands.<verb>` each.
-VERBS = ["zoo", "export", "run", "inspect", "bench", "kernels"]
+VERBS = ["zoo", "export", "run", "inspect", "bench", "kernels", "serve_bench"]
+#: Verbs spelled as two words on the command line: ``tritonnx serve bench`` is the verb
+#: ``serve-bench`` (its own module, so the `serve` verb's positional MODELs never see "bench").
+TWO_WORD = {("serve", "bench"): "serve-bench"}
 
 
 def register_verb(name: str) -> None:
@@ -61,6 +64,9 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if tuple(argv[:2]) in TWO_WORD:
+        argv = [TWO_WORD[tuple(argv[:2])], *argv[2:]]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed (one line)
@@ -68,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    prog = f"tritonnx {args.verb}"
+    spelled = {v: " ".join(k) for k, v in TWO_WORD.items()}
+    prog = f"tritonnx {spelled.get(args.verb, args.verb)}"
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)

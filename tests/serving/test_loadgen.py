@@ -37,6 +37,7 @@ class Stub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
@@ -77,8 +78,11 @@ class Stub:
                 out, length = encode_response(MODEL, {"y": 2 * x}, request=request, parameters=params)
                 self._send(200, out, length)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 64
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -116,6 +120,7 @@ def test_counts_errors_and_batch_facts():
     assert row["batch_mean"] == pytest.approx(2.5) and row["batch_max"] == 4
     assert row["batch_hist"] == {"1": 10, "4": 10}
     assert row["queue_p50_ms"] == 0.5 and row["run_p50_ms"] == 0.25
+    assert row["outside_p50_ms"] == pytest.approx(row["p50_ms"] - 0.75)
     assert row["req_s"] == pytest.approx(20 / result.wall_s)
     json.dumps(row)
 

@@ -1,0 +1,71 @@
+"""`tritonnx serve bench` end to end without Ray: the one-process reference server and the floor.
+
+A MatMul+Relu model (tests/serving/models.py), both runtimes, bounded loads (40 requests, at
+most 20 s a row) on 127.0.0.1; the rows' counts, the files and the table's width are checked,
+and that every server process started has ended. No timing is asserted.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("tritonclient.http.aio", reason="the serve extra (tritonclient[http]) is not installed")
+psutil = pytest.importorskip("psutil", reason="the serve extra (psutil) is not installed")
+pytest.importorskip("onnxruntime", reason="the cpu extra (onnxruntime) is not installed")
+
+from tritonnx.cli import main  # noqa: E402
+
+from .models import matmul_relu  # noqa: E402
+
+
+def _children():
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def test_bare_server_and_floor_rows(tmp_path, capsys):
+    model = matmul_relu(tmp_path / "mm.onnx")
+    out = tmp_path / "res"
+    before = _children()
+    code = main(["serve", "bench", str(model), "--servers", "bare", "--concurrency", "1,4", "--requests", "40",
+                 "--max-seconds", "20", "--max-batch-size", "4", "--warmup", "2", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert _children() <= before  # the reference servers ended
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    served = [r for r in rows if r["server"] == "bare"]
+    floors = [r for r in rows if r["server"].startswith("session b")]
+    assert sorted((r["runtime"], r["concurrency"]) for r in served) == [
+        ("onnxruntime", 1), ("onnxruntime", 4), ("tritonnx", 1), ("tritonnx", 4)]
+    for r in served:
+        assert (r["sent"], r["ok"], r["errors"], r["n"]) == (40, 40, 0, 40)
+        assert r["batch_hist"] == {"1": 40}  # one request per run: the reference server does not batch
+        assert r["p99_ms"] is None and r["p90_ms"] is not None  # n=40
+        assert r["first_ok_s"] > 0 and r["rss_mib"] > 1
+        assert r["cpu_ms_per_request"]["bare-server"] > 0
+        assert r["outside_p50_ms"] is not None
+    assert sorted((r["runtime"], r["server"]) for r in floors) == [
+        ("onnxruntime", "session b1"), ("onnxruntime", "session b4"), ("tritonnx", "session b1"),
+        ("tritonnx", "session b4")]
+    assert all(r["n"] >= 1 and r["req_s"] > 0 for r in floors)
+    assert (out / "table.md").read_text().count("| bare ") == 4
+    assert (out / "serve.png").stat().st_size > 1000
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 8
+    table = printed.out
+    assert "CPU times, not performance figures" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert "the rest (HTTP, codec, threads, client)" in table.replace("\n  ", " ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--url", "http://10.0.0.1:8000", "--model-name", "m"], "not a loopback address"),
+    (["--url", "http://localhost:8000", "--model-name", "m"], "not an IP address"),
+    (["--url", "http://127.0.0.1:8000"], "--url needs --model-name"),
+    (["--concurrency", "0"], "--concurrency expects integers >= 1"),
+    (["--runtimes", "tensorrt"], "--runtimes: unknown tensorrt"),
+], ids=["remote", "name", "no-name", "concurrency", "runtime"])
+def test_refusals_are_one_line(argv, message, capsys, tmp_path):
+    code = main(["serve", "bench", "mlp", *argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("tritonnx serve bench: error:") and message in err and len(err.strip().splitlines()) == 1

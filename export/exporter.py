@@ -33,7 +33,7 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -412,8 +412,11 @@ def export_all(
     verify: bool = True,
     seed: int = 0,
     progress: bool = True,
+    on_done: Callable[[ExportResult], None] | None = None,
 ) -> list[ExportResult]:
     """Export several zoo models (default: all) into `out_dir` as `<name>_<config>_<dtype>.onnx`.
+
+    `on_done` is called with each model's result as it finishes (e.g. a progress line).
 
     A model that fails gives a row with `ok=False` and its `error`; the others go on.
     Bad arguments (unknown name, dtype, opset, unwritable directory) raise before any export.
@@ -444,5 +447,7 @@ def export_all(
             results.append(ExportResult(name=name, path=None, config=config, dtype=dtype, opset=opset,
                                         tolerance=TOLERANCE[dtype], seconds=time.perf_counter() - start,
                                         ok=False, error=str(exc)))
+        if on_done is not None:
+            on_done(results[-1])
     bar.close()
     return results

@@ -137,3 +137,83 @@ def test_an_internal_error_is_one_line(capsys, monkeypatch):
     assert main(["zoo"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tritonnx zoo: error: KeyError: 'boom'") and err.count("\n") == 1
+
+
+# ---- terminal tables fit 100 columns in every verb; --wide keeps every cell whole -----------
+def _widest(text: str) -> int:
+    return max(len(line) for line in text.splitlines())
+
+
+def test_zoo_fits_100_columns_and_wide_keeps_the_venues(capsys):
+    assert main(["zoo"]) == 0
+    narrow = capsys.readouterr().out
+    assert _widest(narrow) <= 100 and "source[batch,src_seq] int64" in narrow  # wrapped, not cut
+    assert main(["zoo", "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert _widest(wide) > 100 and "LeCun et al. 1998, Proc. IEEE" in wide
+    assert main(["zoo", "seq2seq"]) == 0  # was a tabulate ValueError on '384,144,000'
+    details = capsys.readouterr().out
+    assert _widest(details) <= 100 and "384,144,000" in details
+
+
+def _long_names_model(path):
+    """Conv -> Relu -> MaxPool with 60-character node names (a fused group's name is their join)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 1, 3, 3)).astype(np.float32), "w")
+    long = "/encoder/" + "block" * 10
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name=long + "/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name=long + "/Relu"),
+             helper.make_node("MaxPool", ["r"], ["y"], name=long + "/MaxPool", kernel_shape=[2, 2], strides=[2, 2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+def test_inspect_and_run_profile_fit_100_columns(tmp_path, capsys):
+    path = _long_names_model(tmp_path / "m.onnx")
+    assert main(["inspect", str(path), "--kernels", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert _widest(out.split("\n", 1)[1]) <= 100 and "tritonnx::ConvReluPool" in out  # line 1 names the path
+    assert main(["run", str(path), "--profile", "--iterations", "2", "--kernels", "torch"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()[1:]
+    assert max(map(len, lines)) <= 100
+    node_row = next(line for line in lines if "tritonnx::ConvReluPool" in line)
+    assert node_row.startswith("/encoder/block") and "..." in node_row and "MaxPool " in node_row  # middle cut
+    assert main(["run", str(path), "--profile", "--iterations", "2", "--kernels", "torch", "--wide"]) == 0
+    assert "/encoder/" + "block" * 10 + "/Conv+" in capsys.readouterr().out
+
+
+def test_kernels_list_fits_100_columns(capsys):
+    assert main(["kernels"]) == 0
+    out = capsys.readouterr().out
+    assert _widest(out) <= 100 and "conv_relu_pool (conv_relu_pool_kernel)" in out
+    assert main(["kernels", "--wide"]) == 0
+    assert _widest(capsys.readouterr().out) > 100
+
+
+def test_export_all_prints_a_line_per_model_when_not_a_terminal(tmp_path, capsys, monkeypatch):
+    import tritonnx.export as export_pkg
+    from tritonnx import zoo
+
+    def fake_export_all(out_dir, *, on_done=None, progress=True, **kw):
+        assert progress is False  # the CLI's own progress, not export_all's bar
+        results = []
+        for name in zoo.names():
+            results.append(export_pkg.ExportResult(name=name, path=tmp_path / f"{name}_tiny_fp32.onnx", config="tiny",
+                                                   dtype="fp32", opset=18, tolerance=1e-4, seconds=0.5, ok=True,
+                                                   size_bytes=1000, max_rel_err=1e-7, max_abs_err=1e-8))
+            on_done(results[-1])
+        return results
+
+    monkeypatch.setattr(export_pkg, "export_all", fake_export_all)
+    assert main(["export", "--all", "--config", "tiny", "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr()
+    n = len(zoo.names())
+    assert f"[1/{n}] mlp: ok, 0.5 s" in printed.err and printed.err.count("\n") == n
+    assert f"{n}/{n} exported" in printed.out and _widest(printed.out) <= 100

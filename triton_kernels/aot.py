@@ -592,9 +592,8 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def format_summary(rows: list[dict], tablefmt: str = "github") -> str:
-    from tabulate import tabulate
-
+def summary_table(rows: list[dict]) -> list[list]:
+    """The summary's table rows (headers: `SUMMARY_HEADERS`)."""
     table = []
     for s in summary_rows(rows):
         tc = "-" if s["tensor_core"] is None else " ".join(f"{k}:{v}" for k, v in sorted(s["tensor_core"].items()))
@@ -603,7 +602,13 @@ def format_summary(rows: list[dict], tablefmt: str = "github") -> str:
                       s["configs"],
                       f"{_kb(s['max_shared'])} / {_kb(s['smem_limit'])}", _dash(s["max_regs"]), spill, tc,
                       _dash(s["min_blocks_per_sm"])])
-    return tabulate(table, headers=SUMMARY_HEADERS, tablefmt=tablefmt)
+    return table
+
+
+def format_summary(rows: list[dict], tablefmt: str = "github") -> str:
+    from tabulate import tabulate
+
+    return tabulate(summary_table(rows), headers=SUMMARY_HEADERS, tablefmt=tablefmt)
 
 
 def format_table(rows: list[dict], tablefmt: str = "github") -> str:

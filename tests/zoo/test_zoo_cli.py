@@ -8,11 +8,13 @@ def test_zoo_table_lists_every_model(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split()[:3] == ["model", "family", "paper"] and "params (paper)" in lines[0] and "inputs (paper)" in lines[0]
-    assert [line.split()[0] for line in lines[2:]] == zoo.names()
+    assert lines[0].split() == ["model", "family", "paper", "params", "tiny", "inputs", "(paper)"]
+    rows = [line for line in lines[2:] if line[:1].strip()][:-2]  # wrapped cells continue indented; 2 foot lines
+    assert [line.split()[0] for line in rows] == zoo.names()
     row = next(line for line in lines if line.startswith("vgg16"))
-    assert "138.4M" in row and "input[batch,3,224,224]" in row and "Simonyan & Zisserman 2014" in row
-    assert "source[batch,src_seq] int64, target[batch,tgt_seq] int64" in out
+    assert "138.4M" in row and "input[batch,3,224,224]" in row and "Simonyan & Zisserman" in row
+    assert "source[batch,src_seq] int64\n" in out and "target[batch,tgt_seq] int64" in out  # one input a line
+    assert "params: of the paper config; tiny: of the tiny config" in out
 
 
 def test_zoo_table_tiny_inputs(capsys):

@@ -10,6 +10,8 @@ Flags that mean the same thing in every verb that has them:
 - ``--kernels triton|torch``: how fused nodes run (their Triton kernels, on the CPU under
   Triton's interpreter, or their plain-torch references); the session's ``kernels`` setting.
 - ``--seed N`` (N >= 0), ``--no-fusion``, ``--no-progress``, ``--format``.
+- ``--wide``: terminal tables keep every column and cell whole (by default each verb's tables
+  fit `WIDTH` columns, long cells cut with "...", in one style: `table`).
 
 Output paths, one rule everywhere: the parent folder of an output (a file such as
 ``export -o m.onnx`` or ``run -o out.npz``, or a folder such as ``bench --out DIR``) must exist;
@@ -26,6 +28,8 @@ from tritonnx.bench.providers import ALL_PROVIDERS as PROVIDERS
 from tritonnx.errors import InvalidArgument, NoSuchFile
 
 KERNEL_MODES = ("triton", "torch")
+#: Terminal width every verb's tables keep to (``--wide``: no limit).
+WIDTH = 100
 
 
 # argparse value types (their errors are one line through `tritonnx.cli.Parser`) --------------
@@ -77,6 +81,74 @@ def add_kernels(parser) -> None:
 
 def add_seed(parser, what: str) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0, help=f"seed of {what} (default 0)")
+
+
+def add_wide(parser) -> None:
+    parser.add_argument("--wide", action="store_true",
+                        help=f"terminal tables with every cell whole (default: fit {WIDTH} columns)")
+
+
+def cut(text, width: int, *, keep: str = "start") -> str:
+    """`text` in at most `width` characters, "..." where it was cut (``keep="middle"``: the
+    start and the end, for node names and paths)."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    if width <= 3:
+        return text[:width]
+    if keep == "middle":
+        head = (width - 3 + 1) // 2
+        return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+    return text[: width - 3] + "..."
+
+
+def table(rows, headers, *, wide: bool = False, shrink=(), keep: dict | None = None, wrap: bool = False,
+          width: int = WIDTH, min_width: int = 12, **kw) -> str:
+    """A terminal table in the one style of every verb (tabulate "simple", the benchmark's padding).
+
+    Args:
+        rows, headers: as for tabulate (cells are shown with `str`).
+        wide: every cell whole, whatever the width.
+        shrink: indices of the columns that may be cut to fit `width`, the first cut first.
+        keep: column index -> "start" or "middle" (what a cut keeps; default the start).
+        wrap: wrap the `shrink` columns' long cells over several lines (at spaces; a word longer
+            than the column is broken) instead of cutting them.
+        width: the width to fit (a table whose other columns are wider stays wider).
+        min_width: no column is cut below this many characters.
+    """
+    from tritonnx.bench.report import tabulate
+
+    keep = keep or {}
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    kw.setdefault("disable_numparse", True)
+
+    def render(limits):
+        import textwrap
+
+        def fit(i, c):  # tabulate's own maxcolwidths fails on '1,234' cells (0.10)
+            if i not in limits:
+                return c
+            return "\n".join(textwrap.fill(part, limits[i], break_on_hyphens=False)
+                                  for part in c.splitlines()) if wrap else \
+                cut(c, limits[i], keep=keep.get(i, "start"))
+        shown = [[fit(i, c) for i, c in enumerate(row)] for row in cells]
+        return tabulate(shown, headers=headers, tablefmt="simple", **kw)
+
+    limits: dict[int, int] = {}
+    text = render(limits)
+    if wide:
+        return text
+    for col in shrink:
+        over = max(len(line) for line in text.splitlines()) - width if text else 0
+        if over <= 0:
+            break
+        longest = max([len(line) for r in cells if col < len(r) for line in r[col].splitlines()] + [0])
+        header = len(str(headers[col])) if col < len(headers) else 0
+        if longest <= max(min_width, header):
+            continue
+        limits[col] = max(min_width, header, longest - over)
+        text = render(limits)
+    return text
 
 
 def split_list(text: str | None) -> list[str]:

@@ -9,11 +9,10 @@ One file-name scheme in every verb (`tritonnx.export.file_name`): ``<name>_<conf
 """
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
-from tritonnx.commands.common import add_seed, existing_file, output_path, positive_int
+from tritonnx.commands.common import add_seed, add_wide, existing_file, output_path, positive_int, table
 from tritonnx.errors import InvalidArgument
 
 DEFAULT_ALL_DIR = "tritonnx-out"
@@ -35,7 +34,9 @@ def register(subparsers) -> None:
     add_seed(parser, "the random weights and test inputs")
     parser.add_argument("--weights", metavar="FILE", help="a trained state_dict (torch.save) to export instead of random weights")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar with --all")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress with --all (a bar on a terminal, else a line per model)")
+    add_wide(parser)
     parser.set_defaults(func=run)
 
 
@@ -96,15 +97,23 @@ def run(args) -> int:
                  f"max rel err {_err(r.max_rel_err)} (tolerance {r.tolerance:g})" if r.verified else "not verified")
         print(f"wrote {r.path} ({_size(r.size_bytes)}, {r.config}, {r.dtype}, opset {r.opset}); {check}")
         return 0
-    from tabulate import tabulate
+    from tritonnx import zoo
+    from tritonnx.bench.report import Progress
 
-    results = export_all(args.output or DEFAULT_ALL_DIR, config=args.config, dtype=args.dtype, opset=opset,
-                         verify=not args.no_verify, seed=args.seed,
-                         progress=not args.no_progress and sys.stderr.isatty())  # a bar on terminals only
+    progress = Progress(len(zoo.names()), "model", enabled=not args.no_progress)  # a bar on terminals only
+
+    def done(r):
+        progress.done(r.name, f"{'ok' if r.ok else 'FAIL'}, {r.seconds:.1f} s")
+
+    try:
+        results = export_all(args.output or DEFAULT_ALL_DIR, config=args.config, dtype=args.dtype, opset=opset,
+                             verify=not args.no_verify, seed=args.seed, progress=False, on_done=done)
+    finally:
+        progress.close()
     rows = [(r.name, str(r.path) if r.path else "-", _size(r.size_bytes) if r.ok else "-", _err(r.max_rel_err),
              _err(r.max_abs_err), f"{r.seconds:.1f}", "ok" if r.ok else "FAIL") for r in results]
-    print(tabulate(rows, headers=("model", "file", "size", "max rel err", "max abs err", "seconds", "ok"),
-                   colalign=("left", "left", "right", "right", "right", "right", "left"), disable_numparse=True))
+    print(table(rows, ("model", "file", "size", "max rel err", "max abs err", "seconds", "ok"), wide=args.wide,
+                shrink=(1,), keep={1: "middle"}, colalign=("left", "left", "right", "right", "right", "right", "left")))
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"{r.name}: {r.error}")

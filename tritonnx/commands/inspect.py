@@ -5,9 +5,10 @@ and the ops no handler supports; ``--save fused.onnx`` writes the rewritten mode
 """
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 
-from tritonnx.commands.common import add_kernels, existing_file, output_path
+from tritonnx.commands.common import WIDTH, add_kernels, add_wide, existing_file, output_path, table
 from tritonnx.errors import InvalidArgument, NotImplemented
 
 
@@ -20,7 +21,16 @@ def register(subparsers) -> None:
     parser.add_argument("--save", metavar="FUSED.onnx", help="write the rewritten model (valid ONNX, domain tritonnx)")
     parser.add_argument("--no-fusion", action="store_true", help="apply no fusion rule (tritonnx.fusion=0)")
     add_kernels(parser)
+    add_wide(parser)
     parser.set_defaults(func=run)
+
+
+def _item(text, wide: bool) -> str:
+    """One listed item, indented, wrapped within WIDTH (``--wide``: one line)."""
+    if wide:
+        return f"  {text}"
+    return textwrap.fill(str(text), WIDTH, initial_indent="  ", subsequent_indent="    ",
+                         break_on_hyphens=False)
 
 
 def _counts(model) -> Counter:
@@ -33,8 +43,6 @@ def run(args) -> int:
     existing_file(args.model, "model file")
     if args.save:
         output_path(args.save, "--save")
-    from tabulate import tabulate
-
     from tritonnx.runtime import InferenceSession
     from tritonnx.runtime.loader import load_model, unsupported_nodes
 
@@ -52,32 +60,33 @@ def run(args) -> int:
         import tritonnx.runtime.ops  # noqa: F401
         from tritonnx.runtime.registry import OPS
 
-        print(tabulate(sorted(before.items()), headers=["op", "count"]))
+        print(table(sorted(before.items()), ["op", "count"], wide=args.wide, shrink=(0,), colalign=("left", "right")))
         print("\nunsupported ops:")
         missing = unsupported_nodes(original, OPS)
         for m in missing or []:
-            print(f"  {m}")
+            print(_item(m, args.wide))
         if not missing:
-            print(f"  {exc}")
+            print(_item(exc, args.wide))
         return 1
 
     inputs = [[a.name, a.type, a.shape] for a in sess.get_inputs()]
     outputs = [[a.name, a.type, a.shape] for a in sess.get_outputs()]
-    print(tabulate(inputs + outputs, headers=["input/output", "type", "shape"]))
+    print(table(inputs + outputs, ["input/output", "type", "shape"], wide=args.wide, shrink=(0, 2)))
     after = _counts(sess.rewritten_model())
     rows = [[op, before.get(op, 0), after.get(op, 0)] for op in sorted(set(before) | set(after))]
     rows.append(["(total)", sum(before.values()), sum(after.values())])
     print()
-    print(tabulate(rows, headers=["op", "before", "after"]))
+    print(table(rows, ["op", "before", "after"], wide=args.wide, shrink=(0,),
+                colalign=("left", "right", "right")))
     report = sess.fusion_report()
     print(f"\nfusion: {'on' if report.enabled else 'off'}; kernels: {sess.context.kernels}; "
           f"providers: {', '.join(sess.get_providers())}")
     print(f"\nfused groups ({len(report.fused)}):")
     for group in report.fused:
-        print(f"  {group}")
+        print(_item(group, args.wide))
     print(f"\ndeclined candidates ({len(report.declined)}):")
     for d in report.declined:
-        print(f"  {d}")
+        print(_item(d, args.wide))
     print("\nunsupported ops: none")
     if args.save:
         try:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 
+from tritonnx.commands.common import WIDTH, add_wide, table
 from tritonnx.errors import InvalidArgument
 
 FULL_LIMIT = 5000
@@ -37,6 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--check", action="store_true", help="exit 1 if the compile gate fails")
     parser.add_argument("--jobs", type=int, default=None, help="parallel compile processes (default: CPUs)")
     parser.add_argument("--no-cache", action="store_true", help="ignore and do not write the result cache")
+    add_wide(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,7 +57,7 @@ def run(args) -> int:
         raise InvalidArgument("--arch: expected at least one of " + ", ".join(catalog.ARCHS))
     dtypes = tuple(catalog.canonical_dtype(d) for d in _split(args.dtype)) if args.dtype else None
     if not args.report:
-        return _list(selected, archs, args.format)
+        return _list(selected, archs, args.format, args.wide)
     if args.jobs is not None and args.jobs < 1:
         raise InvalidArgument(f"--jobs: expected a positive number, got {args.jobs}")
 
@@ -82,7 +85,13 @@ def run(args) -> int:
                           "rows": rows, "summary": aot.summary_rows(rows), "gate_failures": failures},
                          indent=1, default=str))
     else:
-        print(aot.format_summary(rows) if args.summary else aot.format_table(rows))
+        if args.summary:
+            print(table(aot.summary_table(rows), aot.SUMMARY_HEADERS, wide=args.wide))
+        else:  # the flags and the config wrap (at their commas) within the terminal width
+            cells = aot.table_rows(rows)
+            if not args.wide:
+                cells = [[str(c).replace(",", ", ") if i in (1, 3) else c for i, c in enumerate(r)] for r in cells]
+            print(table(cells, aot.REPORT_HEADERS, wide=args.wide, shrink=(3, 1), wrap=True, min_width=24))
         n_ok = sum(r["status"] == "ok" for r in rows)
         n_cached = sum(bool(r["cached"]) for r in rows)
         sampled = sorted({r["kernel"] for r in rows if r["sampled"]})
@@ -111,9 +120,7 @@ def _flags_text(entry) -> str:
     return "; ".join(f"{k}={'|'.join(map(str, v))}" for k, v in values.items()) or "-"
 
 
-def _list(selected, archs, fmt: str) -> int:
-    from tabulate import tabulate
-
+def _list(selected, archs, fmt: str, wide: bool = False) -> int:
     from tritonnx.triton_kernels import catalog
 
     rows = []
@@ -126,10 +133,20 @@ def _list(selected, archs, fmt: str) -> int:
     if fmt == "json":
         print(json.dumps(rows, indent=1, default=str))
         return 0
-    table = [[r["kernel"], r["function"].rpartition(":")[2],
+    cells = [[r["kernel"], r["function"].rpartition(":")[2],
               " ".join(f"{a}:{n}" for a, n in r["configs"].items()), ",".join(r["dtypes"]),
               _flags_text(catalog.get(r["kernel"])),
               "yes" if r["matmul"] else "no", r["note"]] for r in rows]
-    print(tabulate(table, headers=["kernel", "function", "configs", "dtypes", "flags", "matmul", "note"],
-                   tablefmt="github"))
+    # one line per kernel in --wide; else the flags and notes wrap within the terminal width
+    headers = ["kernel", "function", "configs", "dtypes", "flags", "matmul", "note"]
+    if wide:
+        print(table(cells, headers, wide=True))
+        return 0
+    for kernel, function, configs, dtypes, flags, matmul, note in cells:  # a block per kernel
+        print(textwrap.fill(f"{kernel} ({function}): {note}", WIDTH, subsequent_indent="    "))
+        print(textwrap.fill(f"configs {configs}; dtypes {dtypes}; matrix products: {matmul}", WIDTH,
+                            initial_indent="  ", subsequent_indent="    "))
+        print(textwrap.fill(f"flags: {flags.replace('|', ' | ')}", WIDTH, initial_indent="  ", subsequent_indent="    ",
+                            break_on_hyphens=False))
+    print("(--wide: one table row per kernel)")
     return 0

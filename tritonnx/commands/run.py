@@ -14,8 +14,8 @@ from __future__ import annotations
 import textwrap
 import time
 
-from tritonnx.commands.common import (add_kernels, add_providers, add_seed, existing_file, non_negative_int,
-                                      output_path, parse_providers, positive_float, positive_int)
+from tritonnx.commands.common import (add_kernels, add_providers, add_seed, add_wide, existing_file, non_negative_int,
+                                      output_path, parse_providers, positive_float, positive_int, table)
 from tritonnx.errors import InvalidArgument
 
 #: Providers `run` can time on an ONNX file (torch rows need the torch module a file lacks).
@@ -54,6 +54,7 @@ def register(subparsers) -> None:
                         help="untimed runs first (default 3)")
     parser.add_argument("--duration", type=positive_float, default=3.0, metavar="S",
                         help="stop timing after S seconds measured (default 3; whichever of N, S comes first)")
+    add_wide(parser)
     parser.set_defaults(func=run)
 
 
@@ -157,8 +158,8 @@ def run(args) -> int:
     device = sess.device
     device_text = "CPU" if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"
     print(f"model: {args.model}  device: {device_text}  (session created in {load_s:.2f} s)")
-    print(tabulate([[n, list(v.shape), str(v.dtype), sources[n]] for n, v in feed.items()],
-                   headers=["input", "shape", "dtype", "source"]))
+    print(table([[n, list(v.shape), str(v.dtype), sources[n]] for n, v in feed.items()],
+                ["input", "shape", "dtype", "source"], wide=args.wide, shrink=(0, 3, 1)))
     tensors = {k: dtypes.from_numpy(v).to(device) if not isinstance(v, torch.Tensor) else v.to(device)
                for k, v in feed.items()}
     batch = next((int(v.shape[0]) for v in tensors.values() if v.dim() > 0), 1)
@@ -202,11 +203,12 @@ def run(args) -> int:
     if args.profile and main_name in providers:
         outs, prof = sess.run_profiled(None, tensors)
         label = "device time (CUDA events)" if device.type == "cuda" else "CPU wall ms (not a performance figure)"
-        table = [[r.node, r.op_type if not r.domain else f"{r.domain}::{r.op_type}", _short_kernel(r.kernel),
+        cells = [[r.node, r.op_type if not r.domain else f"{r.domain}::{r.op_type}", _short_kernel(r.kernel),
                   f"{r.ms:.3f}"] for r in prof]
-        table.append(["total", "", "", f"{sum(r.ms for r in prof):.3f}"])
+        cells.append(["total", "", "", f"{sum(r.ms for r in prof):.3f}"])
         print(f"\nper node, one profiled run; {label}:")
-        print(tabulate(table, headers=["node", "op", "kernel", "ms"], disable_numparse=True))
+        print(table(cells, ["node", "op", "kernel", "ms"], wide=args.wide, shrink=(0, 2, 1), keep={0: "middle"},
+                    colalign=("left", "left", "left", "right")))
     arrays = [dtypes.to_numpy(t, copy=True) for t in outputs]
     print()
     headers = ["output", "shape", "dtype", "min", "max", "mean"]
@@ -218,7 +220,7 @@ def run(args) -> int:
                 line.append(f"{max_rel_err(out, ref):.1e}")
             except ValueError as exc:
                 line.append(str(exc))
-    print(tabulate(summary, headers=headers))
+    print(table(summary, headers, wide=args.wide, shrink=(0, 1), colalign=("left",) * 3 + ("right",) * 4))
     if out_path is not None:
         import numpy as np
 

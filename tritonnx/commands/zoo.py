@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+import textwrap
+
+from tritonnx.commands.common import WIDTH, add_wide, table
 
 
 def register(subparsers) -> None:
@@ -13,6 +16,7 @@ def register(subparsers) -> None:
     parser.add_argument("--config", default=None,
                         help="paper|tiny: the config whose inputs the table shows (default paper), or the only "
                         "config NAME's details show (default both)")
+    add_wide(parser)
     parser.set_defaults(func=run)
 
 
@@ -66,14 +70,22 @@ def run(args) -> int:
             rows.append((f"{config}: inputs", entry.describe_inputs(config)))
             rows.append((f"{config}: sizes", ", ".join(f"{k}={v}" for k, v in entry.config(config).items() if _scalar_or_flat(v))))
         rows.append(("outputs", ", ".join(entry.output_names)))
-        print(tabulate(rows, tablefmt="plain"))
+        key_width = max(len(k) for k, _ in rows)
+        if not args.wide:  # long values wrap within WIDTH
+            rows = [(k, textwrap.fill(str(v), WIDTH - key_width - 2, break_on_hyphens=False)) for k, v in rows]
+        print(tabulate(rows, tablefmt="plain", disable_numparse=True))
         return 0
     config = args.config or "paper"
     rows = []
     for name in zoo.names():
         entry = zoo.get(name)
-        rows.append((name, entry.family, short_paper(entry.paper), human(entry.param_count("paper")),
-                     human(entry.param_count("tiny")), entry.describe_inputs(config)))
-    print(tabulate(rows, headers=("model", "family", "paper", "params (paper)", "params (tiny)", f"inputs ({config})"),
-                   colalign=("left", "left", "left", "right", "right", "left")))
+        paper = short_paper(entry.paper)
+        rows.append((name, entry.family, paper if args.wide else paper.split(",")[0], human(entry.param_count("paper")),
+                     human(entry.param_count("tiny")),
+                     entry.describe_inputs(config) if args.wide else entry.describe_inputs(config).replace(", ", "\n")))
+    print(table(rows, ("model", "family", "paper", "params", "tiny", f"inputs ({config})"),
+                wide=args.wide, shrink=(2, 5), wrap=True, colalign=("left", "left", "left", "right", "right", "left")))
+    print(textwrap.fill("params: of the paper config; tiny: of the tiny config (tests, CPU benchmarks). "
+                        "tritonnx zoo NAME: a model's papers, configs and sizes" +
+                        ("" if args.wide else "; --wide: venues too"), WIDTH))
     return 0

@@ -208,7 +208,7 @@ def _string_feed(spec: _Spec, value: Any) -> np.ndarray:
     if array.dtype.kind not in "OSU":
         raise InvalidArgument(f"Unexpected input data type for input {spec.name!r}. Actual: ({array.dtype}) , "
                               f"expected: ({spec.type})")
-    if spec.dims is not None and array.ndim != len(spec.dims):
+    if spec.dims and array.ndim != len(spec.dims):  # declared scalar: any rank (onnxruntime's rule)
         raise InvalidArgument(f"Invalid rank for input: {spec.name} Got: {array.ndim} Expected: {len(spec.dims)} "
                               "Please fix either the inputs/outputs or the model.")
     return array.astype(object)
@@ -496,7 +496,7 @@ class InferenceSession:
             got = dtypes.ort_type_string(dtypes.TORCH_TO_ONNX[tensor.dtype]) if tensor.dtype in dtypes.TORCH_TO_ONNX else str(tensor.dtype)
             raise InvalidArgument(f"Unexpected input data type for input {name!r}. Actual: ({got}) , "
                                   f"expected: ({spec.type})")
-        if spec.dims is not None:
+        if spec.dims:  # None: no shape; (): a declared scalar, which onnxruntime does not check either
             if tensor.dim() != len(spec.dims):
                 raise InvalidArgument(f"Invalid rank for input: {name} Got: {tensor.dim()} Expected: "
                                       f"{len(spec.dims)} Please fix either the inputs/outputs or the model.")

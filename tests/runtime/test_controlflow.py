@@ -14,9 +14,10 @@ from tritonnx.runtime import InferenceSession
 ort = pytest.importorskip("onnxruntime")
 
 F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
-IF_OPSETS = (11, 13, 16, 19, 21, 23)
-#: onnxruntime 1.2x runs up to opset 23 for the default domain
-SCAN_OPSETS = (9, 11, 16, 19, 21, 23)
+#: every opset where If and Loop changed (10: If-1/Loop-1); onnxruntime 1.32 runs them all
+IF_OPSETS = (10, 11, 13, 16, 19, 21, 23, 24, 25)
+#: every opset where Scan changed after 8 (Scan 8's batched form has its own test)
+SCAN_OPSETS = (9, 11, 16, 19, 21, 23, 24, 25)
 
 
 def _vi(name, elem, shape):
@@ -25,7 +26,7 @@ def _vi(name, elem, shape):
 
 def _model(nodes, inputs, outputs, opset, initializers=()):
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    ir = 8 if opset < 21 else 10
+    ir = 8 if opset < 21 else 10 if opset < 24 else 11
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
 
 
@@ -171,6 +172,71 @@ def test_loop_dynamic_trip_count_from_shape_and_nested_if():
     model = _model(nodes, [_vi("x", F, ["N", 3])], [_vi("acc", F, [3])], 18, inits)
     for n in (0, 1, 4):
         _assert_same(*_both(model, {"x": _x((n, 3), n)}))
+
+
+# --------------------------------------------------------------------------------------- a voice model's If
+H = 4
+
+
+def _vad_branch(tag, seed, kernel):
+    """One sample rate's network, silero-VAD style: Conv(1->4)+Relu+MaxPool over the samples,
+    an LSTM over the pooled frames started from the outer `state`, a Sigmoid head; its own
+    weights (the branch's initializers), the outer `input` and `state` read from the enclosing graph."""
+    rng = np.random.default_rng(seed)
+    def w(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.5).astype(np.float32), f"{tag}_{name}")
+    conv_w, conv_b = w("conv_w", 4, 1, 1, kernel), w("conv_b", 4)
+    lstm_w, lstm_r, lstm_b = w("lstm_w", 1, 4 * H, 4), w("lstm_r", 1, 4 * H, H), w("lstm_b", 1, 8 * H)
+    head_w = w("head_w", H, 1)
+    names = {k: t.name for k, t in dict(cw=conv_w, cb=conv_b, lw=lstm_w, lr=lstm_r, lb=lstm_b, hw=head_w).items()}
+    axes = numpy_helper.from_array(np.array([1, 2], np.int64), f"{tag}_axes")
+    sq = numpy_helper.from_array(np.array([2], np.int64), f"{tag}_sq")
+    split = numpy_helper.from_array(np.array([1, 1], np.int64), f"{tag}_split")
+    nodes = [
+        helper.make_node("Unsqueeze", ["input", axes.name], [f"{tag}_x4"]),                  # [B, 1, 1, T]
+        helper.make_node("Conv", [f"{tag}_x4", names["cw"], names["cb"]], [f"{tag}_c"]),     # [B, 4, 1, T-k+1]
+        helper.make_node("Relu", [f"{tag}_c"], [f"{tag}_r"]),
+        helper.make_node("MaxPool", [f"{tag}_r"], [f"{tag}_p"], kernel_shape=[1, 2], strides=[1, 2]),
+        helper.make_node("Squeeze", [f"{tag}_p", sq.name], [f"{tag}_f"]),                    # [B, 4, T']
+        helper.make_node("Transpose", [f"{tag}_f"], [f"{tag}_seq"], perm=[2, 0, 1]),          # [T', B, 4]
+        helper.make_node("Split", ["state", split.name], [f"{tag}_h0", f"{tag}_c0"], axis=0),
+        helper.make_node("LSTM", [f"{tag}_seq", names["lw"], names["lr"], names["lb"], "", f"{tag}_h0", f"{tag}_c0"],
+                         ["", f"{tag}_hn", f"{tag}_cn"], hidden_size=H),
+        helper.make_node("Concat", [f"{tag}_hn", f"{tag}_cn"], [f"{tag}_state"], axis=0),
+        helper.make_node("Squeeze", [f"{tag}_hn", f"{tag}_sq0"], [f"{tag}_h"]),
+        helper.make_node("MatMul", [f"{tag}_h", names["hw"]], [f"{tag}_logit"]),
+        helper.make_node("Sigmoid", [f"{tag}_logit"], [f"{tag}_prob"]),
+    ]
+    inits = [conv_w, conv_b, lstm_w, lstm_r, lstm_b, head_w, axes, sq, split,
+             numpy_helper.from_array(np.array([0], np.int64), f"{tag}_sq0")]
+    return helper.make_graph(nodes, tag, [], [_vi(f"{tag}_prob", F, ["B", 1]), _vi(f"{tag}_state", F, [2, "B", H])],
+                             initializer=inits)
+
+
+def _voice_model():
+    nodes = [helper.make_node("Equal", ["sr", "sr16k"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["prob", "stateN"], name="sample_rate",
+                              then_branch=_vad_branch("sr16k_net", 1, 5), else_branch=_vad_branch("sr8k_net", 2, 3))]
+    graph = helper.make_graph(nodes, "vad", [_vi("input", F, ["B", "T"]), _vi("state", F, [2, "B", H]), _vi("sr", I64, [])],
+                              [_vi("prob", F, ["B", 1]), _vi("stateN", F, [2, "B", H])],
+                              initializer=[numpy_helper.from_array(np.array(16000, np.int64), "sr16k")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_voice_model_picks_its_sample_rate_branch():
+    """The issue's example: a VAD model picks its 16 kHz or 8 kHz network with If on the `sr`
+    feed; each branch's Conv+Relu+MaxPool and LSTM are fused where they live, and `sr` is taken
+    as onnxruntime takes a declared scalar: 0-d or [1]."""
+    model = _voice_model().SerializeToString()
+    sess = InferenceSession(model, providers=["CPUExecutionProvider"])
+    where = sorted(str(g).rsplit(" in ", 1)[1] for g in sess.fusion_report().fused)
+    assert where == ["If 'sample_rate' else_branch"] * 2 + ["If 'sample_rate' then_branch"] * 2
+    ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for sr in (np.array(16000), np.array([8000]), np.array(8000), np.array([16000])):
+        feeds = {"input": rng.standard_normal((2, 32)).astype(np.float32),
+                 "state": rng.standard_normal((2, 2, H)).astype(np.float32), "sr": sr.astype(np.int64)}
+        _assert_same(sess.run(None, feeds), ref.run(None, feeds))
 
 
 # --------------------------------------------------------------------------------------- Scan

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
-from tritonnx.errors import InvalidGraph, NotImplemented, TritonnxError
+from tritonnx.errors import InvalidArgument, InvalidGraph, NotImplemented, TritonnxError
 from tritonnx.runtime import InferenceSession
 from tritonnx.runtime.loader import supported_opsets
 
@@ -190,3 +190,29 @@ def test_supported_opsets_come_from_onnx():
     limits = supported_opsets()
     assert limits[""] == onnx.defs.onnx_opset_version()
     assert limits["com.microsoft"] == 1 and "ai.onnx.ml" in limits
+
+
+@pytest.mark.parametrize("declared, fed, accepted", [
+    ([], (), True), ([], (1,), True), ([], (2, 3), True), ([], (0,), True),
+    ([1], (), False), ([2], (1, 2), False), (["N", 2], (2,), False),
+], ids=["scalar-0d", "scalar-fed-[1]", "scalar-fed-2x3", "scalar-fed-empty", "[1]-fed-0d", "[2]-fed-1x2", "Nx2-fed-2"])
+def test_feed_rank_like_onnxruntime(declared, fed, accepted):
+    """onnxruntime checks a feed's rank against a declared shape, except a declared scalar
+    (shape []), which takes any rank (models declare `sr` or a trip count so and are fed [1])."""
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TP.FLOAT, declared)],
+        [helper.make_tensor_value_info("y", TP.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    feed = {"x": np.random.default_rng(0).standard_normal(fed).astype(np.float32)}
+    quiet = ort.SessionOptions()
+    quiet.log_severity_level = 3  # its warning that the output's shape differs from the declared one
+    ref = ort.InferenceSession(model.SerializeToString(), quiet, providers=["CPUExecutionProvider"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the output declared without a shape
+        sess = InferenceSession(model.SerializeToString())
+    if accepted:
+        np.testing.assert_array_equal(sess.run(None, feed)[0], ref.run(None, feed)[0])
+        return
+    with pytest.raises(Exception, match="Invalid rank"):
+        ref.run(None, feed)
+    with pytest.raises(InvalidArgument, match=f"Invalid rank for input: x Got: {len(fed)} Expected: {len(declared)}"):
+        sess.run(None, feed)

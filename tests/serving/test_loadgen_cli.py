@@ -15,6 +15,7 @@ psutil = pytest.importorskip("psutil", reason="the serve extra (psutil) is not i
 pytest.importorskip("onnxruntime", reason="the cpu extra (onnxruntime) is not installed")
 
 from tritonnx.cli import main  # noqa: E402
+from tritonnx.commands.serve_bench import role_of  # noqa: E402
 
 from .models import matmul_relu  # noqa: E402
 
@@ -69,3 +70,15 @@ def test_refusals_are_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("tritonnx serve bench: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("cmdline, role", [
+    ("ray::ProxyActor", "proxy"), ("ray::ServeReplica:m:Model", "replica"), ("ray::ServeController", "controller"),
+    ("/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x", "raylet"),
+    ("/venv/lib/python3.11/site-packages/ray/core/src/ray/gcs/gcs_server --redis_address=", "gcs"),
+    ("python -u /venv/lib/python3.11/site-packages/ray/dashboard/agent.py --node-ip-address=127.0.0.1", "ray-agent"),
+    ("ray::IDLE", "idle-worker"), ("python -m tritonnx.serve.reference_server m.onnx", "bare-server"),
+    ("sleep 10", "other"),
+])
+def test_process_roles(cmdline, role):
+    assert role_of(cmdline) == role

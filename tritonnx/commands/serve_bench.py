@@ -46,8 +46,10 @@ COLUMNS = [
 ]
 
 #: Ray's process titles -> the role a process plays (command lines of the server processes).
-RAY_ROLES = (("ProxyActor", "proxy"), ("ServeReplica", "replica"), ("ServeController", "controller"),
-             ("raylet", "raylet"), ("gcs_server", "gcs"), ("reference_server", "bare-server"))
+RAY_ROLES = (("ProxyActor", "proxy"), ("haproxy", "proxy"), ("ServeReplica", "replica"),
+             ("ServeController", "controller"), ("ray::IDLE", "idle-worker"), ("dashboard", "ray-agent"),
+             ("runtime_env", "ray-agent"), ("log_monitor", "ray-agent"), ("monitor.py", "ray-agent"),
+             ("gcs_server", "gcs"), ("raylet", "raylet"), ("reference_server", "bare-server"))
 
 
 def role_of(cmdline: str) -> str:

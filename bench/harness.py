@@ -34,7 +34,7 @@ from typing import Callable
 
 from tritonnx.bench import devices, report
 from tritonnx.bench.ort import timing_stream
-from tritonnx.bench.providers import Workload, make_provider
+from tritonnx.bench.providers import HOST_KEYS, Workload, make_provider
 from tritonnx.bench.stats import Timing, max_rel_err, measure
 from tritonnx.errors import InvalidArgument
 
@@ -79,6 +79,8 @@ SAMPLING = {
     ("cuda", False): (10, 1000, 0.5), ("cuda", True): (5, 200, 0.2),
     ("cpu", False): (3, 100, 5.0), ("cpu", True): (1, 5, 2.0),
 }
+#: Profiled runs per tritonnx row for the host-overhead columns (quick, not quick).
+HOST_RUNS = {True: 5, False: 21}
 
 
 @dataclass(frozen=True)
@@ -411,7 +413,7 @@ class Harness:
             "min_ms": None, "max_ms": None, "mean_ms": None, "n": None, "measured_s": None, "outliers": None,
             "samples_ms": None, "timing": None,
             "max_rel_err": None, "reference": None, "peak_mem_mib": None, "compile_cold_s": None,
-            "compile_warm_s": None, "flops": None, "bytes": None, "roofline": None, "input_shapes": None,
+            "compile_warm_s": None, **dict.fromkeys(HOST_KEYS), "flops": None, "bytes": None, "roofline": None, "input_shapes": None,
             # tf32 is a GPU setting: a CPU row makes no claim about it
             "tf32": self.s.tf32 if self.device.type == "cuda" else None,
             "source": str(self.s.files[plan.model].path) if plan.model in self.s.files else "zoo",
@@ -453,6 +455,7 @@ class Harness:
             timing = time_fn(fn, self.device, quick=self.s.quick, deadline=deadline,
                              method="cpu-interpreter" if facts.get("interpreter") else "cpu-wall")
             row.update(timing.as_row())
+            row.update(provider.host_overhead(HOST_RUNS[bool(self.s.quick)]))
             outputs = [o.detach().cpu() for o in fn()]
             _sync(self.device)
             err, cmp_note = compare(outputs, reference)

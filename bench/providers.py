@@ -88,6 +88,17 @@ class Provider:
         """What really ran, for the row (after `prepare`): e.g. the session's effective kernels."""
         return {}
 
+    def host_overhead(self, runs: int) -> dict:
+        """The row's host-overhead columns (`HOST_KEYS`), measured after the timing; {} when the
+        provider cannot split a run into its ops and the rest."""
+        return {}
+
+
+#: Row keys of the host overhead (tritonnx rows): medians over profiled runs of the run's wall
+#: time, its ops' time (kernels' device time on a GPU, the ops' wall time on the CPU), host =
+#: wall - ops, the steps per run, host per step in µs, and whether the run walked a plan.
+HOST_KEYS = ("profiled_wall_ms", "ops_ms", "host_ms", "steps", "host_us_step", "planned")
+
 
 class TritonnxProvider(Provider):
     """`tritonnx.InferenceSession` on the workload's device, fused or not."""
@@ -127,6 +138,7 @@ class TritonnxProvider(Provider):
                                          **work.options)
         self._session = sess
         feeds = work.feeds
+        self._feeds = feeds
         self._note = ""
         ctx = sess.context
         eps = sess.get_providers()
@@ -177,6 +189,19 @@ class TritonnxProvider(Provider):
 
     def facts(self) -> dict:
         return dict(getattr(self, "_facts", {}))
+
+    def host_overhead(self, runs: int) -> dict:
+        """`runs` profiled runs (`InferenceSession.run_profiled`, on the signature's plan): the
+        run of median host time (lower median), so its wall, ops and host (= wall - ops) ms agree;
+        host µs per step = host / steps."""
+        sess, feeds = self._session, getattr(self, "_feeds", None)
+        if sess is None or feeds is None or not hasattr(sess, "run_profiled"):
+            return {}
+        profiles = sorted((sess.run_profiled(None, feeds)[1] for _ in range(max(runs, 1))),
+                          key=lambda p: p.host_ms)
+        mid = profiles[(len(profiles) - 1) // 2]
+        return {"profiled_wall_ms": mid.wall_ms, "ops_ms": mid.ops_ms, "host_ms": mid.host_ms, "steps": mid.steps,
+                "host_us_step": mid.host_us_per_step if mid.steps else None, "planned": mid.planned}
 
 
 class OnnxruntimeProvider(Provider):

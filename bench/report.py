@@ -56,13 +56,15 @@ COLUMNS = [
     ("max ms", "max_ms"), ("mean ms", "mean_ms"), ("n", "n"), ("measured s", "measured_s"),
     ("outliers", "outliers"), ("timing", "timing"),
     ("items/s", "throughput"), ("vs ORT", "speedup_vs_ort"), ("max rel err", "max_rel_err"),
+    ("host ms", "host_ms"), ("steps", "steps"), ("host µs/step", "host_us_step"), ("planned", "planned"),
     ("peak MiB", "peak_mem_mib"), ("cold s", "compile_cold_s"), ("warm s", "compile_warm_s"),
     ("roofline", "roofline"), ("kernels", "kernels"), ("note", "note"),
 ]
 #: The terminal table's columns, most important first: added while the table fits `WIDTH`
 #: (`--wide`: all of `COLUMNS`); the note takes what width is left.
 TERMINAL_PRIORITY = ["model", "provider", "median_ms", "n", "timing", "speedup_vs_ort", "batch", "dtype",
-                     "p90_ms", "max_rel_err", "throughput", "p99_ms", "config", "roofline", "peak_mem_mib"]
+                     "host_us_step", "p90_ms", "max_rel_err", "throughput", "p99_ms", "config", "roofline",
+                     "peak_mem_mib"]
 #: The first CORE columns of the priority come before the note; the note keeps NOTE_MIN characters.
 CORE, NOTE_MIN = 6, 20
 #: Columns that move to the title line when every row has the same value.
@@ -73,7 +75,7 @@ WIDTH = 100
 NUMERIC = {"batch", "median_ms", "p20_ms", "p80_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "mean_ms", "n",
            "measured_s", "outliers", "throughput", "speedup_vs_ort", "max_rel_err", "peak_mem_mib",
            "compile_cold_s", "compile_warm_s", "roofline", "a_median_ms", "b_median_ms", "a_n", "b_n", "ratio",
-           "a_vs_ort", "b_vs_ort",
+           "a_vs_ort", "b_vs_ort", "host_ms", "steps", "host_us_step", "ops_ms", "profiled_wall_ms",
            # tritonnx serve bench's columns
            "batch_wait_ms", "concurrency", "req_s", "p50_ms", "errors", "batch_text", "first_ok_s", "rss_mib",
            "queue_p50_ms", "run_p50_ms"}
@@ -207,7 +209,7 @@ def _fmt(key: str, value) -> str:
         return value
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if key in ("batch", "n", "outliers", "concurrency", "errors", "batch_wait_ms"):
+    if key in ("batch", "n", "outliers", "concurrency", "errors", "batch_wait_ms", "steps"):
         return str(value)
     if key == "roofline":
         return f"{100 * value:.1f}%"
@@ -219,6 +221,8 @@ def _fmt(key: str, value) -> str:
         return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
     if key in ("compile_cold_s", "compile_warm_s", "measured_s", "first_ok_s"):
         return f"{value:.2f}"
+    if key == "host_us_step":
+        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
     if key in ("peak_mem_mib", "rss_mib"):
         return f"{value:.0f}"
     if isinstance(value, float):

@@ -175,6 +175,17 @@ def test_cli_end_to_end_with_the_real_zoo(tmp_path, capsys):
     assert rows["tritonnx"]["status"] == "ok", rows["tritonnx"]["note"]
     assert rows["tritonnx"]["max_rel_err"] < 1e-4 and rows["tritonnx"]["config"] == "tiny"
     assert (out / "models" / "mlp_tiny_fp32.onnx").exists()
+    mine = rows["tritonnx"]  # host overhead: host = wall - ops of one profiled run, per step = host / steps
+    assert mine["planned"] is True and mine["steps"] >= 2 and mine["profiled_wall_ms"] > 0
+    assert mine["host_ms"] == pytest.approx(mine["profiled_wall_ms"] - mine["ops_ms"], abs=1e-9)
+    assert 0 <= mine["ops_ms"] <= mine["profiled_wall_ms"]
+    assert mine["host_us_step"] == pytest.approx(mine["host_ms"] * 1e3 / mine["steps"])
+    assert rows["onnxruntime"]["host_ms"] is None and rows["torch"]["steps"] is None
+    header = (out / report.TABLE_CSV).read_text().splitlines()[0].split(",")
+    assert {"host_ms", "steps", "host_us_step", "planned"} <= set(header)
+    assert "host µs/step" in (out / report.TABLE_MD).read_text()
+    table = report.render(printed["rows"], "table")
+    assert "host µs/step" in table and max(map(len, table.splitlines())) <= report.WIDTH
 
 
 def test_resume_retries_rows_of_a_missing_provider(tmp_path, fake_zoo, monkeypatch):

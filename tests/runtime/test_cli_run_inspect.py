@@ -1,4 +1,6 @@
 """`tritonnx run` and `tritonnx inspect` on a small Conv -> Relu -> MaxPool model."""
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -60,6 +62,13 @@ def test_run_random_inputs_with_dim_and_profile(model_path, capsys):
     assert "[3, 2, 6, 6]" in text and "random" in text
     assert "not a performance figure" in text  # CPU times are labelled
     assert "Conv" in text and "total" in text
+    host = re.search(r"host: ([\d.]+) ms per run = wall ([\d.]+) - ops ([\d.]+); (\d+) steps, "
+                     r"([\d.]+) µs per step; planned", text)
+    assert host, text
+    host_ms, wall_ms, ops_ms, steps, per_step = (float(g) for g in host.groups())
+    assert steps >= 3 and wall_ms > 0  # Conv, Relu, MaxPool at least
+    assert host_ms == pytest.approx(wall_ms - ops_ms, abs=2e-3)
+    assert per_step == pytest.approx(host_ms * 1e3 / steps, abs=0.5 / steps + 0.01)  # rounding of the text
 
 
 def test_run_bad_arguments(model_path, capsys):

@@ -209,6 +209,7 @@ def run(args) -> int:
         print(f"\nper node, one profiled run; {label}:")
         print(table(cells, ["node", "op", "kernel", "ms"], wide=args.wide, shrink=(0, 2, 1), keep={0: "middle"},
                     colalign=("left", "left", "left", "right")))
+        print(_host_line(prof))
     arrays = [dtypes.to_numpy(t, copy=True) for t in outputs]
     print()
     headers = ["output", "shape", "dtype", "min", "max", "mean"]
@@ -241,6 +242,15 @@ def _load_proto(path):
         return onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - InferenceSession reports a bad file in its own words
         return None
+
+
+def _host_line(prof) -> str:
+    """The profiled run's host overhead: wall - ops = host ms, steps, host µs per step, planned."""
+    steps = getattr(prof, "steps", 0)
+    per_step = f"{prof.host_us_per_step:.2f} µs per step" if steps else "no steps"
+    plan = "planned" if prof.planned else "walked (no run plan)"
+    return textwrap.fill(f"host: {prof.host_ms:.3f} ms per run = wall {prof.wall_ms:.3f} - ops {prof.ops_ms:.3f}; "
+                         f"{steps} steps, {per_step}; {plan}", width=WIDTH)
 
 
 def _short_kernel(label: str) -> str:

@@ -384,6 +384,10 @@ def render(rows: list[dict], fmt: str = "table", *, env: dict | None = None, col
     foot = []
     if legend and not wide:
         foot.append(f"timing: {legend}.")
+    sampling = (env or {}).get("sampling")
+    if is_models and sampling:  # every row's n is its own; the rule that made it is stated once
+        foot.append(f"n: {sampling.get('warmup')} warm-up run(s), then {sampling.get('min_samples')} samples or "
+                    f"{sampling.get('min_time_s')} s measured per row, whichever first; every sample kept.")
     if is_models and any(k == "p90_ms" for _, k in shown):
         foot.append("pXX is shown where n >= 100/(100-XX) (p90: 10, p99: 100).")
     if len(shown) < len(columns) and not wide:
@@ -500,6 +504,12 @@ def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:
         ra, rb = index_a.get(key, {}), index_b.get(key, {})
         ma = ra.get("median_ms") if ra.get("status", "ok") == "ok" else None
         mb = rb.get("median_ms") if rb.get("status", "ok") == "ok" else None
+        notes = ["only in A"] if not rb else (["only in B"] if not ra else
+                                               [f"{s}: {r.get('status')}" for s, r in (("A", ra), ("B", rb))
+                                                if r.get("status", "ok") != "ok"])
+        differs = bool(ma and mb and ra.get("timing") != rb.get("timing"))
+        if differs:  # e.g. CPU wall against the interpreter: a ratio of two different things
+            notes.append("timing differs")
         out.append({
             "model": key[0], "config": key[1], "batch": key[2], "dtype": key[3], "provider": key[4],
             "a_median_ms": ma, "a_n": ra.get("n") or (len(ra["samples_ms"]) if ra.get("samples_ms") else None),
@@ -507,9 +517,7 @@ def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:
             "b_n": rb.get("n") or (len(rb["samples_ms"]) if rb.get("samples_ms") else None),
             "b_timing": rb.get("timing"), "ratio": (mb / ma) if ma and mb else None,
             "a_vs_ort": ra.get("speedup_vs_ort"), "b_vs_ort": rb.get("speedup_vs_ort"),
-            "note": "only in A" if not rb else ("only in B" if not ra else
-                                                 "; ".join(f"{s}: {r.get('status')}" for s, r in (("A", ra), ("B", rb))
-                                                           if r.get("status", "ok") != "ok")),
+            "timing_differs": differs, "note": "; ".join(notes),
         })
     return out
 
@@ -574,8 +582,12 @@ def render_compare(a_env: dict, b_env: dict, rows: list[dict], fmt: str = "table
                             tablefmt="simple", disable_numparse=True, colalign=_align(cols))
 
         for key in COMPARE_PRIORITY:
-            if key in dict((k, t) for t, k in columns) and _width(render_keys(chosen + [key])) <= width:
-                chosen.append(key)
+            if key in ("b_timing", "b_vs_ort"):
+                continue
+            pair = {"a_timing": "b_timing", "a_vs_ort": "b_vs_ort"}  # both sides or neither
+            keys = [key, pair[key]] if key in pair else [key]
+            if key in dict((k, t) for t, k in columns) and _width(render_keys(chosen + keys)) <= width:
+                chosen.extend(keys)
         columns = [(t, k) for t, k in columns if k in chosen]
     body = tabulate([[fmt_cell(r, k) for _, k in columns] for r in rows], headers=[t for t, _ in columns],
                     tablefmt="simple", disable_numparse=True, colalign=_align(columns))
@@ -583,9 +595,14 @@ def render_compare(a_env: dict, b_env: dict, rows: list[dict], fmt: str = "table
     if title:
         lines.append("; ".join(f"{k} {v}" for k, v in title.items()))
     lines.append(body)
-    ratios = [r["ratio"] for r in rows if r.get("ratio")]
-    if ratios:
-        lines.append(f"geomean B/A over {len(ratios)} matched rows: {geomean(ratios):.3g}x")
+    ratios = [r["ratio"] for r in rows if r.get("ratio") and not r.get("timing_differs")]
+    differ = sum(1 for r in rows if r.get("ratio") and r.get("timing_differs"))
+    if ratios or differ:
+        text = f"geomean B/A over {len(ratios)} matched rows: {geomean(ratios):.3g}x" if ratios else \
+            "no geomean: no matched rows with the same timing label"
+        if differ:
+            text += f" ({differ} row(s) whose timing labels differ left out)"
+        lines.append(textwrap.fill(text, width=width))
     return "\n".join(lines)
 
 

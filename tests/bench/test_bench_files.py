@@ -220,6 +220,10 @@ def test_terminal_table_fits_100_columns_and_wide_shows_all():
     table = report.render(rows, "table")
     assert all(len(line) <= 100 for line in table.splitlines())
     assert "config tiny; dtype fp32; batch 1" in table  # uniform columns move to the title line
+    sampled = report.render(rows, "table", env={"sampling": {"warmup": 1, "min_samples": 5, "min_time_s": 2.0}})
+    assert "n: 1 warm-up run(s), then 5 samples or 2.0 s measured per row, whichever first" in \
+        " ".join(sampled.split())  # the minimums are stated beside every row's n
+    assert all(len(line) <= 100 for line in sampled.splitlines())
     wide = report.render(rows, "table", wide=True)
     header = next(line for line in wide.splitlines() if line.startswith("model"))
     assert "peak MiB" in header and "roofline" in header and "outliers" in header
@@ -249,6 +253,21 @@ def test_compare_two_result_sets(tmp_path, capsys):
     assert main(["bench", "--compare", str(a), str(b), "--format", "csv"]) == 0
     parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert float(next(r for r in parsed if r["provider"] == "tritonnx")["ratio"]) == 2.0
+
+
+def test_compare_leaves_rows_of_different_timing_out_of_the_geomean(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    report.write_all(a, {"device": "cpu", "time_utc": "t"}, [_row("lenet5", "tritonnx", 1.0),
+                                                            _row("mlp", "tritonnx", 1.0)])
+    report.write_all(b, {"device": "cpu", "time_utc": "t"}, [_row("lenet5", "tritonnx", 500.0, timing="cpu-interpreter"),
+                                                            _row("mlp", "tritonnx", 2.0)])
+    assert main(["bench", "--compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("lenet5"))
+    assert "500.00x" in line and "timing differs" in line  # shown, marked
+    header = next(ln for ln in out.splitlines() if ln.startswith("model"))
+    assert ("A timing" in header) == ("B timing" in header) and ("A vs ORT" in header) == ("B vs ORT" in header)
+    assert "geomean B/A over 1 matched rows: 2x (1 row(s) whose timing labels differ left out)" in " ".join(out.split())
 
 
 def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():

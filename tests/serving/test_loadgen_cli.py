@@ -17,6 +17,7 @@ pytest.importorskip("onnxruntime", reason="the cpu extra (onnxruntime) is not in
 from tritonnx.cli import main  # noqa: E402
 from tritonnx.commands.serve_bench import role_of  # noqa: E402
 
+from .kserve_stub import MODEL, Stub  # noqa: E402
 from .models import matmul_relu  # noqa: E402
 
 
@@ -56,6 +57,21 @@ def test_bare_server_and_floor_rows(tmp_path, capsys):
     assert "CPU times, not performance figures" in table
     assert max(len(line) for line in table.splitlines()) <= 100
     assert "the rest (HTTP, codec, threads, client)" in table.replace("\n  ", " ")
+
+
+def test_url_endpoint_rows(tmp_path, capsys):
+    model = matmul_relu(tmp_path / "mm.onnx")
+    with Stub(fail_every=5) as stub:
+        code = main(["serve", "bench", str(model), "--url", stub.url, "--model-name", MODEL, "--no-floor",
+                     "--concurrency", "1,3", "--requests", "25", "--warmup", "0", "--max-seconds", "20",
+                     "--out", str(tmp_path / "res"), "--format", "json"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    rows = json.loads(printed.out)["rows"]
+    assert [(r["server"], r["concurrency"], r["sent"], r["ok"], r["errors"]) for r in rows] == [
+        ("url", 1, 25, 20, 5), ("url", 3, 25, 20, 5)]
+    assert rows[0]["error_kinds"] == {"HTTP 400": 5} and "5 errors (HTTP 400: 5" in rows[0]["note"]
+    assert rows[0]["rss_mib"] is None  # an endpoint this command did not start: no processes to read
 
 
 @pytest.mark.parametrize("argv, message", [

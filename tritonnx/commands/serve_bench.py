@@ -403,9 +403,15 @@ def write_chart(rows: list[dict], path: Path, env: dict) -> Path | None:
         if r.get("server") == "session b1" and r.get("req_s"):
             a.axhline(r["req_s"], color="gray", linestyle=":", linewidth=1)
             a.annotate(f"{r['model']} {r['runtime']} session.run b1", (1, r["req_s"]), fontsize=7, va="bottom")
+    from matplotlib.ticker import FuncFormatter
+
+    levels = sorted({r["concurrency"] for r in served})
     for ax, what in ((a, "requests/s"), (b, "p50 latency, ms")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, which="both")

@@ -23,6 +23,7 @@ measured time (whichever first); every row records its n, measured time and timi
 from __future__ import annotations
 
 import copy
+import os
 import gc
 import json
 import sys
@@ -96,8 +97,9 @@ class FileModel:
 
 
 def is_file_model(text: str) -> bool:
-    """A ``--models`` item that names a file (a path, or a name ending in .onnx), not a zoo model."""
-    return text.endswith(".onnx") or "/" in text or "\\" in text
+    """A ``--models`` item that names a file (a path, a name ending in .onnx, or an existing file),
+    not a zoo model (where a zoo name is also a file here, the callers take the zoo model)."""
+    return text.endswith(".onnx") or "/" in text or "\\" in text or os.path.isfile(text)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,14 @@ def test_bench_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, me
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.onnx"]
 
 
+def test_an_existing_file_without_the_onnx_suffix_is_read_as_a_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    assert main(["bench", "--models", "notes.txt"]) == 2  # was "unknown model(s) notes.txt: the zoo has ..."
+    err = capsys.readouterr().err
+    assert err == "tritonnx bench: error: --models notes.txt: not an ONNX model (DecodeError)\n", err
+
+
 # readable outputs ----------------------------------------------------------------------------
 def _row(model, provider, median, timing="cpu-wall", **kw):
     row = {"model": model, "config": "tiny", "batch": 1, "dtype": "fp32", "provider": provider, "status": "ok",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -217,7 +218,7 @@ class Server:
 
 
 def start_server(kind: str, path: Path, model: str, runtime: str, *, max_batch_size: int, batch_wait_ms: int,
-                 start_timeout_s: float) -> Server:
+                 start_timeout_s: float, folder: Path) -> Server:
     """Start `kind` ("ray": `tritonnx.serve`'s deployment; "bare": the reference server) on loopback."""
     if kind == "bare":
         from tritonnx.serve import reference_server
@@ -225,14 +226,18 @@ def start_server(kind: str, path: Path, model: str, runtime: str, *, max_batch_s
         proc, url = reference_server.spawn(path, model, runtime=runtime, max_seconds=3600,
                                            start_timeout_s=start_timeout_s)
         return Server("bare", url, model, stop=lambda: reference_server.stop(proc), pids=[proc.pid])
+    from tritonnx.serve import api  # Ray-free import; Ray is imported inside start()
+
+    ray_dir = Path(tempfile.mkdtemp(prefix="ray-", dir=folder))
     try:
-        from tritonnx.serve import api  # noqa: F401 - written by the `serve` helper (serve_api.md)
-    except ImportError as exc:
-        raise InvalidArgument(f"--servers ray needs the Ray Serve deployment (tritonnx.serve.api, the serve "
-                              f"extra: pip install -e .[serve]): {exc}") from None
-    handle = api.start([str(path)], names=[model], runtime=runtime, max_batch_size=max_batch_size,
-                       batch_wait_ms=batch_wait_ms, host="127.0.0.1", port=0)
-    return Server("ray", handle.url, model, stop=handle.stop, reconfigure=getattr(handle, "reconfigure", None))
+        handle = api.start([str(path)], names=[model], runtime=runtime, max_batch_size=max_batch_size,
+                           batch_wait_ms=float(batch_wait_ms), host="127.0.0.1", port=0,
+                           start_timeout_s=start_timeout_s,
+                           ray_options={"_temp_dir": str(ray_dir), "object_store_memory": 128 << 20})
+    except api.MissingExtra as exc:
+        raise InvalidArgument(f"--servers ray: {exc}") from None
+    # pids=None: the sampler reads every descendant of this process (Ray's workers start later).
+    return Server("ray", handle.url, handle.models[0], stop=handle.stop, reconfigure=handle.reconfigure)
 
 
 # the sweep -------------------------------------------------------------------------------------------
@@ -306,13 +311,15 @@ def sweep(args, plan: dict, folder: Path, out: Path, log) -> list[dict]:
                 server = None
                 try:
                     for i, wait in enumerate(waits):
-                        t0 = time.monotonic()
+                        t0, since = time.monotonic(), "reconfigure"
                         if server is None or not server.reconfigure(wait, args.max_batch_size):
+                            since = "start"
                             if server is not None:
                                 server.stop()
                             t0 = time.monotonic()
                             server = start_server(kind, path, model, runtime, max_batch_size=args.max_batch_size,
-                                                  batch_wait_ms=wait or 0, start_timeout_s=args.start_timeout_s)
+                                                  batch_wait_ms=wait or 0, start_timeout_s=args.start_timeout_s,
+                                                  folder=folder)
                         ready = first_success(server.url, server.model_name, inputs, timeout_s=args.start_timeout_s)
                         first_ok_s = None if ready is None else time.monotonic() - t0
                         if ready is None:
@@ -320,7 +327,8 @@ def sweep(args, plan: dict, folder: Path, out: Path, log) -> list[dict]:
                                          f"{args.start_timeout_s:g} s of the start"))
                             break
                         for c in plan["concurrency"]:
-                            keep(load_row(server, model, runtime, wait, c, inputs, args, first_ok_s))
+                            keep(dict(load_row(server, model, runtime, wait, c, inputs, args, first_ok_s),
+                                      first_ok_since=since))
                 except Exception as exc:  # noqa: BLE001 - one failed server is one failed row, the sweep goes on
                     if isinstance(exc, KeyboardInterrupt):
                         raise
@@ -435,8 +443,9 @@ def render(rows: list[dict], fmt: str, env: dict, wide: bool = False) -> str:
     text = report.render(rows, fmt, env=env if fmt == "markdown" else None, columns=COLUMNS, wide=wide, width=WIDTH)
     extra = ["wait: Ray Serve's batch wait timeout, ms; session bN: session.run in this process at batch N "
              "(req/s = N / median); batch: mean/max requests per run (from the response); "
-             "1st ok s: server start to its first successful answer; RSS: the server processes' resident "
-             "memory (psutil; in-process rows: this process); p99 only where n >= 100."]
+             "1st ok s: server start (or reconfigure, for a new batch wait) to its first successful answer; "
+             "RSS: the server processes' resident memory (psutil; in-process rows: this process); "
+             "p99 only where n >= 100."]
     extra += breakdown(rows)
     if fmt == "markdown":
         return text + "\n" + "\n".join(f"- {line}" for line in extra) + "\n"
@@ -445,8 +454,6 @@ def render(rows: list[dict], fmt: str, env: dict, wide: bool = False) -> str:
 
 def run(args) -> int:
     plan = check_args(args)
-    import tempfile
-
     from tritonnx.bench import environment, report
 
     out = Path(args.out) if args.out else Path("bench-results") / f"{environment.utc_stamp()}-serve"

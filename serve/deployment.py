@@ -1,0 +1,260 @@
+"""The Ray Serve layer: one deployment per model behind an Open Inference Protocol ingress.
+
+The only module of `tritonnx.serve` that imports Ray (the ``serve`` extra). The core does the
+protocol's work (`protocol`: the codec; `batching.ModelServer`: validation, bucketing, runs);
+this module puts it on Ray Serve:
+
+- `ModelDeployment` (one per model, ``--replicas`` replicas, ``--gpus-per-replica`` GPUs each):
+  decodes and validates each request in its replica *before* it joins a batch (a bad request
+  is answered 400 on its own), then ``@serve.batch`` gathers up to ``max_batch_size``
+  requests for ``batch_wait_ms``; `ModelServer.run_batch` splits them into runs of equal
+  non-batch dims, pads each up to its bucket (1, 2, 4, ... max), runs once and splits.
+  ``max_ongoing_requests`` is twice the batch size (Serve's default of 5 would cap batches).
+- `Ingress` (the HTTP routes): ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
+  ``/v2/models/{name}``, ``/v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``
+  (also under ``/versions/{v}``); 404 for an unknown model or route; every error one line of
+  JSON, never a traceback.
+- Metrics (`ray.serve.metrics`, exported with Ray Serve's own on the Prometheus endpoint):
+  ``tritonnx_requests`` / ``tritonnx_errors`` (counters by model and code),
+  ``tritonnx_batch_requests`` (histogram: requests per run), ``tritonnx_queue_ms`` and
+  ``tritonnx_run_ms`` (histograms by model).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from ray import serve
+from ray.serve import metrics
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .batching import ModelServer
+from .protocol import HEADER, ProtocolError, decode_request, encode_response, error_body
+
+_MS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500]
+_MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/ready|/infer)?$")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def make_session(path: str, runtime: str):
+    """An onnxruntime-style session on `path`: tritonnx's (default) or onnxruntime's (CPU/CUDA)."""
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in onnxruntime.get_available_providers()]
+        return onnxruntime.InferenceSession(path, providers=providers)
+    if runtime != "tritonnx":
+        raise ValueError(f"runtime must be tritonnx or onnxruntime, got {runtime!r}")
+    import tritonnx
+
+    return tritonnx.InferenceSession(path)
+
+
+class ModelDeployment:
+    """One model's replica: validation, dynamic batching and runs (see the module docstring).
+
+    Args:
+        name: the model's URL name.
+        path: the ONNX file (on the node the replica runs on).
+        runtime: "tritonnx" or "onnxruntime".
+        max_batch_size: the most requests (and rows) one run takes.
+        batch_wait_ms: how long a batch waits to fill.
+    """
+
+    def __init__(self, name: str, path: str, runtime: str, max_batch_size: int, batch_wait_ms: float) -> None:
+        self.name = name
+        self.runtime = runtime
+        self.session = make_session(path, runtime)
+        self.server = ModelServer(name, self.session, max_batch_size=max_batch_size,
+                                  platform=f"onnx ({runtime})")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{name}")
+        self._set_batching(self.server.max_batch_size, batch_wait_ms)
+        tags = ("model",)
+        self.m_requests = metrics.Counter("tritonnx_requests", description="infer requests by model and code",
+                                          tag_keys=("model", "code"))
+        self.m_errors = metrics.Counter("tritonnx_errors", description="infer requests answered 4xx/5xx",
+                                        tag_keys=("model", "code"))
+        self.m_batch = metrics.Histogram("tritonnx_batch_requests", description="requests per model run",
+                                         boundaries=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128], tag_keys=tags)
+        self.m_queue = metrics.Histogram("tritonnx_queue_ms", description="enqueued to run start (ms)",
+                                         boundaries=_MS_BUCKETS, tag_keys=tags)
+        self.m_run = metrics.Histogram("tritonnx_run_ms", description="one model run, with concat/pad/split (ms)",
+                                       boundaries=_MS_BUCKETS, tag_keys=tags)
+
+    def _set_batching(self, max_batch_size: int, batch_wait_ms: float) -> None:
+        self.batch_wait_ms = max(0.0, float(batch_wait_ms))
+        self._batched.set_max_batch_size(max_batch_size)
+        self._batched.set_batch_wait_timeout_s(self.batch_wait_ms / 1e3)
+
+    def reconfigure(self, config: dict) -> None:
+        """Ray Serve's user_config: ``{"max_batch_size": int, "batch_wait_ms": float}``, no redeploy."""
+        size = int(config.get("max_batch_size") or self.server.max_batch_size)
+        if size != self.server.max_batch_size and self.server.batchable:
+            self.server = ModelServer(self.name, self.session, max_batch_size=size,
+                                      platform=f"onnx ({self.runtime})")
+        self._set_batching(self.server.max_batch_size, config.get("batch_wait_ms", self.batch_wait_ms))
+
+    def metadata(self) -> dict:
+        return self.server.metadata()
+
+    def ready(self) -> bool:
+        return True
+
+    def _count(self, code: int) -> None:
+        tags = {"model": self.name, "code": str(code)}
+        self.m_requests.inc(1, tags=tags)
+        if code >= 400:
+            self.m_errors.inc(1, tags=tags)
+
+    async def infer(self, body: bytes, header_length: str | None) -> tuple[int, bytes, int | None]:
+        """One infer request: (HTTP status, body, Inference-Header-Content-Length or None)."""
+        try:
+            request = decode_request(body, header_length)
+            valid = self.server.validate(request.inputs, request.outputs)
+        except ProtocolError as exc:
+            self._count(400)
+            return 400, error_body(str(exc)), None
+        try:
+            result = await self._batched(valid)
+            if isinstance(result, Exception):
+                self._count(500)
+                return 500, error_body(str(result)), None
+            facts = result.pop(None)
+            params = {"batch_requests": facts["requests"], "batch_rows": facts["rows"],
+                      "batch_bucket": facts["bucket"], "queue_ms": facts["queue_s"] * 1e3,
+                      "run_ms": facts["run_s"] * 1e3}
+            wanted = request.outputs or self.server.output_names
+            out, length = encode_response(self.name, {n: result[n] for n in wanted}, request=request,
+                                          parameters=params)
+        except Exception as exc:  # noqa: BLE001 - one line to the client, never a traceback
+            self._count(500)
+            return 500, error_body(f"model {self.name!r}: {type(exc).__name__}: {_one_line(exc)}"), None
+        self._count(200)
+        return 200, out, length
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _batched(self, requests: list) -> list:
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(self._pool, self.server.run_batch, requests)
+        seen = set()
+        for result in results:
+            if isinstance(result, dict):
+                facts = result[None]
+                run = (facts["rows"], facts["run_s"], facts["bucket"])
+                if run not in seen:  # one observation per run, not per request
+                    seen.add(run)
+                    self.m_batch.observe(facts["requests"], tags={"model": self.name})
+                    self.m_run.observe(facts["run_s"] * 1e3, tags={"model": self.name})
+                self.m_queue.observe(facts["queue_s"] * 1e3, tags={"model": self.name})
+        return results
+
+
+def _json(status: int, doc) -> Response:
+    return Response(json.dumps(doc).encode(), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(error_body(message), status_code=status, media_type="application/json")
+
+
+class Ingress:
+    """The protocol's HTTP routes; forwards each model's calls to its deployment's handle."""
+
+    def __init__(self, models: dict, version: str = "") -> None:
+        self.models = dict(models)
+        self.version = version
+        self._metadata: dict[str, dict] = {}
+
+    async def _model_ready(self, name: str, timeout_s: float = 5.0) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.models[name].ready.remote(), timeout_s))
+        except Exception:  # noqa: BLE001 - not ready, whatever the reason
+            return False
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._route(request)
+        except Exception as exc:  # noqa: BLE001 - one line to the client, never a traceback
+            return _error(503 if "Actor" in type(exc).__name__ or "Unavailable" in type(exc).__name__ else 500,
+                          f"{type(exc).__name__}: {_one_line(exc)}")
+
+    async def _route(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/") or "/"
+        method = request.method
+        if method == "GET" and path == "/v2":
+            return _json(200, {"name": "tritonnx", "version": self.version,
+                               "extensions": ["binary_tensor_data"]})
+        if method == "GET" and path == "/v2/health/live":
+            return Response(b"", status_code=200)
+        if method == "GET" and path == "/v2/health/ready":
+            ready = await asyncio.gather(*(self._model_ready(n) for n in self.models))
+            return Response(b"", status_code=200 if all(ready) else 503)
+        match = _MODEL_ROUTE.match(path)
+        if not match:
+            return _error(404, f"no route {method} {path}")
+        name, tail = match.group(1), match.group(2)
+        if name not in self.models:
+            return _error(404, f"unknown model {name!r} (models: {sorted(self.models)})")
+        handle = self.models[name]
+        if tail == "/infer":
+            if method != "POST":
+                return _error(405, f"{path} takes POST")
+            body = await request.body()
+            status, out, length = await handle.infer.remote(body, request.headers.get(HEADER))
+            headers = {HEADER: str(length)} if length is not None else None
+            return Response(out, status_code=status, headers=headers,
+                            media_type="application/json" if length is None else "application/octet-stream")
+        if method != "GET":
+            return _error(405, f"{path} takes GET")
+        if tail == "/ready":
+            return Response(b"", status_code=200 if await self._model_ready(name) else 503)
+        if name not in self._metadata:
+            self._metadata[name] = await handle.metadata.remote()
+        return _json(200, self._metadata[name])
+
+
+def build_app(models: list[dict], *, max_batch_size: int, batch_wait_ms: float, runtime: str,
+              version: str = ""):
+    """The Serve application: `Ingress` bound to one `ModelDeployment` per model.
+
+    Args:
+        models: one dict per model: ``name``, ``path`` and optional per-model settings:
+            ``replicas``, ``gpus_per_replica``, ``cpus_per_replica``, ``max_batch_size``,
+            ``batch_wait_ms``, ``runtime``, ``autoscaling_config`` (Ray Serve's dict; replaces
+            ``replicas``), ``max_ongoing_requests``.
+    Returns:
+        A bound Ray Serve application for ``serve.run``.
+    """
+    handles = {}
+    for spec in models:
+        size = int(spec.get("max_batch_size", max_batch_size))
+        wait = float(spec.get("batch_wait_ms", batch_wait_ms))
+        options = {
+            "name": spec["name"],
+            "max_ongoing_requests": int(spec.get("max_ongoing_requests", max(2 * size, 8))),
+            "ray_actor_options": {"num_cpus": float(spec.get("cpus_per_replica", 0)),
+                                  "num_gpus": float(spec.get("gpus_per_replica", 0))},
+            "user_config": {"max_batch_size": size, "batch_wait_ms": wait},
+            "health_check_period_s": 2, "health_check_timeout_s": 30,
+            "graceful_shutdown_timeout_s": 2, "graceful_shutdown_wait_loop_s": 0.5,
+        }
+        if spec.get("autoscaling_config"):
+            options["autoscaling_config"] = dict(spec["autoscaling_config"])
+        else:
+            options["num_replicas"] = int(spec.get("replicas", 1))
+        deployment = serve.deployment(ModelDeployment).options(**options)
+        handles[spec["name"]] = deployment.bind(spec["name"], str(spec["path"]), spec.get("runtime", runtime),
+                                                size, wait)
+    total = sum(int(s.get("replicas", 1)) * max(2 * int(s.get("max_batch_size", max_batch_size)), 8)
+                for s in models)
+    ingress = serve.deployment(Ingress).options(name="ingress", max_ongoing_requests=max(256, total),
+                                                ray_actor_options={"num_cpus": 0},
+                                                graceful_shutdown_timeout_s=2)
+    return ingress.bind(handles, version)

@@ -298,6 +298,16 @@ def tolerate(model: onnx.ModelProto) -> tuple[bool, list[str]]:
         if item.domain == "ai.onnx":
             item.domain = ""
             changed = True
+    # Trailing outputs named "" are outputs left out (onnx-ir's constant folding would make an
+    # unnamed initializer of one, e.g. Dropout's mask: "Initializer must have a name").
+    for node in iter_nodes(graph):
+        if node.output and not node.output[-1]:
+            kept = list(node.output)
+            while kept and not kept[-1]:
+                kept.pop()
+            del node.output[:]
+            node.output.extend(kept)
+            changed = True
     imported = {canonical_domain(e.domain) for e in model.opset_import}
     used = {canonical_domain(n.domain) for n in iter_nodes(graph)}
     for domain in sorted(used & set(ORT_CONTRIB_DOMAINS) - imported):

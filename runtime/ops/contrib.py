@@ -5,6 +5,10 @@ Found by generating the files for every zoo model (tiny): ``optimized_model_file
 SkipLayerNormalization; ``quantize_dynamic`` writes DynamicQuantizeLSTM for the LSTMs (its other
 ops, and all of ``quantize_static``'s QDQ ones, are standard: `quant.py`). Gelu, FastGelu,
 QuickGelu and BiasAdd, which the same optimizer writes for other models, are here too.
+``quantize_static`` in the QOperator format writes QGemm and the QLinear ops (Add, Mul,
+Sigmoid, LeakyRelu, Softmax, Concat, GlobalAveragePool, AveragePool): each dequantizes its
+inputs, computes in float64 (integer products exact) and quantizes once, half to even;
+onnxruntime's lookup tables and fixed-point steps can land one quantization step apart.
 Semantics follow onnxruntime's ContribOperators.md; each handler is tested against
 onnxruntime on the files it writes (tests/runtime/test_ort_written_models.py).
 """
@@ -16,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from tritonnx.errors import InvalidArgument, NotImplemented
-from tritonnx.runtime.ops.nn import Conv, Gemm, LayerNormalization, MatMul
+from tritonnx.runtime.ops.nn import AveragePool, Conv, Gemm, LayerNormalization, MatMul
+from tritonnx.runtime.ops.quant import saturate_to
 from tritonnx.runtime.registry import register
 from tritonnx.triton_kernels import rnn_reference
 
@@ -157,3 +162,111 @@ def DynamicQuantizeLSTM(X, W, R, B=None, sequence_lens=None, initial_h=None, ini
         activation_alpha=activation_alpha, activation_beta=activation_beta, activations=activations,
         clip=clip, direction=direction, hidden_size=hidden_size, input_forget=input_forget, layout=0,
     )
+
+
+# ----------------------------------------------------------------------------- QOperator format
+def _deq(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
+    """(x - zero) * scale in float64; scale and zero scalars (or [1])."""
+    y = x.to(torch.float64)
+    if zero is not None:
+        y = y - zero.to(torch.float64).reshape(())
+    return y * scale.to(torch.float64).reshape(())
+
+
+def _quant(y: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """saturate(round(y / scale) + zero) in the zero point's dtype (else `like`'s)."""
+    q = torch.round(y / scale.to(torch.float64).reshape(()))
+    if zero is not None:
+        q = q + zero.to(torch.float64).reshape(())
+    return saturate_to(q, zero.dtype if zero is not None else like.dtype)
+
+
+@register("QLinearAdd", since=1, domain=MS_DOMAIN)
+def QLinearAdd(A, A_scale, A_zero_point=None, B=None, B_scale=None, B_zero_point=None, C_scale=None,
+               C_zero_point=None):
+    """Quantized A + B (broadcast), requantized to C_scale / C_zero_point."""
+    return _quant(_deq(A, A_scale, A_zero_point) + _deq(B, B_scale, B_zero_point), C_scale, C_zero_point, A)
+
+
+@register("QLinearMul", since=1, domain=MS_DOMAIN)
+def QLinearMul(A, A_scale, A_zero_point=None, B=None, B_scale=None, B_zero_point=None, C_scale=None,
+               C_zero_point=None):
+    """Quantized A * B (broadcast), requantized to C_scale / C_zero_point."""
+    return _quant(_deq(A, A_scale, A_zero_point) * _deq(B, B_scale, B_zero_point), C_scale, C_zero_point, A)
+
+
+@register("QLinearSigmoid", since=1, domain=MS_DOMAIN)
+def QLinearSigmoid(X, X_scale, X_zero_point=None, Y_scale=None, Y_zero_point=None):
+    """Quantized Sigmoid."""
+    return _quant(torch.sigmoid(_deq(X, X_scale, X_zero_point)), Y_scale, Y_zero_point, X)
+
+
+@register("QLinearLeakyRelu", since=1, domain=MS_DOMAIN)
+def QLinearLeakyRelu(X, X_scale, X_zero_point=None, Y_scale=None, Y_zero_point=None, *, alpha=0.01):
+    """Quantized LeakyRelu."""
+    return _quant(F.leaky_relu(_deq(X, X_scale, X_zero_point), alpha), Y_scale, Y_zero_point, X)
+
+
+@register("QLinearSoftmax", since=1, domain=MS_DOMAIN)
+def QLinearSoftmax(X, X_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, axis=-1, opset=13):
+    """Quantized Softmax; `opset` is the original Softmax's (before 13: over the axes from `axis`
+    on, the input seen as 2-D)."""
+    x = _deq(X, X_scale, x_zero_point)
+    if opset < 13:
+        a = axis % X.dim()
+        y = torch.softmax(x.reshape(list(X.shape[:a]) + [-1]), dim=-1).reshape(X.shape)
+    else:
+        y = torch.softmax(x, dim=axis)
+    return _quant(y, y_scale, y_zero_point, X)
+
+
+@register("QLinearConcat", since=1, domain=MS_DOMAIN)
+def QLinearConcat(Y_scale, Y_zero_point, *inputs, axis):
+    """Quantized Concat: inputs as (X, X_scale, X_zero_point) triples, each requantized to Y's."""
+    if not inputs or len(inputs) % 3:
+        raise InvalidArgument(f"QLinearConcat: expected (tensor, scale, zero point) triples after Y_scale and "
+                              f"Y_zero_point, got {len(inputs)} inputs")
+    parts = [_deq(*inputs[i:i + 3]) for i in range(0, len(inputs), 3)]
+    return _quant(torch.cat(parts, dim=axis), Y_scale, Y_zero_point, inputs[0])
+
+
+@register("QLinearGlobalAveragePool", since=1, domain=MS_DOMAIN)
+def QLinearGlobalAveragePool(X, x_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, channels_last=0):
+    """Quantized GlobalAveragePool over the spatial axes (NCHW..., or NHWC... when channels_last)."""
+    dims = list(range(1, X.dim() - 1)) if channels_last else list(range(2, X.dim()))
+    return _quant(_deq(X, x_scale, x_zero_point).mean(dim=dims, keepdim=True), y_scale, y_zero_point, X)
+
+
+@register("QLinearAveragePool", since=1, domain=MS_DOMAIN)
+def QLinearAveragePool(X, x_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, auto_pad="NOTSET",
+                       ceil_mode=0, channels_last=0, count_include_pad=0, kernel_shape=None, pads=None,
+                       strides=None):
+    """Quantized AveragePool (NHWC... when channels_last)."""
+    x = _deq(X, x_scale, x_zero_point)
+    if channels_last:
+        x = x.movedim(-1, 1)
+    y = AveragePool(x, auto_pad=auto_pad, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                    kernel_shape=kernel_shape, pads=pads, strides=strides)
+    if channels_last:
+        y = y.movedim(1, -1)
+    return _quant(y, y_scale, y_zero_point, X)
+
+
+@register("QGemm", since=1, domain=MS_DOMAIN)
+def QGemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None, y_zero_point=None, *,
+          alpha=1.0, transA=0, transB=0):
+    """alpha * (A' - a_zp) @ (B' - b_zp) * a_scale * b_scale + C * a_scale * b_scale (C int32, its
+    zero point 0); b_scale / b_zero_point scalar or per column (N). Float out without y_scale,
+    else quantized to y_scale / y_zero_point."""
+    a = A.to(torch.float64).t() if transA else A.to(torch.float64)
+    b = B.to(torch.float64).t() if transB else B.to(torch.float64)
+    a = a - a_zero_point.to(torch.float64).reshape(())
+    b = b - b_zero_point.to(torch.float64).reshape(-1 if b_zero_point.numel() > 1 else ())
+    scale = a_scale.to(torch.float64).reshape(()) * b_scale.to(torch.float64).reshape(-1 if b_scale.numel() > 1 else ())
+    acc = torch.matmul(a, b) * alpha
+    if C is not None:
+        acc = acc + C.to(torch.float64)
+    y = acc * scale
+    if y_scale is None:
+        return y.to(a_scale.dtype)
+    return _quant(y, y_scale, y_zero_point, A)

@@ -38,7 +38,7 @@ def _param(op: str, name: str, p: torch.Tensor, x: torch.Tensor, axis: int, bloc
     return p.reshape(shape)
 
 
-def _saturate(y: torch.Tensor, dtype: torch.dtype, saturate: int = 1) -> torch.Tensor:
+def saturate_to(y: torch.Tensor, dtype: torch.dtype, saturate: int = 1) -> torch.Tensor:
     """float y (already rounded for integer targets) -> dtype, clamped to its range."""
     if dtype in _FLOAT8:
         return cast_tensor("QuantizeLinear", y.float(), dtype, saturate)
@@ -77,11 +77,11 @@ def QuantizeLinear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outpu
     if out_dt in _FLOAT8:
         if y_zero_point is not None:
             q = q + _param("QuantizeLinear", "y_zero_point", y_zero_point, x, axis, block_size).to(cdt)
-        return _saturate(q, out_dt, saturate)
+        return saturate_to(q, out_dt, saturate)
     q = torch.round(q)
     if y_zero_point is not None:
         q = q + _param("QuantizeLinear", "y_zero_point", y_zero_point, x, axis, block_size).to(cdt)
-    return _saturate(q, out_dt)
+    return saturate_to(q, out_dt)
 
 
 @register("DynamicQuantizeLinear", since=11)
@@ -145,7 +145,7 @@ def _requantize(acc: torch.Tensor, scale: torch.Tensor, y_scale, y_zero_point) -
     if y_zero_point is not None:
         y = y + y_zero_point.to(torch.float64)
     out_dt = y_zero_point.dtype if y_zero_point is not None else torch.uint8
-    return _saturate(y, out_dt)
+    return saturate_to(y, out_dt)
 
 
 @register("QLinearMatMul", since=10)

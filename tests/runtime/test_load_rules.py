@@ -72,6 +72,13 @@ def _dup_initializer(m):
     m.graph.initializer.append(numpy_helper.from_array(np.array([4.0, 5.0, 6.0], np.float32), "b"))
 
 
+def _dropout_with_unnamed_mask(m):
+    """Relu -> Dropout(y, "") : the mask output left unnamed (constant folding once made an
+    unnamed initializer of it)."""
+    m.graph.node[1].output[0] = "r"
+    m.graph.node.append(helper.make_node("Dropout", ["r"], ["y", ""], name="drop"))
+
+
 def _opset(domain, version):
     return lambda m: m.opset_import.append(helper.make_opsetid(domain, version))
 
@@ -112,6 +119,7 @@ ACCEPTED = {
     "duplicate_opset_import": _edit(_opset("", 17))(),
     "input_is_an_output": _edit(lambda m: m.graph.output.append(
         helper.make_tensor_value_info("x", TP.FLOAT, [2, 3])))(),
+    "trailing_unnamed_output": _edit(_dropout_with_unnamed_mask)(),
     "symbolic_and_negative_dims": _edit(lambda m: (
         _set(("graph", "input", 0, "type", "tensor_type", "shape", "dim", 0, "dim_param"), "N")(m),
         _set(("graph", "input", 0, "type", "tensor_type", "shape", "dim", 1, "dim_value"), -1)(m)))(),

@@ -72,7 +72,14 @@ _SKIPPED: dict[str, list[str]] = {
         "test_training_dropout_default", "test_training_dropout_default_mask",
         "test_training_dropout", "test_training_dropout_mask",
     ],
-    "fp16 tolerance: 1 of 192 elements is 1 fp16 ulp off (0.00049 at 0.47, rtol 1e-3); we accumulate fp16 in fp32": [
+    # Seen with onnxruntime 1.32: its CPU provider has no fp16 Mul/MatMul/Add/Softmax/... kernels,
+    # so its InsertCastTransformer runs the whole chain in fp32 and drops the fp16 casts between
+    # (the model's own included), rounding once at Y. tritonnx rounds every op's output to fp16
+    # as the spec (and onnxruntime's CUDA provider) does: bit-equal to onnx's reference up to
+    # Softmax's input; its Softmax runs in fp32 and rounds once (as onnxruntime's own fp16
+    # Softmax), the reference rounds exp, sum and quotient to fp16.
+    "fp16 rounding: 2 of 192 elements 2 ulp off (0.4690 for 0.4695, rtol 1e-3): tritonnx rounds each op's fp16 "
+    "output as the spec does, onnxruntime's CPU provider runs the chain in fp32 (no fp16 kernels)": [
         "test_attention_4d_causal_fp16_expanded", "test_attention_4d_causal_fp16",
     ],
 }

@@ -211,6 +211,11 @@ class Profile(list):
         return self.host_ms * 1e3 / self.steps if self.steps else 0.0
 
 
+def _meta(value) -> tuple | None:
+    """(dtype, shape) of a tensor, else None (what `plan_fast` specializes on)."""
+    return (value.dtype, tuple(value.shape)) if isinstance(value, torch.Tensor) else None
+
+
 def _on_stand_in(fn):
     """Shape/Size on a storage-free CPU stand-in of its (device) input."""
     def shape_of(data, *rest, **kwargs):
@@ -626,6 +631,8 @@ class Executor:
             for pos in step.to_device:
                 if isinstance(args[pos], torch.Tensor):
                     args[pos] = self._to_device(args[pos], (step.index, pos), transfers)
+            if record is not None:
+                record[(step.index, "in")] = tuple(_meta(a) for a in args)
             kwargs = step.kwargs
             if stale and not stale.isdisjoint(step.prepared_from):
                 kwargs = {**kwargs, "prepared": None}
@@ -651,6 +658,7 @@ class Executor:
             outs = result if isinstance(result, (tuple, list)) and not isinstance(result, SequenceValue) else (result,)
             if record is not None:
                 record[(step.index, "tensor")] = isinstance(result, torch.Tensor) and len(step.outputs) == 1
+                record[(step.index, "out")] = tuple(_meta(v) for v in outs)
             for name, value in zip(step.outputs, outs):
                 if name:
                     value = value if isinstance(value, torch.Tensor) or not np.isscalar(value) \
@@ -693,6 +701,8 @@ class Executor:
         guard: a miss means an unforeseen data-dependent shape, and the run walks instead).
         Steps no requested output needs are dropped; each value is released after its last use.
         """
+        from tritonnx.runtime import plan_fast
+
         fed = frozenset(feeds)
         constant = {n for n in self.weights if (n[:-len(_HOST)] if n.endswith(_HOST) else n) not in fed}
         varying: set[str] = set(self._host_feeds & fed)  # values on the host (a Loop's counter)
@@ -778,6 +788,12 @@ class Executor:
                 fn = _moving(fn, dynamic_moves, self.device)
             if record.get((step.index, "tensor")) and step.outputs[0]:
                 out: Any = slot(step.outputs[0])
+                if not step.host and not dynamic_moves and varying.isdisjoint(args) \
+                        and step.outputs[0] not in varying and (step.index, "in") in record:
+                    fast = plan_fast.specialize(step, record[(step.index, "in")], record[(step.index, "out")],
+                                                kwargs)
+                    if fast is not None:
+                        fn, kwargs = fast, _NO_KWARGS
             else:
                 fn = _storing(fn, self.device)
                 out = tuple(slot(o) if o else 1 for o in step.outputs)

@@ -215,11 +215,15 @@ def _fix_indices(op: str, indices: torch.Tensor, size: int, device) -> torch.Ten
     """int64 indices on `device`, negatives counted from the end; checked on the CPU only
     (a check on the GPU would sync with the host; torch's own index check fires there)."""
     idx = indices.to(device=device, dtype=torch.int64)
-    idx = torch.where(idx < 0, idx + size, idx)
-    if idx.device.type == "cpu" and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
-        bad = indices.reshape(-1)[((idx < 0) | (idx >= size)).reshape(-1)][0].item()
+    if idx.device.type != "cpu":
+        return torch.where(idx < 0, idx + size, idx)
+    if not idx.numel():
+        return idx
+    lo, hi = (int(v) for v in torch.aminmax(idx))  # one pass; negatives shifted only when there are any
+    if lo < -size or hi >= size:
+        bad = indices.reshape(-1)[((idx < -size) | (idx >= size)).reshape(-1)][0].item()
         raise InvalidArgument(f"{op}: index {bad} is out of range for an axis of size {size}")
-    return idx
+    return torch.where(idx < 0, idx + size, idx) if lo < 0 else idx
 
 
 @register("Gather", since=1, host_chain=True)

@@ -189,3 +189,76 @@ def test_feeds_and_results_stay_apart():
         y, s = sess.run_torch(None, {"x": x})
     torch.testing.assert_close(x, kept)
     torch.testing.assert_close(y, kept.reshape(2, 6) * 2)
+
+
+#: the built-in ops `plan_fast` reduces to their torch call (weights random, non-zero)
+_RNG = np.random.default_rng(11)
+_W = ", ".join(f"{v:.4f}" for v in _RNG.standard_normal(3 * 2 * 3 * 3) * 0.3)
+_G = ", ".join(f"{v:.4f}" for v in _RNG.standard_normal(4 * 12) * 0.3)
+FAST = parser.parse_model(f"""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 2, 4, 4] x, int64[N, 2] tok) => (float[N, 4] y, float[N, 2, 4] e, float[N, 3, 2, 2] p)
+<float[3, 2, 3, 3] w = {{{_W}}}, float[3] b = {{0.1, -0.2, 0.3}}, float[4, 12] gw = {{{_G}}},
+ float[4] gb = {{0.5, -0.5, 0.25, 1.0}}, float[1] half = {{0.5}}, int64[1] one = {{1}}>
+{{ c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+   r = Relu(c)
+   p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (r)
+   f = Flatten(p)
+   g = Gemm <transB = 1> (f, gw, gb)
+   d = Div(g, half)
+   s = Sub(d, half)
+   y = Mul(s, half)
+   emb = Transpose <perm = [1, 0]> (y)
+   e0 = Gather <axis = 0> (emb, tok)
+   e1 = Transpose <perm = [1, 0, 2]> (e0)
+   e2 = Unsqueeze(e1, one)
+   e3 = Squeeze(e2, one)
+   e = Add(e3, e3) }}
+""")
+
+
+def _fast_feeds(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((n, 2, 4, 4)).astype(np.float32),
+            "tok": rng.integers(-4, 4, (n, 2)).astype(np.int64)}  # negatives count from the end
+
+
+def test_plan_specializes_builtin_ops_with_the_handlers_results():
+    import onnxruntime as ort
+
+    sess = InferenceSession(FAST, fusion=False)  # Conv -> Relu -> MaxPool as three nodes
+    ref = ort.InferenceSession(FAST.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n in (1, 3):
+        feeds = _fast_feeds(n, seed=n)
+        first = sess.run(None, feeds)  # walks, makes the plan
+        plan = sess._executor.plan_for(sess._validate(feeds), [o.name for o in sess.get_outputs()])
+        special = [op[0].op_type for op in plan.ops if op[0] is not None and op[1] is not op[0].impl.fn]
+        assert {"Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Div", "Sub", "Mul", "Transpose", "Gather",
+                "Unsqueeze", "Squeeze", "Add"} <= set(special)
+        for seed in (n, n + 10):  # the plan's runs, on the same and on new values
+            feeds = _fast_feeds(n, seed=seed)
+            got, want = sess.run(None, feeds), ref.run(None, feeds)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+        for g, w in zip(first, ref.run(None, _fast_feeds(n, seed=n))):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_specialized_gather_still_checks_its_indices():
+    sess = InferenceSession(FAST)
+    sess.run(None, _fast_feeds(2))
+    sess.run(None, _fast_feeds(2, seed=5))  # on the plan
+    bad = _fast_feeds(2)
+    bad["tok"][1, 0] = 7
+    with pytest.raises(Exception, match="Gather: index 7 is out of range for an axis of size 4"):
+        sess.run(None, bad)
+
+
+def test_no_specialization_for_other_dtypes():
+    from tritonnx.runtime import plan_fast
+
+    step = next(s for s in InferenceSession(FAST)._executor.steps if s.op_type == "Add")
+    half = (torch.float16, (2, 2))
+    assert plan_fast.specialize(step, (half, half), (half,), {}) is None
+    f32 = (torch.float32, (2, 2))
+    assert plan_fast.specialize(step, (f32, f32), (f32,), {}) is torch.add

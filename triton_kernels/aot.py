@@ -321,7 +321,7 @@ class _Worker:
 
 def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: bool = True,
              cache: Path | None = None, timeout: float = DEFAULT_JOB_TIMEOUT,
-             progress: bool = False) -> list[dict]:
+             progress=False) -> list[dict]:
     """Compile `jobs` (cache first, the rest in `workers` parallel processes).
 
     Args:
@@ -329,7 +329,8 @@ def run_jobs(jobs: list[catalog.Job], *, workers: int | None = None, use_cache: 
         workers: parallel compile processes (default: CPU count, at most the misses).
         use_cache: read and write the result cache (`cache_dir()` or `cache`).
         timeout: seconds one compile may take before its worker is killed.
-        progress: a tqdm bar on stderr.
+        progress: True for a tqdm bar on stderr (a terminal), or a function called as
+            ``progress(done, total, row)`` after each compile (a line per compile in a log).
 
     Returns:
         One row per job, in job order (see the module docstring); every row also carries
@@ -406,8 +407,8 @@ def _compile_parallel(jobs, misses, rows, workers, timeout, progress, on_done) -
     todo: queue.Queue = queue.Queue()
     for i in misses:
         todo.put(i)
-    bar = None
-    if progress:
+    bar, report, count = None, progress if callable(progress) else None, [0]
+    if progress and report is None:
         from tqdm import tqdm
 
         bar = tqdm(total=len(misses), desc="compiling", unit="kernel", file=sys.stderr)
@@ -431,9 +432,12 @@ def _compile_parallel(jobs, misses, rows, workers, timeout, progress, on_done) -
                     rows[i] = _base_row(jobs[i]) | {"error": f"{type(exc).__name__}: {exc}",
                                                     "worker_failure": True}
                 on_done(i)
-                if bar is not None:
-                    with lock:
+                with lock:
+                    count[0] += 1
+                    if bar is not None:
                         bar.update(1)
+                    elif report is not None:
+                        report(count[0], len(misses), rows[i])
         finally:
             if worker is not None:
                 worker.close()

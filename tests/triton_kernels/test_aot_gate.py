@@ -115,7 +115,14 @@ def test_cli_report(tmp_path, monkeypatch, capsys):
     catalog.register(FIXTURES.MATMUL, ref=_ref("MATMUL"))
     try:
         assert main(["kernels", "--report", "--kernel", "test_matmul", "--format", "json", "--check"]) == 0
-        report = json.loads(capsys.readouterr().out)
+        printed = capsys.readouterr()
+        report = json.loads(printed.out)
+        assert "[1/" not in printed.err  # json: no progress
+        monkeypatch.setenv("TRITONNX_CACHE_DIR", str(tmp_path / "fresh"))
+        assert main(["kernels", "--report", "--kernel", "test_matmul", "--arch", "sm_90"]) == 0
+        err = capsys.readouterr().err  # not a terminal: a line per finished compile, no bar
+        assert err.count("test_matmul fp16 sm_90: ok") == 2 and "[2/2]" in err and "\r" not in err, err
+        monkeypatch.setenv("TRITONNX_CACHE_DIR", str(tmp_path))
         assert report["gate_failures"] == [] and report["archs"] == ["sm_90", "sm_80"]
         assert len(report["rows"]) == 4 and {r["arch"] for r in report["rows"]} == {"sm_90", "sm_80"}
         assert main(["kernels", "--report", "--kernel", "test_matmul", "--arch", "sm_90", "--summary"]) == 0

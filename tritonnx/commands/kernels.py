@@ -74,8 +74,13 @@ def run(args) -> int:
         print(f"compiling {len(jobs)} kernel variants for {', '.join(archs)} (cached ones are instant)",
               file=sys.stderr)
     start = time.perf_counter()
+    def line(done, total, row):  # not a terminal: one line per finished compile
+        what = "ok" if row.get("status") == "ok" else f"{row.get('status')}: {str(row.get('error') or '')[:80]}"
+        print(f"[{done}/{total}] {row.get('kernel')} {row.get('dtype')} {row.get('arch')}: {what}", file=sys.stderr,
+              flush=True)
+
     rows = aot.run_jobs(jobs, workers=args.jobs, use_cache=not args.no_cache,
-                        progress=args.format == "table" and sys.stderr.isatty())
+                        progress=(True if sys.stderr.isatty() else line) if args.format == "table" else False)
     elapsed = time.perf_counter() - start
     failures = aot.gate_failures(rows)
     if args.format == "json":

@@ -533,11 +533,16 @@ class InferenceSession:
             value = value.torch()
         if isinstance(value, torch.Tensor):
             return value.detach().to(device)
-        if isinstance(value, (list, tuple)):  # as onnxruntime: converted to the input's type
+        if isinstance(value, tuple):  # onnxruntime takes a list, not a tuple
+            raise InvalidArgument(f"Input must be a list of dictionaries or a single numpy array for input {name!r}.")
+        if isinstance(value, list):  # as onnxruntime: converted to the input's type
             spec = self._feedable.get(name)
             np_dt = dtypes.numpy_dtype_of_torch(dtypes.ONNX_TO_TORCH.get(spec.elem_type)) if spec else None
-            value = np.array(value, dtype=np_dt)
-        elif not isinstance(value, (np.ndarray, np.generic)):
+            try:
+                value = np.array(value, dtype=np_dt)
+            except ValueError:  # ragged
+                raise InvalidArgument(f"input {name!r}: Could not create tensor from given input list") from None
+        elif not isinstance(value, np.ndarray):  # a Python or numpy scalar too, as onnxruntime
             raise InvalidArgument(f"input {name!r}: Unable to handle object of type {type(value)} "
                                   "(give a numpy array, a list, an OrtValue or a torch tensor)")
         array = np.asarray(value)

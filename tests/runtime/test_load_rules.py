@@ -224,3 +224,35 @@ def test_feed_rank_like_onnxruntime(declared, fed, accepted):
         ref.run(None, feed)
     with pytest.raises(InvalidArgument, match=f"Invalid rank for input: x Got: {len(fed)} Expected: {len(declared)}"):
         sess.run(None, feed)
+
+
+FEED_FORMS = {  # name -> (the feed for a float [None] input, onnxruntime's error or None)
+    "list-of-ints": ([1, 2], None),
+    "list-of-float64": ([1.5, 2.5], None),
+    "empty-list": ([], None),
+    "tuple": ((1.0, 2.0), "list of dictionaries or a single numpy array"),
+    "numpy-scalar": (np.float32(1.0), "Unable to handle object of type"),
+    "python-scalar": (1.0, "Unable to handle object of type"),
+    "ragged-list": ([[1.0], [2.0, 3.0]], "Could not create tensor from given input list"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEED_FORMS))
+def test_feed_forms_like_onnxruntime(name):
+    """Lists are converted to the input's type; tuples, numpy and Python scalars and ragged lists
+    are refused, with onnxruntime's words."""
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["f"], ["y"])], "g", [helper.make_tensor_value_info("f", TP.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TP.FLOAT, [None])]), opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    feed, error = FEED_FORMS[name]
+    ref = _ort_session(model)
+    sess = InferenceSession(model.SerializeToString())
+    if error is None:
+        got, expected = sess.run(None, {"f": feed})[0], ref.run(None, {"f": feed})[0]
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        return
+    with pytest.raises(Exception, match=error):
+        ref.run(None, {"f": feed})
+    with pytest.raises(InvalidArgument, match=error):
+        sess.run(None, {"f": feed})

@@ -185,6 +185,7 @@ def test_cli_bench_on_a_file_and_a_zoo_name(tmp_path, capsys):
     (["bench", "--compare", "a.json", "b.json"], "--compare a.json: no such file or folder"),
     (["bench", "--compare", "tok.onnx", "tok.onnx"], "not a tritonnx bench result set"),
     (["bench", "--seed", "-3"], "argument --seed: expected an integer >= 0"),
+    (["bench", "--models", "mlp", "--opset", "3"], "unsupported opset 3; the exporter supports 17..20"),
 ])
 def test_bench_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

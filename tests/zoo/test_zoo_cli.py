@@ -47,3 +47,8 @@ def test_short_paper():
     assert short_paper("LeCun, Bottou, Bengio, Haffner, 1998, Proc. IEEE") == "LeCun et al. 1998, Proc. IEEE"
     assert short_paper("Hinton, Salakhutdinov, 2006, Science") == "Hinton & Salakhutdinov 2006, Science"
     assert short_paper("Elman, 1990, Cognitive Science; LeCun, Bengio, Hinton, 2015, Nature") == "Elman 1990, Cognitive Science"
+
+
+def test_zoo_table_with_an_unknown_config_names_the_option(capsys):
+    assert main(["zoo", "--config", "huge"]) == 2  # was "zoo model 'mlp' has no config 'huge'"
+    assert capsys.readouterr().err == "tritonnx zoo: error: --config huge: expected one of paper, tiny\n"

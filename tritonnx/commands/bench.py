@@ -149,6 +149,9 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
     if args.models is None and not on_gpu:
         requested = [m for m in requested if m in known_models]
     batches = _ints(args.batch or ("1,64" if on_gpu else "1"), "batch")
+    from tritonnx.export.exporter import check_opset
+
+    check_opset(args.opset)  # as export says it, before any row (was an error in every row)
     shapes = parse_shapes(getattr(args, "shapes", None))
     feeds = load_feeds(args.feeds) if getattr(args, "feeds", None) else None
     files = _file_models([m for m in requested if is_file_model(m) and m not in known_models], shapes, batches,

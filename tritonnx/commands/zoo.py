@@ -5,6 +5,7 @@ import re
 import textwrap
 
 from tritonnx.commands.common import WIDTH, add_wide, table
+from tritonnx.errors import InvalidArgument
 
 
 def register(subparsers) -> None:
@@ -76,6 +77,9 @@ def run(args) -> int:
         print(tabulate(rows, tablefmt="plain", disable_numparse=True))
         return 0
     config = args.config or "paper"
+    common = [c for c in zoo.get(zoo.names()[0]).configs if all(c in zoo.get(n).configs for n in zoo.names())]
+    if config not in common:  # not "zoo model 'mlp' has no config": no model was named
+        raise InvalidArgument(f"--config {config}: expected one of {', '.join(common)}")
     rows = []
     for name in zoo.names():
         entry = zoo.get(name)

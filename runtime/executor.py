@@ -786,16 +786,18 @@ class Executor:
                 fn = _on_stand_in(fn)
             if dynamic_moves:
                 fn = _moving(fn, dynamic_moves, self.device)
+            fast = None
+            if not step.host and not dynamic_moves and varying.isdisjoint(args) and varying.isdisjoint(step.outputs) \
+                    and (step.index, "in") in record:
+                fast = plan_fast.specialize(step, record[(step.index, "in")], record[(step.index, "out")], kwargs,
+                                            [template[i] for i in ins])
+                if fast is not None:
+                    fn, kwargs = fast, _NO_KWARGS
             if record.get((step.index, "tensor")) and step.outputs[0]:
                 out: Any = slot(step.outputs[0])
-                if not step.host and not dynamic_moves and varying.isdisjoint(args) \
-                        and step.outputs[0] not in varying and (step.index, "in") in record:
-                    fast = plan_fast.specialize(step, record[(step.index, "in")], record[(step.index, "out")],
-                                                kwargs)
-                    if fast is not None:
-                        fn, kwargs = fast, _NO_KWARGS
             else:
-                fn = _storing(fn, self.device)
+                if fast is None or step.op_type not in plan_fast.RETURNS_TUPLE:
+                    fn = _storing(fn, self.device)
                 out = tuple(slot(o) if o else 1 for o in step.outputs)
             ops.append([step, fn, ins, kwargs, out, []])
             for o in step.outputs:

@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from tritonnx.runtime.ops import _common, nn, shape as shape_ops
+from tritonnx.runtime.ops import _common, nn, recurrent, shape as shape_ops
+from tritonnx.triton_kernels import rnn_reference
 
 FAST_DTYPES = (torch.float32, torch.float64)
 
@@ -94,8 +95,8 @@ def _binary(torch_fn):
 
 
 def _to_shape(ins, outs, kw):
-    """Reshape, Flatten, Squeeze, Unsqueeze on a float tensor: a reshape to the recorded shape."""
-    if not ins or not _floats(ins, 1) or len(outs) != 1 or outs[0] is None:
+    """Reshape, Flatten, Squeeze, Unsqueeze: a reshape to the recorded shape."""
+    if not ins or ins[0] is None or len(outs) != 1 or outs[0] is None:
         return None
     target = list(outs[0][1])
     return lambda data, *_: data.reshape(target)
@@ -119,6 +120,95 @@ def _gather(ins, outs, kw):
         .reshape(target)
 
 
+def _slice(ins, outs, kw, values):
+    """Slice with constant starts/ends/axes/steps, every step positive: narrows (step 1) or one
+    basic index (the handler's views)."""
+    if len(ins) < 3 or ins[0] is None or any(v is None for v in values[1:3]) \
+            or any(m is not None and v is None for m, v in zip(ins[3:], values[3:])):
+        return None
+    starts, ends = _common.ints(values[1]), _common.ints(values[2])
+    rank = len(ins[0][1])
+    axes = _common.ints(values[3]) if len(values) > 3 and values[3] is not None else list(range(len(starts)))
+    steps = _common.ints(values[4]) if len(values) > 4 and values[4] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps) or any(st <= 0 for st in steps):
+        return None
+    cuts = []
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        a = _common.norm_axis(axis, rank, "Slice", "axes")
+        dim = ins[0][1][a]
+        start = start + dim if start < 0 else start
+        end = end + dim if end < 0 else end
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+        cuts.append((a, start, end, step) if end > start else (a, 0, 0, 1))
+    if all(step == 1 for *_, step in cuts):
+        if len(cuts) == 1:
+            a, start, end, _ = cuts[0]
+            return lambda data, *_: data.narrow(a, start, end - start)
+
+        def narrowed(data, *_):
+            for a, start, end, _ in cuts:
+                data = data.narrow(a, start, end - start)
+            return data
+        return narrowed
+    index = [slice(None)] * rank
+    for a, start, end, step in cuts:
+        index[a] = slice(start, end, step)
+    index = tuple(index)
+    return lambda data, *_: data[index]
+
+
+def _recurrent(cell: str):
+    """LSTM / GRU / RNN on torch's fused function with the prepared weights: forward or
+    bidirectional, layout 0, no sequence_lens, float32/float64, where the handler takes that path."""
+    def spec(ins, outs, kw):
+        prepared = kw.get("prepared")
+        if prepared is None or not ins or ins[0] is None or ins[0][0] not in FAST_DTYPES:
+            return None
+        if prepared.dtype != ins[0][0] or kw.get("layout", 0) != 0 or kw.get("direction", "forward") == "reverse":
+            return None
+        if len(ins) > 4 and ins[4] is not None or cell == "LSTM" and len(ins) > 7 and ins[7] is not None:
+            return None
+        attrs = {k: kw.get(k) for k in ("activations", "clip", "direction") if kw.get(k) is not None}
+        if cell == "LSTM":
+            attrs["input_forget"] = kw.get("input_forget", 0)
+        if cell == "GRU":
+            attrs["linear_before_reset"] = kw.get("linear_before_reset", 0)
+        kind = recurrent.torch_kind(cell, **attrs)
+        if kind is None:
+            return None
+        x, w, r = ins[0][1], ins[1][1], ins[2][1]
+        nd = 2 if kw.get("direction") == "bidirectional" else 1
+        gates, hidden = rnn_reference.GATES[cell], r[-1]
+        seq, batch = x[0], x[1]
+        hidden_size = kw.get("hidden_size")
+        if len(x) != 3 or len(w) != 3 or len(r) != 3 or (hidden_size is not None and hidden_size != hidden) \
+                or tuple(w) != (nd, gates * hidden, x[2]) or tuple(r) != (nd, gates * hidden, hidden) \
+                or (len(ins) > 3 and ins[3] is not None and tuple(ins[3][1]) != (nd, 2 * gates * hidden)):
+            return None
+        n_states = 2 if cell == "LSTM" else 1
+        states = [ins[5 + i] if len(ins) > 5 + i else None for i in range(n_states)]
+        if any(m is not None and (m[0] != ins[0][0] or tuple(m[1]) != (nd, batch, hidden)) for m in states):
+            return None
+        fn, params, bidirectional = getattr(torch, kind), prepared.params, nd == 2
+
+        def run(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, *_):
+            h0 = initial_h.contiguous() if initial_h is not None else X.new_zeros(nd, batch, hidden)
+            if cell == "LSTM":
+                c0 = initial_c.contiguous() if initial_c is not None else X.new_zeros(nd, batch, hidden)
+                out = fn(X, (h0, c0), params, True, 1, 0.0, False, bidirectional, False)
+            else:
+                out = fn(X, h0, params, True, 1, 0.0, False, bidirectional, False)
+            y = out[0].view(seq, batch, nd, hidden).transpose(1, 2).contiguous()
+            return (y, *(h.contiguous() for h in out[1:]))
+        return run
+    return spec
+
+
+#: ops whose specialized function returns a tuple (one tensor per output)
+RETURNS_TUPLE = frozenset({"LSTM", "GRU", "RNN"})
+#: specializers that also read the constant inputs' values
+WITH_VALUES = {"Slice": _slice}
+
 #: op type -> specializer(input metas, output metas, kwargs) -> function or None.
 SPECIALIZERS: Mapping[str, Callable] = {
     "Gemm": _gemm, "Conv": _conv, "MaxPool": _max_pool, "Relu": _relu,
@@ -126,17 +216,29 @@ SPECIALIZERS: Mapping[str, Callable] = {
     "Div": _binary(torch.div),
     "Reshape": _to_shape, "Flatten": _to_shape, "Squeeze": _to_shape, "Unsqueeze": _to_shape,
     "Transpose": _transpose, "Gather": _gather,
+    "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"), "RNN": _recurrent("RNN"),
 }
 
 
-def specialize(step, ins: Sequence, outs: Sequence, kwargs: Mapping[str, Any]) -> Callable | None:
-    """The specialized function of a built-in standard-domain `step` (None: run its handler)."""
+def specialize(step, ins: Sequence, outs: Sequence, kwargs: Mapping[str, Any],
+               values: Sequence = ()) -> Callable | None:
+    """The specialized function of a built-in standard-domain `step` (None: run its handler).
+    `ins`/`outs`: the recorded (dtype, shape) metas; `values`: the plan's constant inputs
+    (None where an input is computed per run)."""
+    spec = WITH_VALUES.get(step.op_type)
+    if spec is not None:
+        values = tuple(values) + (None,) * (len(ins) - len(values))
+        return _call(spec, step, ins, outs, kwargs, values)
     spec = SPECIALIZERS.get(step.op_type)
+    return _call(spec, step, ins, outs, kwargs)
+
+
+def _call(spec, step, ins, outs, kwargs, *more) -> Callable | None:
     if spec is None or step.domain != "" or not getattr(step.impl.fn, "__module__", "").startswith(
             "tritonnx.runtime.ops."):
         return None
     kw = {k: v for k, v in kwargs.items() if k != "ctx"}
     try:
-        return spec(tuple(ins), tuple(outs), kw)
+        return spec(tuple(ins), tuple(outs), kw, *more)
     except Exception:  # noqa: BLE001 - a geometry the helpers refuse: the handler says why at run time
         return None

@@ -262,3 +262,45 @@ def test_no_specialization_for_other_dtypes():
     assert plan_fast.specialize(step, (half, half), (half,), {}) is None
     f32 = (torch.float32, (2, 2))
     assert plan_fast.specialize(step, (f32, f32), (f32,), {}) is torch.add
+
+
+def _floats_text(n, scale=0.3):
+    return ", ".join(f"{v:.4f}" for v in _RNG.standard_normal(n) * scale)
+
+
+#: Slice (constant starts/ends/axes/steps) and the recurrent ops on torch's fused functions
+H = 3
+RECURRENT = parser.parse_model(f"""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[T, N, 4] x, float[2, N, {H}] h0, float[2, N, {H}] c0)
+  => (float[T, 2, N, {H}] ly, float[2, N, {H}] lh, float[2, N, {H}] lc, float[T, 1, N, {H}] gy, float[1, N, {H}] rh,
+      float[A, N, 2] s)
+<float[2, {4 * H}, 4] lw = {{{_floats_text(2 * 4 * H * 4)}}}, float[2, {4 * H}, {H}] lr = {{{_floats_text(2 * 4 * H * H)}}},
+ float[2, {8 * H}] lb = {{{_floats_text(2 * 8 * H)}}},
+ float[1, {3 * H}, 4] gw = {{{_floats_text(3 * H * 4)}}}, float[1, {3 * H}, {H}] gr = {{{_floats_text(3 * H * H)}}},
+ float[1, {H}, 4] rw = {{{_floats_text(H * 4)}}}, float[1, {H}, {H}] rr = {{{_floats_text(H * H)}}},
+ int64[2] st = {{-3, 0}}, int64[2] en = {{100, 3}}, int64[2] ax = {{0, 2}}, int64[2] sp = {{1, 2}}>
+{{ ly, lh, lc = LSTM <hidden_size = {H}, direction = "bidirectional"> (x, lw, lr, lb, , h0, c0)
+   gy, gh = GRU <hidden_size = {H}, linear_before_reset = 1> (x, gw, gr)
+   ry, rh = RNN <hidden_size = {H}> (x, rw, rr)
+   s = Slice(x, st, en, ax, sp) }}
+""")
+
+
+def test_plan_specializes_slice_and_the_recurrent_ops():
+    import onnxruntime as ort
+
+    sess = InferenceSession(RECURRENT, fusion=False)
+    ref = ort.InferenceSession(RECURRENT.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    for n in (1, 2):
+        for seed in range(3):  # the first run walks and makes the plan, the others run on it
+            rng = np.random.default_rng(seed)
+            feeds = {"x": rng.standard_normal((5, n, 4)).astype(np.float32),
+                     "h0": rng.standard_normal((2, n, H)).astype(np.float32),
+                     "c0": rng.standard_normal((2, n, H)).astype(np.float32)}
+            for name, g, w in zip(names, sess.run(None, feeds), ref.run(None, feeds)):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=name)
+        plan = sess._executor.plan_for(sess._validate(feeds), names)
+        special = {op[0].op_type for op in plan.ops if op[0] is not None and op[1] is not op[0].impl.fn}
+        assert {"LSTM", "GRU", "RNN", "Slice"} <= special

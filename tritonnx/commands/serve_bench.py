@@ -228,16 +228,32 @@ def start_server(kind: str, path: Path, model: str, runtime: str, *, max_batch_s
         return Server("bare", url, model, stop=lambda: reference_server.stop(proc), pids=[proc.pid])
     from tritonnx.serve import api  # Ray-free import; Ray is imported inside start()
 
-    ray_dir = Path(tempfile.mkdtemp(prefix="ray-", dir=folder))
+    import shutil
+    import warnings
+
+    # Ray's socket paths must stay under 107 bytes: a short private folder, removed at stop.
+    ray_dir = tempfile.mkdtemp(prefix="tnx-ray-", dir="/tmp")
     try:
-        handle = api.start([str(path)], names=[model], runtime=runtime, max_batch_size=max_batch_size,
-                           batch_wait_ms=float(batch_wait_ms), host="127.0.0.1", port=0,
-                           start_timeout_s=start_timeout_s,
-                           ray_options={"_temp_dir": str(ray_dir), "object_store_memory": 128 << 20})
-    except api.MissingExtra as exc:
-        raise InvalidArgument(f"--servers ray: {exc}") from None
+        with warnings.catch_warnings():  # Ray's own imports warn about pydantic (nothing of ours)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            handle = api.start([str(path)], names=[model], runtime=runtime, max_batch_size=max_batch_size,
+                               batch_wait_ms=float(batch_wait_ms), host="127.0.0.1", port=0,
+                               start_timeout_s=start_timeout_s,
+                               ray_options={"_temp_dir": ray_dir, "object_store_memory": 128 << 20})
+    except BaseException as exc:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+        if isinstance(exc, api.MissingExtra):
+            raise InvalidArgument(f"--servers ray: {exc}") from None
+        raise
+
+    def stop() -> None:
+        try:
+            handle.stop()
+        finally:
+            shutil.rmtree(ray_dir, ignore_errors=True)
+
     # pids=None: the sampler reads every descendant of this process (Ray's workers start later).
-    return Server("ray", handle.url, handle.models[0], stop=handle.stop, reconfigure=handle.reconfigure)
+    return Server("ray", handle.url, handle.models[0], stop=stop, reconfigure=handle.reconfigure)
 
 
 # the sweep -------------------------------------------------------------------------------------------

@@ -34,7 +34,10 @@ def test_bare_server_and_floor_rows(tmp_path, capsys):
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert _children() <= before  # the reference servers ended
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert len(results["env"]["load_average_start"]) == 3 and results["env"]["tritonclient"]
+    assert all("samples_ms" not in r for r in rows)  # every latency is in rows.jsonl, not results.json
     served = [r for r in rows if r["server"] == "bare"]
     floors = [r for r in rows if r["server"].startswith("session b")]
     assert sorted((r["runtime"], r["concurrency"]) for r in served) == [
@@ -89,7 +92,8 @@ def test_refusals_are_one_line(argv, message, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("cmdline, role", [
-    ("ray::ProxyActor", "proxy"), ("ray::ServeReplica:m:Model", "replica"), ("ray::ServeController", "controller"),
+    ("ray::ProxyActor", "proxy"), ("ray::ServeReplica:tritonnx:mlp", "replica"),
+    ("ray::ServeReplica:tritonnx:ingress", "ingress"), ("ray::ServeController", "controller"),
     ("/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x", "raylet"),
     ("/venv/lib/python3.11/site-packages/ray/core/src/ray/gcs/gcs_server --redis_address=", "gcs"),
     ("python -u /venv/lib/python3.11/site-packages/ray/dashboard/agent.py --node-ip-address=127.0.0.1", "ray-agent"),

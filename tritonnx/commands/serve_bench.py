@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import textwrap
@@ -54,7 +55,14 @@ RAY_ROLES = (("ProxyActor", "proxy"), ("haproxy", "proxy"), ("ServeReplica", "re
 
 
 def role_of(cmdline: str) -> str:
-    """The role of a server process from its command line (Ray's titles, our reference server)."""
+    """The role of a server process from its command line (Ray's titles, our reference server).
+
+    A Serve replica's title is ``ray::ServeReplica:APP:DEPLOYMENT``: `tritonnx serve`'s
+    ``ingress`` deployment (the KServe v2 routes) is "ingress", a model's is "replica".
+    """
+    match = re.search(r"ServeReplica:[^:\s]+:(\S+)", cmdline)
+    if match:
+        return "ingress" if match.group(1).split(".")[0] == "ingress" else "replica"
     for needle, role in RAY_ROLES:
         if needle in cmdline:
             return role
@@ -285,7 +293,7 @@ def load_row(server: Server, model: str, runtime: str, wait: int | None, concurr
         "rss_by_role_mib": ProcessSampler.rss_by_role(after),
         "cpu_ms_per_request": {k: 1e3 * v / result.ok for k, v in sorted(cpu.items())} if result.ok else {},
     })
-    notes = [f"stopped on {result.stop}" if result.stop == "time" else ""]
+    notes = []
     if result.errors:
         kind, message = next(iter(result.error_messages.items()), ("", ""))
         notes.append(f"{result.errors} errors ({', '.join(f'{k}: {v}' for k, v in result.error_kinds.items())}"
@@ -456,16 +464,32 @@ def render(rows: list[dict], fmt: str, env: dict, wide: bool = False) -> str:
 
     if fmt == "json":
         return report.render(rows, "json", env=env)
-    text = report.render(rows, fmt, env=env if fmt == "markdown" else None, columns=COLUMNS, wide=wide, width=WIDTH)
+    columns, title = COLUMNS, ""
+    models = {r.get("model") for r in rows}
+    if fmt == "table" and not wide and len(models) == 1:  # one model: named above the table, not in every row
+        columns, title = [c for c in COLUMNS if c[1] != "model"], f"model {models.pop()}\n"
+    text = report.render(rows, fmt, env=env if fmt == "markdown" else None, columns=columns, wide=wide, width=WIDTH)
+    if title:
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n{title}{rest}" if first.startswith("***") else title + text
     extra = ["wait: Ray Serve's batch wait timeout, ms; session bN: session.run in this process at batch N "
              "(req/s = N / median); batch: mean/max requests per run (from the response); "
              "1st ok s: server start (or reconfigure, for a new batch wait) to its first successful answer; "
              "RSS: the server processes' resident memory (psutil; in-process rows: this process); "
-             "p99 only where n >= 100."]
+             "n below --requests: the row stopped at --max-seconds; p99 only where n >= 100."]
     extra += breakdown(rows)
     if fmt == "markdown":
         return text + "\n" + "\n".join(f"- {line}" for line in extra) + "\n"
     return text + "\n" + "\n".join(textwrap.fill(line, width=WIDTH, subsequent_indent="  ") for line in extra)
+
+
+def _version(dist: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def run(args) -> int:
@@ -474,15 +498,21 @@ def run(args) -> int:
 
     out = Path(args.out) if args.out else Path("bench-results") / f"{environment.utc_stamp()}-serve"
     out.mkdir(parents=True, exist_ok=True)
-    env = environment.record(out, environment.collect(["tritonnx", "serve", "bench", *sys.argv[3:]]
-                                                      if sys.argv[1:3] == ["serve", "bench"] else None))
+    env = environment.collect(["tritonnx", "serve", "bench", *sys.argv[3:]] if sys.argv[1:3] == ["serve", "bench"]
+                              else None)
+    # How loaded the machine was (CPU rows share its cores with whatever else runs) and the serving stack.
+    env.update(load_average_start=list(os.getloadavg()), ray=_version("ray"), tritonclient=_version("tritonclient"))
+    env = environment.record(out, env)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="tritonnx-serve-bench-") as tmp:
         rows = sweep(args, plan, Path(tmp), out, log)
-    results = {"env": env, "rows": rows, "breakdown": breakdown(rows)}
+    env["load_average_end"] = list(os.getloadavg())
+    # Every request's latency stays in rows.jsonl; results.json keeps the statistics (small enough to commit).
+    results = {"env": env, "rows": [{k: v for k, v in r.items() if k != "samples_ms"} for r in rows],
+               "breakdown": breakdown(rows)}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     (out / "table.md").write_text(render(rows, "markdown", env), encoding="utf-8")
     chart = write_chart(rows, out / "serve.png", env)

@@ -120,8 +120,11 @@ def test_cli_report(tmp_path, monkeypatch, capsys):
         assert "[1/" not in printed.err  # json: no progress
         monkeypatch.setenv("TRITONNX_CACHE_DIR", str(tmp_path / "fresh"))
         assert main(["kernels", "--report", "--kernel", "test_matmul", "--arch", "sm_90"]) == 0
-        err = capsys.readouterr().err  # not a terminal: a line per finished compile, no bar
+        printed = capsys.readouterr()  # not a terminal: a line per finished compile, no bar
+        err = printed.err
         assert err.count("test_matmul fp16 sm_90: ok") == 2 and "[2/2]" in err and "\r" not in err, err
+        assert "test_matmul fp16 sm_90 (shared memory limit 227.0 KB): 2 compile(s)" in printed.out
+        assert max(len(line) for line in printed.out.splitlines()) <= 100  # a table per kernel x dtype x arch
         monkeypatch.setenv("TRITONNX_CACHE_DIR", str(tmp_path))
         assert report["gate_failures"] == [] and report["archs"] == ["sm_90", "sm_80"]
         assert len(report["rows"]) == 4 and {r["arch"] for r in report["rows"]} == {"sm_90", "sm_80"}

@@ -92,27 +92,50 @@ def run(args) -> int:
     else:
         if args.summary:
             print(table(aot.summary_table(rows), aot.SUMMARY_HEADERS, wide=args.wide))
-        else:  # the flags and the config wrap (at their commas) within the terminal width
-            cells = aot.table_rows(rows)
-            if not args.wide:
-                cells = [[str(c).replace(",", ", ") if i in (1, 3) else c for i, c in enumerate(r)] for r in cells]
-            print(table(cells, aot.REPORT_HEADERS, wide=args.wide, shrink=(3, 1), wrap=True, min_width=24))
+        elif args.wide:
+            print(table(aot.table_rows(rows), aot.REPORT_HEADERS, wide=True))
+        else:
+            print(_report_narrow(rows, aot))
         n_ok = sum(r["status"] == "ok" for r in rows)
         n_cached = sum(bool(r["cached"]) for r in rows)
         sampled = sorted({r["kernel"] for r in rows if r["sampled"]})
-        print(f"\n{n_ok}/{len(rows)} compiled ({n_cached} from the cache) in {elapsed:.1f} s; "
-              f"shared memory per block: " + ", ".join(f"{a} {catalog.ARCHS[a].smem_per_block // 1024} KB"
-                                                       for a in archs) + ".")
+        width = None if args.wide else WIDTH
+        say = (lambda text, **kw: print(text)) if width is None else \
+            (lambda text, **kw: print(textwrap.fill(text, width, break_on_hyphens=False, **kw)))
+        print()
+        say(f"{n_ok}/{len(rows)} compiled ({n_cached} from the cache) in {elapsed:.1f} s; "
+            f"shared memory per block: " + ", ".join(f"{a} {catalog.ARCHS[a].smem_per_block // 1024} KB"
+                                                     for a in archs) + ".")
         if sampled:
-            print("sampled (every config and every flag value per dtype and arch, not the full "
-                  f"product; --full for all): {', '.join(sampled)}")
+            say("sampled (every config and every flag value per dtype and arch, not the full "
+                f"product; --full for all): {', '.join(sampled)}")
         if failures:
             print(f"\ncompile gate: {len(failures)} problem(s):")
             for line in failures:
-                print(f"  - {line}")
+                say(f"  - {line}", subsequent_indent="    ")
         else:
             print("compile gate: pass")
     return 1 if (args.check and failures) else 0
+
+
+def _report_narrow(rows: list[dict], aot) -> str:
+    """The compile report within WIDTH: a table per kernel x dtype x arch (named above it, with
+    the arch's shared-memory limit), its config and flags wrapped at their commas."""
+    from itertools import groupby
+
+    headers = ["config", "flags", "status", "smem KB", "regs", "stack B", "tensor core", "blocks/SM"]
+    parts = []
+    pairs = zip(rows, aot.table_rows(rows))
+    for (kernel, dtype, arch), group in groupby(pairs, key=lambda p: (p[0]["kernel"], p[0]["dtype"], p[0]["arch"])):
+        group = list(group)
+        limit = group[0][1][6].partition(" / ")[2]
+        parts.append(f"{kernel} {dtype} {arch} (shared memory limit {limit} KB): {len(group)} compile(s)")
+        body = [[c[1].replace(",", ", "), c[3].replace(",", ", "), c[5], c[6].partition(" / ")[0], c[7],
+                 str(c[8]).replace(" (", "\n("), *c[9:]] for _, c in group]
+        parts.append(table(body, headers, shrink=(0, 1, 2), wrap=True, min_width=18,
+                           colalign=("left",) * 3 + ("right",) * 3 + ("left", "right")) + "\n")
+    parts.append("(--wide: one table, a line per compile)")
+    return "\n".join(parts)
 
 
 def _flags_text(entry) -> str:

@@ -1,6 +1,7 @@
 """A stub KServe v2 endpoint on 127.0.0.1 for the load generator's tests (stdlib http.server)."""
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,7 +13,7 @@ MODEL = "double"
 class Stub:
     """A KServe v2 endpoint: y = 2 * x; every `fail_every`-th infer answers 400; `delay_s` per infer."""
 
-    def __init__(self, fail_every: int = 0, delay_s: float = 0.0):
+    def __init__(self, fail_every: int = 0, delay_s: float = 0.0, host: str = "127.0.0.1"):
         self.fail_every, self.delay_s = fail_every, delay_s
         self.count = 0
         self.lock = threading.Lock()
@@ -62,11 +63,13 @@ class Stub:
                 self._send(200, out, length)
 
         class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
             daemon_threads = True
             request_queue_size = 64
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = Server((host, 0), Handler)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):

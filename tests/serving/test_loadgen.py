@@ -96,6 +96,16 @@ def test_loopback_forms():
     assert loadgen.loopback_url("http://[::1]:9000") == ("[::1]:9000", "http://[::1]:9000")
 
 
+def test_ipv6_loopback():
+    try:
+        stub = Stub(host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with stub:
+        result = loadgen.run_load(stub.url, MODEL, _x(), requests=6, concurrency=2, max_seconds=30, timeout_s=10)
+    assert stub.url.startswith("http://[::1]:") and (result.ok, result.errors) == (6, 0)
+
+
 def test_first_success_and_bounds():
     with Stub(fail_every=1) as stub:  # every request fails: bounded by the timeout
         assert loadgen.first_success(stub.url, MODEL, _x(), timeout_s=0.5, interval_s=0.05) is None

@@ -131,6 +131,7 @@ def test_cli_report(tmp_path, monkeypatch, capsys):
         assert main(["kernels", "--report", "--kernel", "test_matmul", "--arch", "sm_90", "--summary"]) == 0
         out = capsys.readouterr().out
         assert "mma:1 wgmma:1" in out and "compile gate: pass" in out and "2/2 compiled (2 from the cache)" in out
+        assert out.startswith("test_matmul:\n") and max(len(line) for line in out.splitlines()) <= 100
         assert main(["kernels"]) == 0
         assert "test_matmul" in capsys.readouterr().out
     finally:

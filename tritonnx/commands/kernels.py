@@ -91,7 +91,7 @@ def run(args) -> int:
                          indent=1, default=str))
     else:
         if args.summary:
-            print(table(aot.summary_table(rows), aot.SUMMARY_HEADERS, wide=args.wide))
+            print(_summary(rows, aot, args.wide))
         elif args.wide:
             print(table(aot.table_rows(rows), aot.REPORT_HEADERS, wide=True))
         else:
@@ -116,6 +116,22 @@ def run(args) -> int:
         else:
             print("compile gate: pass")
     return 1 if (args.check and failures) else 0
+
+
+def _summary(rows: list[dict], aot, wide: bool) -> str:
+    """One row per kernel x dtype x arch; within WIDTH a table per kernel (``--wide``: one table)."""
+    from itertools import groupby
+
+    cells = aot.summary_table(rows)
+    if wide:
+        return table(cells, aot.SUMMARY_HEADERS, wide=True)
+    parts = []
+    for kernel, group in groupby(cells, key=lambda c: c[0]):
+        parts.append(f"{kernel}:")
+        headers = [h.replace(" KB", "\nKB", 1).replace(" (", "\n(").replace(" blocks", "\nblocks")
+                   .replace("max regs", "max\nregs").replace("tensor core", "tensor\ncore") for h in aot.SUMMARY_HEADERS[1:]]
+        parts.append(table([c[1:] for c in group], headers, shrink=(7, 4, 6), wrap=True, min_width=8) + "\n")
+    return "\n".join(parts).rstrip("\n")
 
 
 def _report_narrow(rows: list[dict], aot) -> str:

@@ -39,6 +39,22 @@ def _import_ray():
     return ray, serve
 
 
+def _keep_ray_on_loopback() -> None:
+    """Before a local Ray starts: its servers on loopback only, no usage stats.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported (and its child processes
+    when they start): set it first, and patch the constant where Ray is already imported.
+    """
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        import sys
+
+        constants = sys.modules.get("ray._private.ray_constants")
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = False
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on `host` now (the kernel's choice)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -227,6 +243,8 @@ def start(models: list[str], *, names: list[str] | None = None, runtime: str = "
         raise ValueError(f"runtime must be tritonnx or onnxruntime, got {runtime!r}")
     if max_batch_size < 1 or replicas < 1 or gpus_per_replica < 0 or batch_wait_ms < 0:
         raise ValueError("max_batch_size and replicas must be >= 1, gpus_per_replica and batch_wait_ms >= 0")
+    if address == "local":
+        _keep_ray_on_loopback()
     ray, serve = _import_ray()
     from . import deployment
     from tritonnx._version import __version__
@@ -251,8 +269,6 @@ def start(models: list[str], *, names: list[str] | None = None, runtime: str = "
         if port == 0:
             port = free_port(host if host not in ("0.0.0.0", "::") else "127.0.0.1")
         if owns_ray:
-            for key, value in LOCAL_RAY_ENV.items():
-                os.environ.setdefault(key, value)
             init = {"address": "local", "include_dashboard": False, "configure_logging": False,
                     "log_to_driver": False}
             init.update(ray_options or {})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,6 +34,37 @@ from starlette.responses import Response
 
 from .batching import ModelServer
 from .protocol import HEADER, ProtocolError, decode_request, encode_response, error_body
+
+def _inter_deployment_grpc_on_loopback() -> None:
+    """Bind each replica's inter-deployment gRPC server to 127.0.0.1 on a loopback-only Ray.
+
+    Ray Serve 2.60 binds it to ``[::]:0`` (all interfaces) whatever the node's IP
+    (`ray.serve._private.replica`, ``_on_initialized``); the socket test saw one such port
+    per replica. Where Ray was kept on loopback (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, as
+    `api.start` sets for a local instance, inherited by the replicas, which import this module
+    before they start that server), the address is rewritten to 127.0.0.1. Nothing changes on
+    a cluster, where other nodes must reach it.
+    """
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+        return
+    try:
+        from ray.serve._private import replica
+    except ImportError:
+        return
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "loopback", False):
+        return
+
+    def add_port_to_grpc_server(server, address):
+        if address.startswith("[::]:"):
+            address = "127.0.0.1:" + address.rsplit(":", 1)[1]
+        return original(server, address)
+
+    add_port_to_grpc_server.loopback = True
+    replica.add_port_to_grpc_server = add_port_to_grpc_server
+
+
+_inter_deployment_grpc_on_loopback()
 
 _MS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500]
 _MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/ready|/infer)?$")

@@ -23,7 +23,7 @@ from ._version import __version__
 from .errors import TritonnxError
 
 # Verb modules in help order: `tritonnx.commands.<verb>` each.
-VERBS = ["zoo", "export", "run", "inspect", "bench", "kernels", "serve_bench"]
+VERBS = ["zoo", "export", "run", "inspect", "bench", "kernels", "serve", "serve_bench"]
 #: Verbs spelled as two words on the command line: ``tritonnx serve bench`` is the verb
 #: ``serve-bench`` (its own module, so the `serve` verb's positional MODELs never see "bench").
 TWO_WORD = {("serve", "bench"): "serve-bench"}

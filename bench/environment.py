@@ -48,8 +48,9 @@ def collect(argv: list[str] | None = None, *, tf32: bool = True, kernels: str | 
 
     Only what is known before any row ran: `kernels` is what the command asked for (None: the
     runtime's default). What really ran (the sessions' effective kernels after every fallback,
-    whether Triton's interpreter ran) is added by `record_effective` from the rows, never
-    guessed here. `tf32` is recorded on a GPU only (a CPU has no tf32).
+    whether Triton's interpreter ran, tf32 as the sessions' contexts hold it) is added by
+    `record_effective` from the rows, never guessed here. `tf32` is recorded on a GPU only (a
+    CPU has no tf32).
     """
     import torch
 
@@ -96,16 +97,22 @@ def collect(argv: list[str] | None = None, *, tf32: bool = True, kernels: str | 
 
 
 def effective(rows: list[dict]) -> dict:
-    """What the rows say really ran: the tritonnx sessions' kernels (one value, or a sorted list
-    when rows differ; None when no tritonnx row ran) and whether any row ran under Triton's
-    interpreter."""
+    """What the rows say really ran, as the tritonnx sessions' contexts reported it (the
+    effective settings after every fallback, `bench.providers`): their kernels (one value, or a
+    sorted list when rows differ; None when no tritonnx row ran), whether any row ran under
+    Triton's interpreter, and, when rows on a GPU say so, tf32 (one value or a sorted list;
+    absent otherwise, so `collect`'s GPU-only value stays)."""
     ran = [r for r in rows if r.get("status") == "ok" and r.get("kernels")]
     kernels = sorted({r["kernels"] for r in ran})
-    return {
+    out = {
         "kernels": (kernels[0] if len(kernels) == 1 else kernels) if kernels else None,
         "interpreter": any(r.get("interpreter") for r in ran) if ran else None,
         "timing_labels": sorted({r["timing"] for r in rows if r.get("timing")}),
     }
+    tf32 = sorted({r["tf32"] for r in ran if r.get("tf32") is not None})
+    if tf32:
+        out["tf32"] = tf32[0] if len(tf32) == 1 else tf32
+    return out
 
 
 def record_effective(out: Path, rows: list[dict]) -> dict:

@@ -14,7 +14,6 @@ says why a provider cannot run here (the row then says so), None when it can.
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -127,8 +126,9 @@ class TritonnxProvider(Provider):
             ["CPUExecutionProvider"]
         # Triton's provider is asked for unless the torch references were chosen (no warning that
         # it cannot run for a choice the user made; a fallback, e.g. an old GPU, still warns).
-        kernels = work.options.get("kernels") or os.environ.get("TRITONNX_KERNELS") or \
-            ("triton" if device.type == "cuda" else "torch")
+        from tritonnx.runtime.context import default_kernels
+
+        kernels = work.options.get("kernels") or default_kernels(device)
         if kernels != "torch":
             providers.insert(0, "TritonExecutionProvider")
         from tritonnx.bench.triton_cache import count_compiles
@@ -146,6 +146,7 @@ class TritonnxProvider(Provider):
         self._facts = {
             "kernels": ctx.kernels, "session_providers": eps,
             "interpreter": bool(ctx.interpret and "TritonExecutionProvider" in eps),
+            "tf32": ctx.tf32 if ctx.is_cuda else None,  # a GPU setting: a CPU row claims nothing
         }
         try:
             self._note = "providers: " + ",".join(eps)

@@ -44,7 +44,7 @@ from tritonnx import dtype_names, zoo
 from tritonnx._version import __version__
 from tritonnx.errors import ExportError, InvalidArgument
 
-EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+EXPORT_DTYPES = {name: dtype_names.torch_dtype(name) for name in ("fp32", "fp16")}
 # max |onnxruntime - torch(float64)| / max |torch(float64)| over each output.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 17, 20, 18
@@ -83,7 +83,7 @@ class ExportResult:
 def normalize_dtype(dtype: Any) -> str:
     """"fp32"/"fp16" (aliases float32/float16, torch dtypes); anything else: InvalidArgument."""
     if isinstance(dtype, torch.dtype):
-        dtype = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+        dtype = dtype_names.of_torch(dtype) or str(dtype)
     key = dtype_names.lookup(dtype) or str(dtype).lower()
     if key == "bf16":
         raise InvalidArgument("dtype 'bf16' is a kernel dtype, not an export dtype; export fp32 or fp16")

@@ -35,7 +35,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from tritonnx.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, NotImplemented
-from tritonnx.runtime.registry import OpRegistry, canonical_domain
+from tritonnx.runtime.registry import MS_DOMAIN, OpRegistry, canonical_domain
 
 #: The opset old models are converted to when their own opset lacks a handler.
 PREFERRED_OPSET = 18
@@ -44,7 +44,7 @@ MIN_OPSET = 1
 #: onnxruntime's own (contrib) domains and the newest opset it registers for each (onnxruntime
 #: 1.32 refuses ``com.microsoft`` 2 as "under development"). A node in one of them needs no
 #: opset_import: onnxruntime adds it, so the loader does too.
-ORT_CONTRIB_DOMAINS = {"com.microsoft": 1, "com.microsoft.nchwc": 1, "com.microsoft.experimental": 1}
+ORT_CONTRIB_DOMAINS = {MS_DOMAIN: 1, f"{MS_DOMAIN}.nchwc": 1, f"{MS_DOMAIN}.experimental": 1}
 
 
 @functools.lru_cache(maxsize=1)

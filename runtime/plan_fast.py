@@ -72,7 +72,7 @@ def _conv(ins, outs, kw):
 def _max_pool(ins, outs, kw):
     if len(ins) != 1 or not _floats(ins) or kw.get("num_outputs", 1) > 1:
         return None
-    n, kernel, strides, dilations, begin, _, end_eff, _ = nn._pool_geometry(
+    n, kernel, strides, dilations, begin, _, end_eff, _ = nn.pool_geometry(
         "MaxPool", _stand_in(ins[0]), kw.get("kernel_shape"), kw.get("strides"), kw.get("dilations"),
         kw.get("pads"), kw.get("auto_pad", "NOTSET"), kw.get("ceil_mode", 0))
     if begin != end_eff or not all(b <= k // 2 for b, k in zip(begin, kernel)) or n not in nn._MAX_POOL:

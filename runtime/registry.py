@@ -59,6 +59,8 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 #: The domain and version of tritonnx's fused ops (the one definition; passes and ops read it).
 CUSTOM_DOMAIN = "tritonnx"
 CUSTOM_DOMAIN_VERSION = 1
+#: onnxruntime's contrib-op domain (the com.microsoft ops its tools write; runtime/ops/contrib.py).
+MS_DOMAIN = "com.microsoft"
 
 
 def is_standard_domain(domain: str) -> bool:

@@ -28,6 +28,7 @@ from tritonnx.runtime import dtypes
 from tritonnx.runtime.context import CONFIG_KEYS, KEYWORDS, ExecContext, build_context, parse_setting
 from tritonnx.runtime.executor import Executor, Profile, ProfileRow
 from tritonnx.runtime.loader import load_model
+from tritonnx.runtime.registry import CUSTOM_DOMAIN
 
 TRITON_EP = "TritonExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -597,7 +598,7 @@ class InferenceSession:
         device_ep = CUDA_EP if self._ctx.is_cuda else CPU_EP
         triton = self._ctx.kernels == "triton"
         self._profiler.run(start, self._profiler.now_us(), rows,
-                           lambda row: TRITON_EP if triton and row.domain == "tritonnx" else device_ep)
+                           lambda row: TRITON_EP if triton and row.domain == CUSTOM_DOMAIN else device_ep)
         return outs
 
     def run_with_ort_values(self, output_names, input_dict_ort_values, run_options=None) -> list:

@@ -24,3 +24,9 @@ def test_every_spelling_means_the_same_everywhere(spelling):
 def test_unknown_name_lists_the_spellings():
     with pytest.raises(InvalidArgument, match="fp32, fp16, bf16.*float32"):
         dtype_names.canonical("int8")
+
+
+def test_of_torch_is_torch_dtype_reversed():
+    for name in dtype_names.NAMES:
+        assert dtype_names.of_torch(dtype_names.torch_dtype(name)) == name
+    assert dtype_names.of_torch(torch.float64) is None

@@ -36,6 +36,15 @@ def canonical(name, allowed: tuple[str, ...] = NAMES, *, what: str = "dtype") ->
 
 def torch_dtype(name):
     """The torch dtype of a dtype name (any accepted spelling)."""
+    return _torch_table()[canonical(name)]
+
+
+def of_torch(dtype) -> str | None:
+    """The canonical name of torch dtype `dtype` (torch.float16 -> "fp16"), or None."""
+    return next((name for name, dt in _torch_table().items() if dt == dtype), None)
+
+
+def _torch_table() -> dict:
     import torch
 
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[canonical(name)]
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from tritonnx.errors import InvalidArgument, NotImplemented
 from tritonnx.runtime.ops.nn import AveragePool, Conv, Gemm, LayerNormalization, MatMul
 from tritonnx.runtime.ops.quant import saturate_to
-from tritonnx.runtime.registry import register
+from tritonnx.runtime.registry import MS_DOMAIN, register
 from tritonnx.triton_kernels import rnn_reference
 
-MS_DOMAIN = "com.microsoft"
 
 
 def _activate(op: str, y: torch.Tensor, activation: str | None, params) -> torch.Tensor:

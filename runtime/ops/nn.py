@@ -147,7 +147,7 @@ def Col2Im(input, image_shape, block_shape, *, dilations=None, pads=None, stride
 
 # --- pooling ---------------------------------------------------------------------------------
 
-def _pool_geometry(op, X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
+def pool_geometry(op, X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
     """(n, kernel, strides, dilations, begin, end, end_eff, out): `end` the declared end pads,
     `end_eff` the end padding that makes a no-padding floor-mode pool yield `out`."""
     n, kernel, strides, dilations = spatial_defaults(op, X, kernel_shape, strides, dilations)
@@ -177,7 +177,7 @@ def MaxPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=N
             storage_order=0, strides=None, num_outputs=1):
     """ONNX MaxPool -> (Y, Indices). Indices flatten (N, C, *spatial) row-major, or with the
     spatial axes column-major when ``storage_order=1``."""
-    n, kernel, strides, dilations, begin, _, end_eff, _ = _pool_geometry(
+    n, kernel, strides, dilations, begin, _, end_eff, _ = pool_geometry(
         "MaxPool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     cdt = _compute_dtype(X)
     want_idx = num_outputs > 1
@@ -210,7 +210,7 @@ def MaxPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=N
 def AveragePool(X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                 kernel_shape=None, pads=None, strides=None):
     """ONNX AveragePool (dilations from opset 19)."""
-    n, kernel, strides, dilations, begin, end, end_eff, _ = _pool_geometry(
+    n, kernel, strides, dilations, begin, end, end_eff, _ = pool_geometry(
         "AveragePool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     cdt = _compute_dtype(X)
     if (begin == end_eff and all(d == 1 for d in dilations)
@@ -272,7 +272,7 @@ def GlobalLpPool(X, *, p=2):
 @register("LpPool", since=2)
 def LpPool(X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2, pads=None, strides=None):
     """ONNX LpPool: (sum over the window of |x|^p) ^ (1 / p), zero padding."""
-    n, kernel, strides, dilations, begin, _, end_eff, _ = _pool_geometry(
+    n, kernel, strides, dilations, begin, _, end_eff, _ = pool_geometry(
         "LpPool", X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     xp = pad_spatial(X.abs() ** p, begin, end_eff, 0.0)
     ones = torch.ones([X.shape[1], 1] + kernel, dtype=X.dtype, device=X.device)

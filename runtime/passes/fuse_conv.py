@@ -33,7 +33,7 @@ from onnxscript.rewriter import MatchResult, RewriteRuleClassBase
 
 from tritonnx.runtime.ops import fused_conv
 from tritonnx.runtime.passes.framework import CUSTOM_DOMAIN, CUSTOM_DOMAIN_VERSION, FusionRule, register_rule
-from tritonnx.runtime.registry import is_standard_domain
+from tritonnx.runtime.registry import MS_DOMAIN, is_standard_domain
 
 ACT_OPS = tuple(fused_conv.ACTIVATION_OPS)
 POOL_OPS = fused_conv.POOL_OPS
@@ -271,7 +271,7 @@ def split_ms_fused_conv(model: ir.Model) -> int:
     Returns how many were split."""
     count = 0
     for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-        if node.domain != "com.microsoft" or node.op_type != "FusedConv" or len(node.inputs) > 3:
+        if node.domain != MS_DOMAIN or node.op_type != "FusedConv" or len(node.inputs) > 3:
             continue
         act = node.attributes.get("activation")
         act = act.as_string() if act is not None else None

@@ -175,7 +175,7 @@ def pad_loop_inputs(proto: onnx.ModelProto) -> onnx.ModelProto:
     from tritonnx.runtime.loader import iter_nodes
 
     for node in iter_nodes(proto.graph):
-        if node.op_type == "Loop" and node.domain in ("", "ai.onnx") and len(node.input) < 2:
+        if node.op_type == "Loop" and is_standard_domain(node.domain) and len(node.input) < 2:
             node.input.extend([""] * (2 - len(node.input)))
     return proto
 

@@ -10,6 +10,7 @@ import onnx
 import onnx.numpy_helper
 import onnx.parser
 import pytest
+import tolerances
 import torch
 
 import tritonnx.runtime.ops  # noqa: F401 - fills OPS
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim
 
 SEQ, BATCH, IN, HID = 3, 2, 4, 5
 C, O, HW = 3, 4, 8
-RTOL = {"fp32": 2e-4}
+RTOL = tolerances.VS_ONNXRUNTIME
 
 LSTM_TEXT = f"""
 <ir_version: 8, opset_import: ["" : 14]>

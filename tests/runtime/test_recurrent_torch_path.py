@@ -3,6 +3,7 @@ torch.rnn_tanh/relu): equal to the reference (triton_kernels/rnn_reference.py) o
 attribute combination they claim, and not taken for the ones torch cannot do."""
 import numpy as np
 import pytest
+import tolerances
 import torch
 
 from tritonnx.runtime.ops import recurrent
@@ -11,8 +12,6 @@ from tritonnx.triton_kernels import rnn_reference
 SEQ, BATCH, INPUT, HIDDEN = 5, 3, 4, 6
 REFERENCE = {"LSTM": rnn_reference.lstm, "GRU": rnn_reference.gru, "RNN": rnn_reference.rnn}
 HANDLER = {"LSTM": recurrent.LSTM, "GRU": recurrent.GRU, "RNN": recurrent.RNN}
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10),
-       torch.float16: dict(rtol=2e-3, atol=2e-3)}
 
 
 def _inputs(cell, direction, layout, dtype, *, bias=True, initial=True, lens=None, seed=0):
@@ -52,7 +51,7 @@ def _check(cell, args, attrs, dtype):
     assert len(got) == len(want)
     for a, b in zip(got, want):
         assert a.dtype == b.dtype and a.shape == b.shape
-        torch.testing.assert_close(a, b, **TOL[dtype])
+        torch.testing.assert_close(a, b, rtol=tolerances.rtol(dtype), atol=tolerances.atol(dtype))
 
 
 CLAIMED = [(cell, direction, layout) for cell in ("LSTM", "GRU", "RNN")

@@ -3,12 +3,13 @@ batch sizes (and, for sequence models, two sequence lengths)."""
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tolerances
 
 import tritonnx.zoo as zoo
 from tritonnx.runtime import InferenceSession
 
 BATCHES = (1, 3)
-RTOL = ATOL = 2e-4  # fp32, both sides computing in fp32 with different reduction orders
+RTOL = ATOL = tolerances.VS_ONNXRUNTIME["fp32"]  # both sides in fp32, different reduction orders
 
 
 @pytest.mark.parametrize("name", zoo.names())

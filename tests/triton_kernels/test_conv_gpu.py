@@ -3,6 +3,7 @@ every dtype, channels-last and NCHW inputs, against the float64 reference."""
 from __future__ import annotations
 
 import pytest
+import tolerances
 import torch
 
 from tritonnx.triton_kernels.conv_relu_pool import conv_configs, conv_relu_pool, conv_relu_pool_reference
@@ -10,7 +11,6 @@ from tritonnx.triton_kernels.conv_relu_pool import conv_configs, conv_relu_pool,
 pytestmark = pytest.mark.gpu
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-RTOL = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 1e-2, "bf16": 4e-2}
 # (N, C, H, W, O, K, conv kwargs, epilogue kwargs): VGG, the ResNet stem, a residual block, GoogLeNet 1x1
 BLOCKS = {
     "vgg-3x3-max2": (2, 64, 56, 56, 128, 3, dict(pads=(1, 1, 1, 1)), dict(pool="max", pool_kernel=(2, 2))),
@@ -45,7 +45,8 @@ def _run(name, dtype_name, *, config=None, channels_last=True):
     torch.cuda.synchronize()
     assert not torch.isnan(y).any()
     err = (y.double().cpu() - ref).abs().max().item() / ref.abs().max().item()
-    assert err <= RTOL[dtype_name], f"{name} {dtype_name} {config}: {err:.3g}"
+    assert err <= tolerances.kernel_max_rel(dtype_name, "cuda", tf32=dtype_name == "tf32"), \
+        f"{name} {dtype_name} {config}: {err:.3g}"
 
 
 @pytest.mark.parametrize("dtype_name", list(DTYPES))

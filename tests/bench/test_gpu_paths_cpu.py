@@ -170,7 +170,7 @@ def test_kernel_rows_are_written_per_block_and_a_rerun_resumes(monkeypatch):
 def test_a_block_that_breaks_the_cuda_context_ends_the_family(monkeypatch):
     written = []
     _family(monkeypatch, ["a", "b", "c"], fail_at="b")
-    monkeypatch.setattr(kernels, "cuda_broken", lambda: "AcceleratorError: an illegal memory access")
+    monkeypatch.setattr(kernels.framework, "cuda_broken", lambda: "AcceleratorError: an illegal memory access")
     with pytest.raises(StickyCudaError, match="conv b: sticky CUDA error"):
         run_families(["conv"], dtypes=["fp16"], quick=True, on_row=written.append)
     assert [r["case"] for r in written] == ["a", "a", "b", "b"]  # the culprit recorded, c retried later

@@ -11,7 +11,7 @@ CONSTRAINTS := constraints-gpu.txt
 EXTRAS := gpu,dev,bench
 else
 CONSTRAINTS := constraints.txt
-EXTRAS := cpu,dev,bench,ml
+EXTRAS := cpu,dev,bench,ml,serve
 endif
 PYTEST_ARGS ?=
 

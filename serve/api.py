@@ -149,8 +149,7 @@ class ServeHandle:
         try:
             ray, serve = _import_ray()
             if ray.is_initialized():
-                if self.owns_ray:
-                    serve.shutdown()
+                if self.owns_ray:  # the whole private instance goes: no graceful Serve shutdown needed
                     ray.shutdown()
                 else:
                     serve.delete(APP_NAME)

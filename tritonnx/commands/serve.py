@@ -127,6 +127,12 @@ def settings(args) -> dict:
 
 def run(args) -> int:
     opts = settings(args)
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # pydantic's, inside Ray Serve
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     from tritonnx.serve import api
 
     local_host = api.is_local(opts["host"])

@@ -217,3 +217,14 @@ def test_export_all_prints_a_line_per_model_when_not_a_terminal(tmp_path, capsys
     n = len(zoo.names())
     assert f"[1/{n}] mlp: ok, 0.5 s" in printed.err and printed.err.count("\n") == n
     assert f"{n}/{n} exported" in printed.out and _widest(printed.out) <= 100
+
+
+def test_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    from tritonnx.commands import zoo as zoo_cmd
+
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")  # `tritonnx zoo | head -1`
+
+    monkeypatch.setattr(zoo_cmd, "run", closed)
+    assert main(["zoo"]) == 141  # was "error: BrokenPipeError ... (an internal error ...)"
+    assert capsys.readouterr().err == ""

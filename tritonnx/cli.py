@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `tritonnx zoo | head -1`: the reader left; no message, as cat does
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+            except (OSError, ValueError):
+                pass
+            return 141  # 128 + SIGPIPE
         except Exception as exc:  # noqa: BLE001 - never a traceback unless asked for
             if os.environ.get("TRITONNX_TRACEBACK"):
                 raise

@@ -96,7 +96,9 @@ class IOBinding:
 
     synchronize_outputs = synchronize_inputs
 
-    def _run(self) -> None:
+    def run_bound(self) -> None:
+        """Run the session on the bound inputs, writing bound outputs in place (what
+        `InferenceSession.run_with_iobinding` calls)."""
         names = list(self._outputs) or None
         results = self._session.run_torch(names, self._inputs)
         out_names = names or [o.name for o in self._session.get_outputs()]

@@ -674,7 +674,7 @@ class InferenceSession:
         return IOBinding(self)
 
     def run_with_iobinding(self, iobinding, run_options=None) -> None:
-        iobinding._run()
+        iobinding.run_bound()
 
     def end_profiling(self) -> str:
         """Write the profile (onnxruntime's chrome-trace JSON) and return its path; "" when

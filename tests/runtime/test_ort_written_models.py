@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import tolerances
 
 import tritonnx
 from tritonnx.runtime import InferenceSession
@@ -29,12 +30,7 @@ MODELS = {
     "googlenet": {"FusedConv", "QGemm", "QLinearConcat", "QLinearGlobalAveragePool"},
     "autoencoder": {"FusedGemm", "QGemm", "QLinearSigmoid"},
 }
-#: max |ours - onnxruntime| / max |onnxruntime|, per kind of file. Optimized: float rounding.
-#: Dynamic: exact for the integer products; DynamicQuantizeLSTM is dequantized here while
-#: onnxruntime quantizes X and h too (1e-3 seen). QDQ: a value on a rounding boundary can land
-#: one quantization step apart (2e-2 seen for transformer_encoder).
-#: QOperator: the same one-step rule as QDQ (0 seen on these models).
-TOLERANCE = {"opt": 1e-5, "qdyn": 1e-2, "qdq": 5e-2, "qop": 5e-2}
+TOLERANCE = tolerances.ORT_WRITTEN  # max |ours - onnxruntime| / max |onnxruntime| per kind of file
 
 
 def _feeds(sess, seed):

@@ -8,13 +8,11 @@ import tolerances
 import torch
 from onnx import TensorProto, helper
 
-INPUTS = {
-    "LSTM": ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"),
-    "GRU": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
-    "RNN": ("X", "W", "R", "B", "sequence_lens", "initial_h"),
-}
-OUTPUTS = {"LSTM": ("Y", "Y_h", "Y_c"), "GRU": ("Y", "Y_h"), "RNN": ("Y", "Y_h")}
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+from tritonnx.triton_kernels import rnn_reference
+
+#: The ops' inputs and outputs in ONNX order and gate counts: the one list, rnn_reference's
+#: (its order is checked against onnxruntime by test_rnn_reference.py).
+INPUTS, OUTPUTS, GATES = rnn_reference.INPUTS, rnn_reference.OUTPUTS, rnn_reference.GATES
 
 #: Relative-error tolerance (max |a-b| / max |b|) by dtype, against a float64 reference, of the
 #: kernels under the interpreter (tests/tolerances.py's kernel table).

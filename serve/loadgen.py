@@ -84,6 +84,8 @@ class LoadResult:
     outside_ms: list[float] = field(default_factory=list)  # latency - queue - run, per request
     client_cpu_s: float | None = None
     warmup: int = 0
+    checked: int = 0  # answers compared with `expected`
+    max_rel_err: float | None = None  # the largest `max_rel_err` of those answers
 
     @property
     def req_s(self) -> float | None:
@@ -99,7 +101,7 @@ class LoadResult:
                "error_messages": dict(self.error_messages), "wall_s": self.wall_s, "req_s": self.req_s,
                "first_ok_ms": self.first_ok_ms, "stop": self.stop, "requests_bound": self.requests,
                "max_seconds": self.max_seconds, "warmup": self.warmup, "client_cpu_s": self.client_cpu_s,
-               "timing": "cpu-wall"}
+               "checked": self.checked, "max_rel_err": self.max_rel_err, "timing": "cpu-wall"}
         if self.latencies_ms:
             t = Timing.from_samples(self.latencies_ms, "cpu-wall", measured_s=self.wall_s)
             row.update({"p50_ms": t.median_ms, "p90_ms": t.p90_ms, "p99_ms": t.p99_ms, "min_ms": t.min_ms,
@@ -169,8 +171,20 @@ def _client_inputs(inputs: dict[str, np.ndarray], binary: bool):
     return objs
 
 
+def _check(answer, expected: dict[str, np.ndarray], result: LoadResult) -> None:
+    from tritonnx.bench.stats import max_rel_err
+
+    worst = 0.0
+    for name, want in expected.items():
+        got = answer.as_numpy(name)
+        worst = max(worst, float("inf") if got is None or got.shape != want.shape else max_rel_err(got, want))
+    result.checked += 1
+    result.max_rel_err = worst if result.max_rel_err is None else max(result.max_rel_err, worst)
+
+
 async def _load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests: int, concurrency: int,
-                max_seconds: float, timeout_s: float, warmup: int, binary: bool) -> LoadResult:
+                max_seconds: float, timeout_s: float, warmup: int, binary: bool,
+                expected: dict[str, np.ndarray] | None = None, check_every: int = 100) -> LoadResult:
     import tritonclient.http.aio as httpclient
 
     hostport, url = loopback_url(url)
@@ -179,9 +193,8 @@ async def _load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests
     client = httpclient.InferenceServerClient(hostport, conn_limit=max(concurrency, 1), conn_timeout=timeout_s)
     objs = _client_inputs(inputs, binary)
     try:
-        async def one() -> dict:
-            answer = await asyncio.wait_for(client.infer(model, objs), timeout_s)
-            return answer.get_response()
+        async def one():
+            return await asyncio.wait_for(client.infer(model, objs), timeout_s)
 
         # Warm-up (not counted): bounded in count and by the same deadline.
         start = time.monotonic()
@@ -205,7 +218,7 @@ async def _load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests
                 issued += 1
                 sent = time.perf_counter()
                 try:
-                    response = await one()
+                    answer = await one()
                 except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                     kind, message = _error_kind(exc)
                     result.errors += 1
@@ -221,7 +234,9 @@ async def _load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests
                     result.latencies_ms.append(latency)
                     if result.first_ok_ms is None:
                         result.first_ok_ms = (done - t0) * 1e3
-                    _batch_facts(response, result, latency)
+                    _batch_facts(answer.get_response(), result, latency)
+                    if expected is not None and (result.ok - 1) % check_every == 0:
+                        _check(answer, expected, result)
                 last_done = time.perf_counter()
 
         cpu0 = time.process_time()
@@ -243,7 +258,8 @@ async def _load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests
 
 def run_load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests: int = 1000, concurrency: int = 1,
              max_seconds: float = 10.0, timeout_s: float = 30.0, warmup: int = 0,
-             binary: bool = True) -> LoadResult:
+             binary: bool = True, expected: dict[str, np.ndarray] | None = None,
+             check_every: int = 100) -> LoadResult:
     """Send `model` the tensors `inputs` until `requests` are issued or `max_seconds` pass.
 
     Args:
@@ -256,6 +272,8 @@ def run_load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests: i
         timeout_s: one request's timeout (a timeout is counted as an error).
         warmup: requests sent first, one at a time, not counted (within `max_seconds`).
         binary: tensors in the binary extension (tritonclient's default) or as JSON.
+        expected: outputs by name that the answers should carry: the 1st, then every
+            `check_every`-th successful answer is compared (`bench.stats.max_rel_err`).
     Returns:
         A `LoadResult`.
     Raises:
@@ -269,7 +287,7 @@ def run_load(url: str, model: str, inputs: dict[str, np.ndarray], *, requests: i
                               f"got {max_seconds}, {timeout_s}")
     return asyncio.run(_load(url, model, inputs, requests=requests, concurrency=concurrency,
                              max_seconds=max_seconds, timeout_s=timeout_s, warmup=max(0, int(warmup)),
-                             binary=binary))
+                             binary=binary, expected=expected, check_every=max(1, int(check_every))))
 
 
 def first_success(url: str, model: str, inputs: dict[str, np.ndarray], *, timeout_s: float = 60.0,

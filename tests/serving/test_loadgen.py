@@ -52,6 +52,17 @@ def test_counts_errors_and_batch_facts():
     json.dumps(row)
 
 
+def test_answers_checked_against_expected():
+    x = _x()
+    with Stub() as stub:  # the stub answers y = 2 x
+        good = loadgen.run_load(stub.url, MODEL, x, requests=12, max_seconds=30, expected={"y": 2 * x["x"]},
+                                check_every=5)
+        bad = loadgen.run_load(stub.url, MODEL, x, requests=3, max_seconds=30, expected={"y": 3 * x["x"]})
+    assert (good.checked, good.max_rel_err) == (3, 0.0)  # answers 1, 6, 11
+    assert bad.checked == 1 and bad.max_rel_err == pytest.approx(1 / 3)
+    assert good.as_row()["max_rel_err"] == 0.0
+
+
 def test_p99_needs_100_samples_and_json_tensors():
     with Stub() as stub:
         result = loadgen.run_load(stub.url, MODEL, _x(), requests=120, concurrency=2, max_seconds=60, timeout_s=10,

@@ -49,10 +49,11 @@ def test_bare_server_and_floor_rows(tmp_path, capsys):
         assert r["first_ok_s"] > 0 and r["rss_mib"] > 1
         assert r["cpu_ms_per_request"]["bare-server"] > 0
         assert r["outside_p50_ms"] is not None
+        assert r["checked"] == 1 and r["max_rel_err"] < 1e-5  # answer 1 of 40 compared with onnxruntime
     assert sorted((r["runtime"], r["server"]) for r in floors) == [
         ("onnxruntime", "session b1"), ("onnxruntime", "session b4"), ("tritonnx", "session b1"),
         ("tritonnx", "session b4")]
-    assert all(r["n"] >= 1 and r["req_s"] > 0 for r in floors)
+    assert all(r["n"] >= 1 and r["req_s"] > 0 and r["max_rel_err"] < 1e-5 for r in floors)
     assert (out / "table.md").read_text().count("| bare ") == 4
     assert (out / "serve.png").stat().st_size > 1000
     assert len((out / "rows.jsonl").read_text().splitlines()) == 8
@@ -102,3 +103,23 @@ def test_refusals_are_one_line(argv, message, capsys, tmp_path):
 ])
 def test_process_roles(cmdline, role):
     assert role_of(cmdline) == role
+
+
+def test_reference_server_listens_on_loopback_only_and_ends(tmp_path):
+    import ipaddress
+
+    import numpy as np
+
+    from tritonnx.serve import loadgen, reference_server
+
+    model = matmul_relu(tmp_path / "mm.onnx")
+    proc, url = reference_server.spawn(model, "mm", runtime="onnxruntime", max_seconds=120, start_timeout_s=120)
+    try:
+        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections() if c.status == psutil.CONN_LISTEN]
+        assert listening and all(ipaddress.ip_address(a.ip).is_loopback for a in listening), listening
+        x = {"x": np.random.default_rng(1).uniform(0.5, 1.5, (3, 8)).astype(np.float32)}
+        result = loadgen.run_load(url, "mm", x, requests=5, max_seconds=30, timeout_s=10)
+        assert (result.ok, result.errors) == (5, 0)
+    finally:
+        reference_server.stop(proc)
+    assert proc.returncode is not None and not psutil.pid_exists(proc.pid)

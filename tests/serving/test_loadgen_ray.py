@@ -42,4 +42,5 @@ def test_ray_rows_count_batches_and_stop(tmp_path, capsys, monkeypatch):
     assert sum(row["batch_hist"].values()) == 40 and 1 <= row["batch_max"] <= 4
     assert row["queue_p50_ms"] is not None and row["run_p50_ms"] is not None
     assert row["first_ok_s"] > 0 and row["rss_mib"] > 10
+    assert row["checked"] == 1 and row["max_rel_err"] < 1e-5  # the served answer matches onnxruntime
     assert row["cpu_ms_per_request"].get("proxy", 0) > 0 and row["cpu_ms_per_request"].get("replica", 0) > 0

@@ -43,7 +43,7 @@ COLUMNS = [
     ("model", "model"), ("runtime", "runtime"), ("server", "server"), ("wait", "batch_wait_ms"),
     ("conc", "concurrency"), ("n", "n"), ("req/s", "req_s"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
     ("max ms", "max_ms"), ("err", "errors"), ("batch", "batch_text"), ("RSS MiB", "rss_mib"),
-    ("1st ok s", "first_ok_s"), ("queue ms", "queue_p50_ms"), ("run ms", "run_p50_ms"),
+    ("max rel err", "max_rel_err"), ("1st ok s", "first_ok_s"), ("queue ms", "queue_p50_ms"), ("run ms", "run_p50_ms"),
     ("timing", "timing"), ("note", "note"),
 ]
 
@@ -180,6 +180,16 @@ def make_session(path: Path, runtime: str):
     return tritonnx.InferenceSession(str(path))
 
 
+def reference_outputs(path: Path, feeds: dict) -> dict:
+    """Outputs by name of onnxruntime (the reference; tritonnx where it is missing) on `feeds`."""
+    try:
+        sess = make_session(path, "onnxruntime")
+    except InvalidArgument:
+        sess = make_session(path, "tritonnx")
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
 def floor_rows(model: str, path: Path, runtime: str, batches: list[int], *, seed: int, max_seconds: float,
                requests: int) -> list[dict]:
     """``session.run`` in this process, one request after the other, per batch size."""
@@ -187,10 +197,14 @@ def floor_rows(model: str, path: Path, runtime: str, batches: list[int], *, seed
 
     from tritonnx.bench.stats import measure
 
+    from tritonnx.bench.stats import max_rel_err
+
     sess = make_session(path, runtime)
     rows = []
     for batch in batches:
         feeds = _inputs(path, batch, seed)
+        ref = reference_outputs(path, feeds)
+        err = max(max_rel_err(o, ref[n]) for n, o in zip(ref, sess.run(list(ref), feeds)))
         timing = measure(lambda: sess.run(None, feeds), warmup=3, min_samples=min(requests, 1000),
                          min_time=max_seconds)
         t = timing.as_row()
@@ -201,6 +215,7 @@ def floor_rows(model: str, path: Path, runtime: str, batches: list[int], *, seed
             "mean_ms": t["mean_ms"], "errors": 0, "batch_text": str(batch), "first_ok_s": None,
             "rss_mib": psutil.Process().memory_info().rss / 2**20, "timing": t["timing"], "status": "ok",
             "samples_ms": t["samples_ms"], "providers": list(sess.get_providers()), "note": "",
+            "max_rel_err": err,
         })
     return rows
 
@@ -272,7 +287,7 @@ def _batch_text(row: dict) -> str:
 
 
 def load_row(server: Server, model: str, runtime: str, wait: int | None, concurrency: int, inputs: dict,
-             args, first_ok_s: float | None) -> dict:
+             args, first_ok_s: float | None, expected: dict | None = None) -> dict:
     """One bounded load on `server`, with the server processes' memory and CPU time per role."""
     from tritonnx.serve.loadgen import ProcessSampler, run_load
 
@@ -280,7 +295,7 @@ def load_row(server: Server, model: str, runtime: str, wait: int | None, concurr
     before = sampler.snapshot() if sampler else []
     result = run_load(server.url, server.model_name, inputs, requests=args.requests, concurrency=concurrency,
                       max_seconds=args.max_seconds, timeout_s=args.timeout_s, warmup=args.warmup,
-                      binary=not args.json_tensors)
+                      binary=not args.json_tensors, expected=expected)
     after = sampler.snapshot() if sampler else []
     row = result.as_row()
     cpu = ProcessSampler.cpu_by_role(before, after)
@@ -318,6 +333,7 @@ def sweep(args, plan: dict, folder: Path, out: Path, log) -> list[dict]:
         path = _model_file(text, folder, args.config, args.seed)
         model = Path(text).stem if text.endswith(".onnx") else text
         inputs = _inputs(path, 1, args.seed)
+        expected = reference_outputs(path, inputs)  # answers are checked: the 1st and every 100th
         for runtime in plan["runtimes"]:
             if not args.no_floor:
                 for row in floor_rows(model, path, runtime, sorted({1, args.max_batch_size}), seed=args.seed,
@@ -328,7 +344,7 @@ def sweep(args, plan: dict, folder: Path, out: Path, log) -> list[dict]:
                     continue  # one endpoint: its runtime is whatever serves it
                 server = Server("url", plan["url"], args.model_name)
                 for c in plan["concurrency"]:
-                    keep(load_row(server, model, "?", None, c, inputs, args, None))
+                    keep(load_row(server, model, "?", None, c, inputs, args, None, expected))
                 continue
             for kind in plan["servers"]:
                 waits = plan["waits"] if kind == "ray" else [None]
@@ -351,8 +367,8 @@ def sweep(args, plan: dict, folder: Path, out: Path, log) -> list[dict]:
                                          f"{args.start_timeout_s:g} s of the start"))
                             break
                         for c in plan["concurrency"]:
-                            keep(dict(load_row(server, model, runtime, wait, c, inputs, args, first_ok_s),
-                                      first_ok_since=since))
+                            keep(dict(load_row(server, model, runtime, wait, c, inputs, args, first_ok_s,
+                                               expected), first_ok_since=since))
                 except Exception as exc:  # noqa: BLE001 - one failed server is one failed row, the sweep goes on
                     if isinstance(exc, KeyboardInterrupt):
                         raise
@@ -476,7 +492,8 @@ def render(rows: list[dict], fmt: str, env: dict, wide: bool = False) -> str:
              "(req/s = N / median); batch: mean/max requests per run (from the response); "
              "1st ok s: server start (or reconfigure, for a new batch wait) to its first successful answer; "
              "RSS: the server processes' resident memory (psutil; in-process rows: this process); "
-             "n below --requests: the row stopped at --max-seconds; p99 only where n >= 100."]
+             "n below --requests: the row stopped at --max-seconds; p99 only where n >= 100; max rel err: "
+             "against onnxruntime in this process (served rows: the 1st and every 100th answer)."]
     extra += breakdown(rows)
     if fmt == "markdown":
         return text + "\n" + "\n".join(f"- {line}" for line in extra) + "\n"

@@ -86,10 +86,11 @@ def server():
     third = matmul_relu(tmp / f"{THIRD}.onnx", seed=3)
     (tmp / "home").mkdir()
     config = tmp / "serve.toml"
+    metrics_port = _free_port()
     config.write_text(f'zoo_config = "tiny"\n[ray]\n_temp_dir = "{tmp / "r"}"\n'
-                      f"object_store_memory = {128 << 20}\n")
+                      f"object_store_memory = {128 << 20}\n_metrics_export_port = {metrics_port}\n")
     env = dict(os.environ, HOME=str(tmp / "home"), RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1",
-               TRITONNX_KERNELS="torch")
+               TRITONNX_KERNELS="torch", RAY_metrics_report_interval_ms="1000")
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tritonnx", "serve", ZOO, str(third), "--port", str(port),
                              "--max-batch-size", str(MAX_BATCH), "--batch-wait-ms", "20", "--config", str(config)],
@@ -101,6 +102,7 @@ def server():
         srv.zoo_path = Path(files[ZOO])
         assert srv.zoo_path.is_file() and srv.zoo_path.suffix == ".onnx"
         srv.third_path = third
+        srv.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         yield srv
         started = srv.started()
         proc.send_signal(signal.SIGTERM)
@@ -311,3 +313,22 @@ def test_usage_errors_are_one_line_before_torch_or_ray():
         assert done.stdout.split() == ["2", "False", "False"], (argv, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tritonnx serve: error:") and needle in lines[0], lines
+
+
+def test_per_model_metrics_reach_prometheus(server):
+    feeds = _inputs(server.third_path, 1, 11)
+    _infer(server.client(), THIRD, feeds)
+    _post(f"{server.url}/v2/models/{THIRD}/infer", b"{oops")
+    wanted = ["tritonnx_requests", "tritonnx_errors", "tritonnx_batch_requests", "tritonnx_queue_ms",
+              "tritonnx_run_ms"]
+    deadline, text = time.monotonic() + 45, ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(server.metrics_url, timeout=30) as r:
+            text = r.read().decode()
+        mine = [line for line in text.splitlines() if f'model="{THIRD}"' in line]
+        if all(any(w in line for line in mine) for w in wanted):
+            break
+        time.sleep(1)
+    missing = [w for w in wanted if not any(w in line and f'model="{THIRD}"' in line for line in text.splitlines())]
+    assert not missing, f"not on {server.metrics_url}: {missing}"
+    assert any("tritonnx_errors" in line and 'code="400"' in line for line in text.splitlines())

@@ -35,8 +35,9 @@ def _item(text, wide: bool) -> str:
 
 def _counts(model) -> Counter:
     from tritonnx.runtime.loader import iter_nodes
+    from tritonnx.runtime.registry import is_standard_domain
 
-    return Counter((n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}") for n in iter_nodes(model.graph))
+    return Counter((n.op_type if is_standard_domain(n.domain) else f"{n.domain}::{n.op_type}") for n in iter_nodes(model.graph))
 
 
 def run(args) -> int:

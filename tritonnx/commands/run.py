@@ -262,7 +262,9 @@ def _short_kernel(label: str) -> str:
 def _fused_ops(sess) -> str:
     from collections import Counter
 
-    counts = Counter(n.op_type for n in sess.rewritten_model().graph.node if n.domain == "tritonnx")
+    from tritonnx.runtime.registry import CUSTOM_DOMAIN
+
+    counts = Counter(n.op_type for n in sess.rewritten_model().graph.node if n.domain == CUSTOM_DOMAIN)
     return ", ".join(f"{op} x{n}" for op, n in sorted(counts.items())) or "none"
 
 

@@ -138,13 +138,13 @@ def supported_kernels(device, kernels: str) -> str:
 def build_context(device, settings: dict[str, Any], extra: dict[str, str] | None = None) -> ExecContext:
     """An `ExecContext` for `device` from typed `settings` (keyword names), defaults filled in."""
     is_cuda = getattr(device, "type", "cpu") == "cuda"
+    # tf32, fusion, max_shapes, plugins: the dataclass's defaults where not given (one place);
+    # kernels and cuda_graphs depend on the device.
+    given = {k: settings[k] for k in ("tf32", "fusion", "cuda_graphs_max_shapes", "plugins") if k in settings}
     return ExecContext(
         device=device,
         kernels=supported_kernels(device, settings.get("kernels") or default_kernels(device)),
-        tf32=settings.get("tf32", True),
-        fusion=settings.get("fusion", True),
         cuda_graphs=bool(settings.get("cuda_graphs", True)) and is_cuda,
-        cuda_graphs_max_shapes=settings.get("cuda_graphs_max_shapes", 8),
-        plugins=settings.get("plugins", True),
         extra=dict(extra or {}),
+        **given,
     )

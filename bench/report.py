@@ -422,7 +422,7 @@ def header_markdown(env: dict) -> str:
     ]
     sampling = env.get("sampling")
     if sampling:
-        parts.insert(2, f"Sampling: {sampling.get('warmup')} warm-up runs, then {sampling.get('min_samples')} "
+        parts.insert(2, f"Sampling: {sampling.get('warmup')} warm-up run(s), then {sampling.get('min_samples')} "
                         f"samples or {sampling.get('min_time_s')} s measured per row, whichever first; "
                         "every sample kept.")
     return "\n".join(parts)

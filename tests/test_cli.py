@@ -108,7 +108,8 @@ def test_run_with_feeds_from_an_npz(tmp_path, capsys):
     np.savez(tmp_path / "feeds.npz", tokens=np.array([[1, 2, 3]], np.int32))
     assert main(["run", str(path), "--feeds", str(tmp_path / "feeds.npz"), "--iterations", "1",
                  "-o", str(tmp_path / "o.npz")]) == 0
-    assert "file" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "file" in out and "(3 warm-up runs, then 1 run or 3 s measured" in out  # "1 run", not "1 runs"
     assert np.load(tmp_path / "o.npz")["y"].shape == (1, 3, 4)
 
 

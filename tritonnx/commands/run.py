@@ -91,6 +91,11 @@ def _summary(name: str, a) -> list:
     return [name, list(a.shape), str(a.dtype), *stats]
 
 
+def _count(n: int, noun: str) -> str:
+    """(1, "run") -> "1 run"; (3, "run") -> "3 runs"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _ms(value) -> str:
     if value is None:
         return "-"
@@ -185,7 +190,8 @@ def run(args) -> int:
                      _rate(batch * 1e3 / timing.median_ms), SHORT_TIMING[timing.method]])
         ran.append(f"{provider}: {what['text']}; {timing.outliers} outlier(s), kept")
     print()
-    print(f"latency, ms ({args.warmup} warm-up runs, then {args.iterations} runs or {args.duration:g} s "
+    print(f"latency, ms ({_count(args.warmup, 'warm-up run')}, then {_count(args.iterations, 'run')} or "
+          f"{args.duration:g} s "
           "measured, whichever first; all samples kept):")
     print(tabulate(rows, headers=["provider", "n", "min", "p50", "p90", "p99", "max", "mean", "items/s", "timing"],
                    disable_numparse=True, colalign=("left",) + ("right",) * 8 + ("left",)))

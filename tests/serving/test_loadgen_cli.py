@@ -47,7 +47,7 @@ def test_bare_server_and_floor_rows(tmp_path, capsys):
         assert r["batch_hist"] == {"1": 40}  # one request per run: the reference server does not batch
         assert r["p99_ms"] is None and r["p90_ms"] is not None  # n=40
         assert r["first_ok_s"] > 0 and r["rss_mib"] > 1
-        assert r["cpu_ms_per_request"]["bare-server"] > 0
+        assert r["cpu_ms_per_request"]["bare-server"] >= 0  # read (40 light requests may be under one 10 ms tick)
         assert r["outside_p50_ms"] is not None
         assert r["checked"] == 1 and r["max_rel_err"] < 1e-5  # answer 1 of 40 compared with onnxruntime
     assert sorted((r["runtime"], r["server"]) for r in floors) == [

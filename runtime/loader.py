@@ -180,6 +180,7 @@ def load_model(source, *, check: bool = True) -> onnx.ModelProto:
                 raise InvalidGraph(f"{what}: invalid ONNX model: {_first_line(again)}") from None
             notes.append(f"onnx.checker finds fault with it ({first})")
         _check_node_names(model, what)
+        _check_initializer_inputs(model, what)
         _check_types(model, what)
     if notes:
         warnings.warn(f"{what}: loaded as onnxruntime loads it: " + "; ".join(notes), RuntimeWarning, stacklevel=3)
@@ -395,6 +396,22 @@ def _check_types(model: onnx.ModelProto, what: str) -> None:
             lines = [ln.strip() for ln in text.splitlines() if any(m in ln for m in _TYPE_ERRORS)]
             detail = (lines[0] if lines else _first_line(exc)).replace("[ShapeInferenceError] Inference error(s): ", "")
             raise InvalidGraph(f"{what}: type error: {detail}") from None
+
+
+def _check_initializer_inputs(model: onnx.ModelProto, what: str) -> None:
+    """Refuse a graph input whose declared shape contradicts its initializer's (its default
+    value): another rank, or a fixed dim that differs, as onnxruntime refuses it at load."""
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    for value in model.graph.input:
+        tt = value.type.tensor_type
+        if value.name not in inits or not value.type.HasField("tensor_type") or not tt.HasField("shape"):
+            continue
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        dims = inits[value.name]
+        if len(declared) != len(dims) or any(d is not None and d != n for d, n in zip(declared, dims)):
+            shown = ["?" if d is None else d for d in declared]
+            raise InvalidGraph(f"{what}: type error: the shape of initializer {value.name!r} {dims} does not match "
+                               f"its graph input's declared shape {shown}")
 
 
 def _check_node_names(model: onnx.ModelProto, what: str) -> None:

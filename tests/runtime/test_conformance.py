@@ -125,7 +125,11 @@ def _run(model: onnx.ModelProto, inputs: list[np.ndarray], providers=("CPUExecut
 
 
 def _array(value) -> np.ndarray:
-    return onnx.numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+    """A case's value as both runtimes take it: a 0-d input comes as a numpy scalar
+    (np.int32(10)), which onnxruntime's run refuses as tritonnx's does: given as a 0-d array."""
+    if isinstance(value, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(value)
+    return np.asarray(value) if isinstance(value, np.generic) else value
 
 
 def _check(case, run) -> None:

@@ -117,6 +117,8 @@ ACCEPTED = {
     "unused_domain_import": _edit(_opset("com.example", 99))(),
     "ml_opset_5_unused": _edit(_opset("ai.onnx.ml", 5))(),
     "duplicate_opset_import": _edit(_opset("", 17))(),
+    "initializer_input_symbolic_dim": _edit(lambda m: m.graph.input[1].CopyFrom(
+        helper.make_tensor_value_info("b", TP.FLOAT, ["n"])), init_as_input=True)(),
     "input_is_an_output": _edit(lambda m: m.graph.output.append(
         helper.make_tensor_value_info("x", TP.FLOAT, [2, 3])))(),
     "trailing_unnamed_output": _edit(_dropout_with_unnamed_mask)(),
@@ -141,6 +143,12 @@ REFUSED = {
                           InvalidGraph, "Unrecognized attribute: foo"),
     "unknown_standard_op": (_edit(_node_domain("Relu6", ""))(), InvalidGraph, "Relu6"),
     "empty_required_input": (_edit(_set(("graph", "node", 0, "input", 1), ""))(), InvalidGraph, "empty string"),
+    "initializer_input_other_dims": (_edit(lambda m: m.graph.input[1].CopyFrom(
+        helper.make_tensor_value_info("b", TP.FLOAT, [4])), init_as_input=True)(), InvalidGraph,
+        r"initializer 'b' \[3\] does not match .* \[4\]"),
+    "initializer_input_other_rank": (_edit(lambda m: m.graph.input[1].CopyFrom(
+        helper.make_tensor_value_info("b", TP.FLOAT, ["n", 3])), init_as_input=True)(), InvalidGraph,
+        r"initializer 'b' \[3\] does not match .* \['\?', 3\]"),
     "ssa_violation": (_edit(lambda m: (_set(("graph", "node", 1, "output", 0), "x")(m),
                                        _set(("graph", "output", 0, "name"), "x")(m)))(), InvalidGraph, "'x'"),
 }

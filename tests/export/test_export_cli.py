@@ -87,6 +87,18 @@ def test_weights_that_are_not_a_state_dict_file(tmp_path, capsys):
     assert "not a file written by torch.save" in err and err.count("\n") == 1
 
 
+def test_weights_that_are_a_pickled_module_say_so(tmp_path, capsys):
+    import torch
+
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole module, not its state_dict
+    assert main(["export", "mlp", "--config", "tiny", "--weights", str(tmp_path / "module.pt"),
+                 "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err  # was torch's multi-sentence message with terminal bold codes
+    assert err == (f"tritonnx export: error: cannot read weights {str(tmp_path / 'module.pt')!r}: it holds pickled "
+                   "Python objects (a whole module?), not a state_dict: save torch.save(model.state_dict(), path)\n")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_unwritable_output(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     assert main(["export", "mlp", "--config", "tiny", "-o", str(tmp_path / "f" / "m.onnx")]) == 2

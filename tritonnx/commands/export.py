@@ -9,6 +9,7 @@ One file-name scheme in every verb (`tritonnx.export.file_name`): ``<name>_<conf
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -69,9 +70,14 @@ def _load_weights(path: str | None):
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:
-        raise InvalidArgument(f"cannot read weights {path!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal bold codes
+        if "Weights only load failed" in text:
+            raise InvalidArgument(f"cannot read weights {path!r}: it holds pickled Python objects (a whole "
+                                  "module?), not a state_dict: save torch.save(model.state_dict(), path)") from None
+        raise InvalidArgument(f"cannot read weights {path!r}: {type(exc).__name__}: "
+                              f"{text.splitlines()[0] if text else ''}") from None
     if not isinstance(state, dict):
         raise InvalidArgument(f"weights {path!r} hold a {type(state).__name__}, not a state_dict")
     return state

@@ -229,3 +229,16 @@ def test_optimized_model_file_warns_about_tritonnx_nodes(tmp_path):
         InferenceSession(str(path), so)
     assert any(n.domain == "tritonnx" for n in onnx.load(so.optimized_model_filepath).graph.node)
     InferenceSession(so.optimized_model_filepath)  # tritonnx runs its own file
+
+
+def test_triton_provider_that_cannot_run_warns_and_is_not_reported(tmp_path):
+    """Asking for TritonExecutionProvider where its kernels do not run (kernels="torch") warns, as
+    onnxruntime warns for an unavailable provider, and get_providers() says what runs."""
+    from tritonnx.runtime import InferenceSession
+
+    path = tmp_path / "cnn.onnx"
+    _classic_cnn(path)
+    with pytest.warns(RuntimeWarning, match="'TritonExecutionProvider' cannot run here"):
+        sess = InferenceSession(str(path), providers=["TritonExecutionProvider", "CPUExecutionProvider"],
+                                kernels="torch")
+    assert sess.get_providers() == ["CPUExecutionProvider"]

@@ -122,7 +122,7 @@ class ServeHandle:
 
         `max_batch_size` may not exceed the one deployed (``max_ongoing_requests`` is fixed).
         """
-        from .deployment import build_app
+        from .deployment import build_apps
 
         _, serve = _import_ray()
         if max_batch_size is not None and max_batch_size > self.settings["max_batch_size"]:
@@ -138,7 +138,7 @@ class ServeHandle:
                 spec["max_batch_size"] = max_batch_size
             specs.append(spec)
         self.specs = specs
-        serve.run(build_app(specs, **self.settings), name=APP_NAME, route_prefix="/", blocking=False)
+        serve.run_many(build_apps(specs, **self.settings), blocking=False)
         _wait_ready(self.url, self.models, 120.0)
 
     def stop(self) -> None:
@@ -152,6 +152,10 @@ class ServeHandle:
                 if self.owns_ray:  # the whole private instance goes: no graceful Serve shutdown needed
                     ray.shutdown()
                 else:
+                    from .deployment import model_app_name
+
+                    for name in self.models:
+                        serve.delete(model_app_name(name))
                     serve.delete(APP_NAME)
                     if self.disconnect:
                         ray.shutdown()
@@ -277,7 +281,7 @@ def start(models: list[str], *, names: list[str] | None = None, runtime: str = "
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         settings = {"max_batch_size": max_batch_size, "batch_wait_ms": batch_wait_ms, "runtime": runtime,
                     "version": __version__}
-        serve.run(deployment.build_app(specs, **settings), name=APP_NAME, route_prefix="/", blocking=False)
+        serve.run_many(deployment.build_apps(specs, **settings), blocking=False)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         handle = ServeHandle(url, [s["name"] for s in specs], sorted(_descendants() - before), specs,

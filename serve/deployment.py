@@ -10,10 +10,12 @@ this module puts it on Ray Serve:
   requests for ``batch_wait_ms``; `ModelServer.run_batch` splits them into runs of equal
   non-batch dims, pads each up to its bucket (1, 2, 4, ... max), runs once and splits.
   ``max_ongoing_requests`` is twice the batch size (Serve's default of 5 would cap batches).
-- `Ingress` (the HTTP routes): ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
-  ``/v2/models/{name}``, ``/v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``
-  (also under ``/versions/{v}``); 404 for an unknown model or route; every error one line of
-  JSON, never a traceback.
+- Routes: each model is its own Serve application at ``/v2/models/{name}`` (metadata,
+  ``/ready``, ``POST /infer``, also under ``/versions/{v}``), so Ray's proxy hands its requests
+  straight to the model's replicas (through a separate ingress deployment, the extra hop cost
+  about 7 ms of CPU a request on 2 cores, `tritonnx serve bench`); `Ingress` at ``/`` answers
+  ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready`` and 404 for an unknown model or route.
+  Every error is one line of JSON, never a traceback.
 - Metrics (`ray.serve.metrics`, exported with Ray Serve's own on the Prometheus endpoint):
   ``tritonnx_requests`` / ``tritonnx_errors`` (counters by model and code),
   ``tritonnx_batch_requests`` (histogram: requests per run), ``tritonnx_queue_ms`` and
@@ -171,6 +173,27 @@ class ModelDeployment:
         self._count(200)
         return 200, out, length
 
+    async def __call__(self, request: Request) -> Response:
+        """HTTP under ``/v2/models/{name}`` (its own application: no hop through the ingress)."""
+        try:
+            path = request.url.path.rstrip("/")
+            match = _MODEL_ROUTE.match(path)
+            if not match or match.group(1) != self.name:
+                return _error(404, f"no route {request.method} {path}")
+            tail = match.group(2)
+            if tail == "/infer":
+                if request.method != "POST":
+                    return _error(405, f"{path} takes POST")
+                status, out, length = await self.infer(await request.body(), request.headers.get(HEADER))
+                return _answer(status, out, length)
+            if request.method != "GET":
+                return _error(405, f"{path} takes GET")
+            if tail == "/ready":
+                return Response(b"", status_code=200)
+            return _json(200, self.server.metadata())
+        except Exception as exc:  # noqa: BLE001 - one line to the client, never a traceback
+            return _error(500, f"{type(exc).__name__}: {_one_line(exc)}")
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _batched(self, requests: list) -> list:
         loop = asyncio.get_running_loop()
@@ -196,13 +219,29 @@ def _error(status: int, message: str) -> Response:
     return Response(error_body(message), status_code=status, media_type="application/json")
 
 
-class Ingress:
-    """The protocol's HTTP routes; forwards each model's calls to its deployment's handle."""
+def _answer(status: int, out: bytes, length: int | None) -> Response:
+    headers = {HEADER: str(length)} if length is not None else None
+    return Response(out, status_code=status, headers=headers,
+                    media_type="application/json" if length is None else "application/octet-stream")
 
-    def __init__(self, models: dict, version: str = "") -> None:
-        self.models = dict(models)
+
+class Ingress:
+    """The routes outside any model (``/v2``, health) and 404s; a model's own routes are served by
+    its application (``/v2/models/{name}``), which Ray Serve's proxy picks by longest prefix.
+    """
+
+    def __init__(self, models: list[str], version: str = "") -> None:
+        self.names = list(models)
         self.version = version
+        self._handles: dict = {}
         self._metadata: dict[str, dict] = {}
+
+    @property
+    def models(self) -> dict:
+        for name in self.names:
+            if name not in self._handles:
+                self._handles[name] = serve.get_app_handle(model_app_name(name))
+        return self._handles
 
     async def _model_ready(self, name: str, timeout_s: float = 5.0) -> bool:
         try:
@@ -226,23 +265,20 @@ class Ingress:
         if method == "GET" and path == "/v2/health/live":
             return Response(b"", status_code=200)
         if method == "GET" and path == "/v2/health/ready":
-            ready = await asyncio.gather(*(self._model_ready(n) for n in self.models))
+            ready = await asyncio.gather(*(self._model_ready(n) for n in self.names))
             return Response(b"", status_code=200 if all(ready) else 503)
         match = _MODEL_ROUTE.match(path)
         if not match:
             return _error(404, f"no route {method} {path}")
         name, tail = match.group(1), match.group(2)
-        if name not in self.models:
-            return _error(404, f"unknown model {name!r} (models: {sorted(self.models)})")
+        if name not in self.names:
+            return _error(404, f"unknown model {name!r} (models: {sorted(self.names)})")
         handle = self.models[name]
         if tail == "/infer":
             if method != "POST":
                 return _error(405, f"{path} takes POST")
             body = await request.body()
-            status, out, length = await handle.infer.remote(body, request.headers.get(HEADER))
-            headers = {HEADER: str(length)} if length is not None else None
-            return Response(out, status_code=status, headers=headers,
-                            media_type="application/json" if length is None else "application/octet-stream")
+            return _answer(*await handle.infer.remote(body, request.headers.get(HEADER)))
         if method != "GET":
             return _error(405, f"{path} takes GET")
         if tail == "/ready":
@@ -252,9 +288,14 @@ class Ingress:
         return _json(200, self._metadata[name])
 
 
-def build_app(models: list[dict], *, max_batch_size: int, batch_wait_ms: float, runtime: str,
-              version: str = ""):
-    """The Serve application: `Ingress` bound to one `ModelDeployment` per model.
+def model_app_name(name: str) -> str:
+    """The Serve application of one model (its replicas are ``ServeReplica:<this>:<name>``)."""
+    return f"tritonnx-{name}"
+
+
+def build_apps(models: list[dict], *, max_batch_size: int, batch_wait_ms: float, runtime: str,
+               version: str = "", app_name: str = "tritonnx") -> list:
+    """The Serve applications: one per model at ``/v2/models/{name}``, and the ingress at ``/``.
 
     Args:
         models: one dict per model: ``name``, ``path`` and optional per-model settings:
@@ -262,9 +303,9 @@ def build_app(models: list[dict], *, max_batch_size: int, batch_wait_ms: float, 
             ``batch_wait_ms``, ``runtime``, ``autoscaling_config`` (Ray Serve's dict; replaces
             ``replicas``), ``max_ongoing_requests``.
     Returns:
-        A bound Ray Serve application for ``serve.run``.
+        ``serve.RunTarget``s for ``serve.run_many`` (the models first, the ingress last).
     """
-    handles = {}
+    targets = []
     for spec in models:
         size = int(spec.get("max_batch_size", max_batch_size))
         wait = float(spec.get("batch_wait_ms", batch_wait_ms))
@@ -282,11 +323,12 @@ def build_app(models: list[dict], *, max_batch_size: int, batch_wait_ms: float, 
         else:
             options["num_replicas"] = int(spec.get("replicas", 1))
         deployment = serve.deployment(ModelDeployment).options(**options)
-        handles[spec["name"]] = deployment.bind(spec["name"], str(spec["path"]), spec.get("runtime", runtime),
-                                                size, wait)
-    total = sum(int(s.get("replicas", 1)) * max(2 * int(s.get("max_batch_size", max_batch_size)), 8)
-                for s in models)
-    ingress = serve.deployment(Ingress).options(name="ingress", max_ongoing_requests=max(256, total),
+        app = deployment.bind(spec["name"], str(spec["path"]), spec.get("runtime", runtime), size, wait)
+        targets.append(serve.RunTarget(app, name=model_app_name(spec["name"]),
+                                       route_prefix=f"/v2/models/{spec['name']}"))
+    ingress = serve.deployment(Ingress).options(name="ingress", max_ongoing_requests=256,
                                                 ray_actor_options={"num_cpus": 0},
                                                 graceful_shutdown_timeout_s=2)
-    return ingress.bind(handles, version)
+    targets.append(serve.RunTarget(ingress.bind([s["name"] for s in models], version), name=app_name,
+                                   route_prefix="/"))
+    return targets

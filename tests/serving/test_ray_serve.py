@@ -279,7 +279,7 @@ def test_every_started_process_listens_on_loopback_only(server):
 
 
 def test_a_killed_replica_is_restarted_and_serves_again(server):
-    replicas = [p for p in server.started() if f"ServeReplica:tritonnx:{THIRD}" in _cmd(p)]
+    replicas = [p for p in server.started() if f"ServeReplica:tritonnx-{THIRD}:{THIRD}" in _cmd(p)]
     assert len(replicas) == 1, [_cmd(p) for p in server.started()]
     replicas[0].kill()
     replicas[0].wait(timeout=30)
@@ -297,7 +297,7 @@ def test_a_killed_replica_is_restarted_and_serves_again(server):
         pytest.fail(f"no answer within 90 s of the replica's death: {last}")
     np.testing.assert_allclose(result.as_numpy("y"), _reference(server.third_path, feeds)["y"],
                                rtol=rtol("fp32") * 100, atol=atol("fp32", FEATURES))
-    new = [p for p in server.started() if f"ServeReplica:tritonnx:{THIRD}" in _cmd(p)]
+    new = [p for p in server.started() if f"ServeReplica:tritonnx-{THIRD}:{THIRD}" in _cmd(p)]
     assert new and new[0].pid != replicas[0].pid
 
 

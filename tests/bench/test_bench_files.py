@@ -196,6 +196,18 @@ def test_bench_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, me
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.onnx"]
 
 
+def test_feeds_whose_names_match_no_input_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _token_model(tmp_path / "tok.onnx")
+    np.savez(tmp_path / "bad.npz", tokenz=np.zeros((1, 3), np.int64))
+    assert main(["bench", "--models", "tok.onnx", "--feeds", "bad.npz", "--shapes", "tokens:1x3"]) == 2
+    err = capsys.readouterr().err  # was: random tokens, silently
+    assert "--feeds: array 'tokenz' names no input of an ONNX file in --models; theirs: tok.onnx: tokens" in err
+    assert main(["run", "tok.onnx", "--feeds", "bad.npz", "--shapes", "tokens:1x3"]) == 2
+    assert "--feeds bad.npz: array 'tokenz' names no input of the model; its inputs: ['tokens']" in \
+        capsys.readouterr().err  # was "--input tokenz: ..." (a flag not given), after the session
+
+
 def test_an_existing_file_without_the_onnx_suffix_is_read_as_a_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not a model\n")

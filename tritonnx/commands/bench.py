@@ -211,10 +211,13 @@ def _file_models(paths: list[str], shapes: dict, batches: list[int], feeds: dict
         files[text] = FileModel(name=name, path=path, dtype=model_dtype(proto),
                                 batches=(fixed,) if fixed else tuple(batches), source=text,
                                 inputs=tuple(s.name for s in input_specs(proto)))
+    theirs = "theirs: " + "; ".join(f"{f.name}: {', '.join(f.inputs)}" for f in files.values())
     unknown = [n for n in shapes if not any(n in f.inputs for f in files.values())]
     if files and unknown:
-        raise InvalidArgument(f"--shapes {unknown[0]}: no ONNX file in --models has an input {unknown[0]!r}; "
-                              "theirs: " + "; ".join(f"{f.name}: {', '.join(f.inputs)}" for f in files.values()))
+        raise InvalidArgument(f"--shapes {unknown[0]}: no ONNX file in --models has an input {unknown[0]!r}; {theirs}")
+    unknown = [n for n in (feeds or {}) if not any(n in f.inputs for f in files.values())]
+    if files and unknown:  # else they were silently replaced by random values
+        raise InvalidArgument(f"--feeds: array {unknown[0]!r} names no input of an ONNX file in --models; {theirs}")
     return files
 
 

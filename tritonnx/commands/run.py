@@ -129,6 +129,11 @@ def run(args) -> int:
                 raise InvalidArgument(f"--input {name}: the model has no input {name!r}; its inputs: "
                                       f"{[s.name for s in feeds_mod.input_specs(proto)]}")
     given = load_feeds(args.feeds) if args.feeds else {}
+    if proto is not None:
+        for name in given:
+            if name not in known:
+                raise InvalidArgument(f"--feeds {args.feeds}: array {name!r} names no input of the model; its "
+                                      f"inputs: {[s.name for s in feeds_mod.input_specs(proto)]}")
     for name, path in files.items():
         given[name] = load_npy(path, f"--input {name}={path}")
 
@@ -148,7 +153,8 @@ def run(args) -> int:
     known = {a.name: a for a in sess.get_inputs()} | {a.name: a for a in sess.get_overridable_initializers()}
     for name in given:
         if name not in known:
-            raise InvalidArgument(f"--input {name}: the model has no input {name!r}; its inputs: {list(known)}")
+            flag = f"--input {name}" if name in files else f"--feeds {args.feeds}: array {name!r}"
+            raise InvalidArgument(f"{flag}: the model has no input {name!r}; its inputs: {list(known)}")
     proto = proto if proto is not None else _load_proto(model_path)
     symbolic = {d for s in feeds_mod.input_specs(proto) for d in (s.shape or ()) if isinstance(d, str)}
     unknown = sorted(set(dims) - symbolic)

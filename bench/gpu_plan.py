@@ -5,7 +5,7 @@ arguments of each model phase (``args PHASE``), for the rows of a phase (``rows 
 for what the plan did not run (``not-run RESULTS``). ``plan`` needs only the standard library,
 so ``python3 bench/gpu_plan.py plan`` works where tritonnx is not installed.
 
-    python3 bench/gpu_plan.py plan
+    python3 bench/gpu_plan.py plan [--repo DIR]   # exit 1 when a call's payload does not fit
     python3 -m tritonnx.bench.gpu_plan args models [--dry-run]
     python3 -m tritonnx.bench.gpu_plan rows compile [--pending RESULTS] [--dry-run]
     python3 -m tritonnx.bench.gpu_plan cap compile
@@ -16,6 +16,8 @@ Time figures are estimates until a lease measures them (none has run yet).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,22 +89,95 @@ LATER_STEPS = (
 )
 LIMIT_S = 13 * 60
 
+#: What one device call may take along (working tree + carried paths) and bring back (GPU.md).
+MIB = 2**20
+CARRY_LIMIT = 64 * MIB
+MAX_CARRY_PATHS = 8
+RETURN_FILES = 8
+RETURN_FILE_LIMIT = 16 * MIB
+#: The files each call's gather step writes into $OUT (bench/on_gpu.sh, step_gather).
+RETURNED = ("summary.txt", "state.tgz", "table.md", "kernels.md", "results.json", "speedup.png", "env.json",
+            "not_run.txt")
+#: Sizes assumed for carried paths not prepared in this checkout: one onnxruntime-gpu part (split at
+#: 55 MiB; the 1.31.1 wheel, 255.6 MB, makes 4 of them and a 23.7 MiB fifth), the Triton cache
+#: (the last build: 93 kernels, 38 MB).
+PART_BYTES = 55 * MIB
+EXPECTED_BYTES = {".triton-cache": 45 * 10**6, ".ortparts/wheel.sha256": 128}
+#: Done here, before the lease: what the calls carry.
+PREPARE = (
+    ("bench/prepare_triton_cache.sh", ".triton-cache: the sm_90 cubins of the smoke tests and the quick kernel "
+     "benchmark (Python 3.12 venv .venv-gpu312 with the GPU machine's cp312 triton 3.6.0; needs PyPI once)"),
+    ("../shared/gpu/prepare_ort_parts.sh", ".ortparts/part-00..04 + wheel.sha256 (downloads onnxruntime-gpu "
+     "1.31.1 cp312 once)"),
+)
+
 
 def plan_seconds() -> int:
     """The plan's device time: one start, every call, the gaps between them."""
     return START_S + sum(c.seconds for c in CALLS) + GAP_S * (len(CALLS) - 1)
 
 
-def plan_text(statedir: str = ".gpu-state") -> str:
-    """The lease as a numbered list of device calls (command, carry, time) and its total."""
-    lines = [f"GPU lease plan: {len(CALLS)} device calls, back to back on one warm machine "
+def path_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (links not followed)."""
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+    return total
+
+
+def tree_bytes(repo: Path) -> int:
+    """The working tree as a device call copies it: tracked files and untracked ones git does not ignore."""
+    names = subprocess.run(["git", "-C", str(repo), "ls-files", "-co", "--exclude-standard", "-z"],
+                           capture_output=True, check=True).stdout.split(b"\0")
+    return sum(os.lstat(repo / n.decode()).st_size for n in names if n and os.path.lexists(repo / n.decode()))
+
+
+def expected_bytes(carried: str) -> int:
+    return PART_BYTES if carried.startswith(".ortparts/part-") else EXPECTED_BYTES.get(carried, 0)
+
+
+def payload(repo: Path) -> list[dict]:
+    """Per call: the tree's bytes, each carried path's (measured here, else expected), the total,
+    and whether it fits `CARRY_LIMIT` and `MAX_CARRY_PATHS`."""
+    repo = Path(repo)
+    tree = tree_bytes(repo)
+    calls = []
+    for call in CALLS:
+        carry = [(c, path_bytes(repo / c), True) if os.path.lexists(repo / c) else (c, expected_bytes(c), False)
+                 for c in call.carry]
+        total = tree + sum(b for _, b, _ in carry)
+        calls.append({"tree": tree, "carry": carry, "total": total,
+                      "fits": total <= CARRY_LIMIT and len(carry) <= MAX_CARRY_PATHS})
+    return calls
+
+
+def _mib(n: int) -> str:
+    return f"{n / MIB:.1f} MiB"
+
+
+def plan_text(statedir: str = ".gpu-state", repo: Path | None = None) -> str:
+    """The lease as a numbered list of device calls (command, carry, payload, time) and its total."""
+    lines = ["before the lease, here: " + "; ".join(f"{cmd} ({what})" for cmd, what in PREPARE),
+             f"GPU lease plan: {len(CALLS)} device calls, back to back on one warm machine "
              f"(it goes back after 30 s idle; a cold start repeats the start and the parts from part-00)",
              f"  start of the machine: ~{START_S} s"]
+    sizes = payload(repo) if repo is not None else None
     for i, call in enumerate(CALLS, 1):
         budget = f" --budget {call.budget}" if call.budget else ""
         lines.append(f"  call {i}: ~{call.seconds} s: {call.what}")
         lines.append(f"      command: bash bench/on_gpu.sh {statedir} --steps {call.steps}{budget}")
         lines.append(f"      carry:   {', '.join(call.carry)}")
+        if sizes is not None:
+            p = sizes[i - 1]
+            parts = " + ".join(f"{c} {_mib(b)} ({'measured' if m else 'expected: not prepared here'})"
+                               for c, b, m in p["carry"])
+            lines.append(f"      payload: tree {_mib(p['tree'])} + {parts} = {_mib(p['total'])} of "
+                         f"{_mib(CARRY_LIMIT)}: {'fits' if p['fits'] else 'DOES NOT FIT'}")
+    if sizes is not None:
+        lines.append(f"  returned by each call: at most {len(RETURNED)} of {RETURN_FILES} files "
+                     f"({', '.join(RETURNED)}), each at most {_mib(RETURN_FILE_LIMIT)} (gather gzips a larger one)")
     total = plan_seconds()
     lines.append(f"  total: ~{total} s ({total / 60:.1f} min) of the 15-minute lease, limit {LIMIT_S // 60} min; "
                  f"gaps of {GAP_S} s between calls counted")
@@ -185,10 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--dry-models", default="mlp")
     parser.add_argument("--statedir", default=".gpu-state")
+    parser.add_argument("--repo", type=Path, help="plan: measure each call's payload in this checkout")
     parser.add_argument("--pending", metavar="RESULTS", help="rows: only those not yet in this result folder")
     args = parser.parse_args(argv)
     if args.what == "plan":
-        print(plan_text(args.statedir))
+        print(plan_text(args.statedir, args.repo))
+        if args.repo is not None and not all(p["fits"] for p in payload(args.repo)):
+            print(f"gpu_plan: a call's payload is over {_mib(CARRY_LIMIT)} or {MAX_CARRY_PATHS} paths (above)",
+                  file=sys.stderr)
+            return 1
         return 0
     if not args.target:
         parser.error(f"{args.what} needs a {'result folder' if args.what == 'not-run' else 'phase'}")

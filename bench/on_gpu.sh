@@ -3,7 +3,8 @@
 # "Benchmarks", GPU.md, issues 9, 18, 20).
 #
 #   bench/on_gpu.sh STATEDIR [--budget SECONDS] [--steps STEP,...] [--dry-run]
-#   bench/on_gpu.sh --plan            # the lease's device calls: command, carry, time
+#   bench/on_gpu.sh --plan            # the lease's device calls: command, carry, payload, time
+#                                     # (exit 1 when a call's payload is over 64 MiB)
 #
 # STATEDIR: a git-ignored folder of the repo (e.g. .gpu-state), NOT $OUT: it survives between
 # commands while the machine is warm. Each step logs into STATEDIR/logs/<step>.log and leaves
@@ -58,7 +59,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$PLAN" = 1 ]; then
-  exec "${PYTHON:-python3}" "$REPO/bench/gpu_plan.py" plan --statedir "${STATEDIR:-.gpu-state}"
+  exec "${PYTHON:-python3}" "$REPO/bench/gpu_plan.py" plan --statedir "${STATEDIR:-.gpu-state}" --repo "$REPO"
 fi
 [ -n "$STATEDIR" ] || usage
 for s in ${STEPS//,/ }; do
@@ -83,6 +84,8 @@ if [ "$DRY" = 0 ] && nvidia-smi -L >/dev/null 2>&1; then HAS_GPU=1; fi
 prepend_path() { case ":${PYTHONPATH:-}:" in *":$1:"*) ;; *) export PYTHONPATH="$1${PYTHONPATH:+:$PYTHONPATH}" ;; esac; }
 [ -d "$ORT_SITE/onnxruntime" ] && prepend_path "$ORT_SITE"
 # The install step's last fallback (no install): the repo, its subpackages linked, on PYTHONPATH.
+# The links are untracked files of this copy of the tree, which the next call's copy may lack:
+# link again (link_tree, below) before anything imports tritonnx.
 [ -f "$STATEDIR/pythonpath" ] && prepend_path "$(cat "$STATEDIR/pythonpath")"
 # A carried Triton cache (bench/triton_cache.py build): every process compiles into it, and the
 # listener of bench/gpu_site/sitecustomize.py logs each compile as a hit or a miss.
@@ -166,6 +169,9 @@ for package, folder in mapping.items():
 print(repo)
 EOF
 }
+if [ -f "$STATEDIR/pythonpath" ] && [ "$(cat "$STATEDIR/pythonpath")" = "$REPO" ]; then
+  link_tree > /dev/null || say "could not link tritonnx/<subpackage> again (no-install fallback)"
+fi
 step_install() {
   rm -f "$STATEDIR/pythonpath"
   if [ "$DRY" = 1 ] && [ -z "${ON_GPU_TEST_INSTALL:-}" ]; then echo "dry run: installs nothing"
@@ -202,6 +208,8 @@ step_cache() {
     echo "no .triton-cache carried: every kernel compiles here (bench/triton_cache.py build prepares one)"
   else
     echo "TRITON_CACHE_DIR=$TRITON_CACHE_DIR: $(find "$TRITON_CACHE_DIR" -name '*.json' -not -name '__grp__*' 2>/dev/null | wc -l) kernels"
+    # Tuned results of a compile-only build are fake timings: the autotuner would trust them.
+    "$PY" "$REPO/bench/triton_cache.py" clean "$TRITON_CACHE_DIR"
   fi
   "$PY" "$REPO/bench/triton_cache.py" check ${TRITON_CACHE_DIR:+"$TRITON_CACHE_DIR"}
 }
@@ -246,36 +254,46 @@ PYEOF
 # Each is its own step (own done marker, own cap through run_step's timeout); tests run one by
 # one (no pytest-xdist or pytest-timeout on that machine). Failing tests are a result (in the
 # log), not a reason to spend the next call on them again: rc 0/1/5 mark the step done.
+SMOKE=tests/bench/test_gpu_smoke.py
+BARRIER_TESTS="$SMOKE::test_barrier_persistent_lstm"
+GRAPHS_TESTS="$SMOKE::test_graphs_session_capture_and_replay tests/bench/test_gpu_capture.py \
+tests/runtime/test_session_api.py tests/runtime/test_session_placement.py"
+SMOKE_TESTS="$SMOKE::test_conv_per_dtype $SMOKE::test_recurrent_step_per_dtype"
+TESTS_TESTS="tests/bench/test_bench_gpu.py tests/triton_kernels/test_rnn_kernels.py tests/triton_kernels/test_rnn_bench.py \
+tests/triton_kernels/test_conv_gpu.py::test_blocks_autotuned tests/triton_kernels/test_conv_gpu.py::test_nchw_input"
+SWEEP_TESTS="tests/triton_kernels/test_conv_gpu.py::test_every_config tests/runtime/test_conformance.py::test_cases_on_cuda"
 gpu_pytest() {
   local args=(-m gpu -q -p no:cacheprovider -rfE --continue-on-collection-errors --durations=10 "$@")
   if [ "$HAS_GPU" = 0 ]; then
     echo "pytest -m gpu $*: skipped: no GPU"
     # They must at least import and collect here: on the lent machine one collection error
-    # would otherwise cost the step.
-    "$PY" -m pytest "${args[@]}" --collect-only | tail -n 2
-    local crc=${PIPESTATUS[0]}
-    [ "$crc" -eq 0 ] || [ "$crc" -eq 5 ]
-    return
+    # would otherwise cost the step. One collection of every sub-step's tests, shared by them.
+    local all="$STATEDIR/logs/gpu-collect.txt" arg n total=0
+    if [ ! -f "$all" ]; then
+      # shellcheck disable=SC2086
+      "$PY" -m pytest -m gpu -q -p no:cacheprovider --continue-on-collection-errors --collect-only \
+        $BARRIER_TESTS $GRAPHS_TESTS $SMOKE_TESTS $TESTS_TESTS $SWEEP_TESTS > "$all.new" 2>&1
+      local crc=$?
+      if [ $crc -ne 0 ] && [ $crc -ne 5 ]; then cat "$all.new"; rm -f "$all.new"; return 1; fi
+      mv "$all.new" "$all"
+    fi
+    for arg in "$@"; do
+      n=$(grep -cE "^${arg//./\\.}(::|\[|\$)" "$all")
+      echo "  $arg: $n"; total=$((total + n))
+    done
+    echo "$total tests collected (one collection of every GPU sub-step's tests: $(tail -n 1 "$all"))"
+    return 0
   fi
   echo "pytest ${args[*]}"
   "$PY" -m pytest "${args[@]}"
   local rc=$?
   [ $rc -le 1 ] || [ $rc -eq 5 ]
 }
-SMOKE=tests/bench/test_gpu_smoke.py
-step_barrier() { gpu_pytest "$SMOKE::test_barrier_persistent_lstm"; }
-step_graphs() {
-  gpu_pytest "$SMOKE::test_graphs_session_capture_and_replay" tests/bench/test_gpu_capture.py \
-    tests/runtime/test_session_api.py tests/runtime/test_session_placement.py
-}
-step_smoke() { gpu_pytest "$SMOKE::test_conv_per_dtype" "$SMOKE::test_recurrent_step_per_dtype"; }
-step_tests() {
-  gpu_pytest tests/bench/test_bench_gpu.py tests/triton_kernels/test_rnn_kernels.py tests/triton_kernels/test_rnn_bench.py \
-    tests/triton_kernels/test_conv_gpu.py::test_blocks_autotuned tests/triton_kernels/test_conv_gpu.py::test_nchw_input
-}
-step_sweep() {
-  gpu_pytest tests/triton_kernels/test_conv_gpu.py::test_every_config tests/runtime/test_conformance.py::test_cases_on_cuda
-}
+step_barrier() { gpu_pytest $BARRIER_TESTS; }
+step_graphs() { gpu_pytest $GRAPHS_TESTS; }
+step_smoke() { gpu_pytest $SMOKE_TESTS; }
+step_tests() { gpu_pytest $TESTS_TESTS; }
+step_sweep() { gpu_pytest $SWEEP_TESTS; }
 
 # Kernel rows: one process per family, each with a share of the step's cap and a budget inside
 # it. Rows are appended per block as they finish (kernels.jsonl) and a rerun skips them, so a
@@ -407,7 +425,8 @@ step_gather() {
   ls -la "$out"
 }
 
-export REPO STATEDIR RESULTS ORT_DIR ORT_SITE BOOT_ID PY DRY HAS_GPU START BUDGET DRY_MODELS SMOKE
+export REPO STATEDIR RESULTS ORT_DIR ORT_SITE BOOT_ID PY DRY HAS_GPU START BUDGET DRY_MODELS SMOKE \
+  BARRIER_TESTS GRAPHS_TESTS SMOKE_TESTS TESTS_TESTS SWEEP_TESTS
 export -f say left prepend_path step_env pip_editable link_tree step_install step_cache step_ort gpu_pytest \
   step_barrier step_graphs step_smoke step_tests step_sweep run_family kernels_step step_kernels \
   step_kernels_full plan_py bench_into_results models_phase per_row

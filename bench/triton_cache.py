@@ -17,7 +17,9 @@ its in-memory cache) under ``sha256(key)``, where ``runtime/cache.get_cache_key`
 - ``options.hash()``: every ``CUDAOptions`` field (num_warps, num_stages, arch "sm90", fp8 types,
   ``max_num_imprecise_acc_default``, ``enable_fp_fusion`` from ``TRITON_DEFAULT_FP_FUSION``, ...),
   libdevice by the sha256 of its content (not its path);
-- env vars: the cache-invalidating ``TRITON_*``/``MLIR_*``/``LLVM_*`` variables that are set.
+- env vars: the cache-invalidating ``TRITON_*``/``MLIR_*``/``LLVM_*`` variables that are set
+  (``TRITON_INTERPRET`` and ``TRITON_CACHE_DIR`` are not among them); ``TRITON_DEBUG`` sets the
+  ``debug`` option of every JIT launch (``jit_debug`` below).
 The driver is not in the key: the target comes from ``GPUTarget("cuda", 90, 32)`` (an H200
 reports capability 9.0), so a cache can be built without a GPU by a process whose triton is the
 GPU machine's wheel.
@@ -26,6 +28,7 @@ GPU machine's wheel.
     python3 bench/triton_cache.py manifest DIR         # write them into DIR/manifest.json
     python3 bench/triton_cache.py check [DIR]          # this machine's parts against DIR's manifest
     python3 bench/triton_cache.py summary LOG          # hits and misses logged by gpu_site
+    python3 bench/triton_cache.py clean DIR            # drop tuned results (*.autotune.json)
     TRITON_INTERPRET=0 python3 -m tritonnx.bench.triton_cache build DIR      # the cache, no GPU
     TRITON_INTERPRET=0 python3 -m tritonnx.bench.triton_cache variants       # conv compiles per model
 
@@ -36,6 +39,16 @@ GPU computes, provided this Python's triton is the GPU machine's wheel (cp312 tr
 run it with a Python 3.12 venv, see `check`). It covers the launches of the GPU smoke tests
 and of the quick kernel benchmark (direct calls with the GPU's layouts); the zoo rows go through
 the session, whose layout choices follow the device, and compile on the GPU (logged as misses).
+
+The conv kernel's autotuner keeps its tuned configs on disk (``cache_results=True``: a
+``*.autotune.json`` beside the cubins, under a key that also matches on the GPU). Timings from a
+compile-only build are fakes (every config "takes" 1.0), so `compile_only` keeps the autotuner
+off the disk and `build` and `clean` (the GPU's cache step) delete any such file: the GPU times
+every config itself, from cubins that are already there.
+
+The manifest also records a digest of the kernels' sources (``sources``): the JIT key hashes
+each kernel's source and line numbers, so a cache built from another checkout misses for every
+changed kernel file; `check` says so.
 
 ``bench/gpu_site/sitecustomize.py`` (on PYTHONPATH in `bench/on_gpu.sh`) installs `listener` in
 every Python process once triton is imported: one line per lookup into
@@ -57,7 +70,9 @@ from tritonnx import dtype_names
 ARCH = 90
 MANIFEST = "manifest.json"
 #: Key parts whose difference makes every key differ.
-KEY_PARTS = ("triton_version", "triton_key", "ptxas", "options", "env_vars")
+KEY_PARTS = ("triton_version", "triton_key", "ptxas", "options", "env_vars", "jit_debug")
+#: The autotuner's on-disk tuned results (Autotuner.check_disk_cache).
+TUNED_GLOB = "*/*.autotune.json"
 
 
 def _sha(data: bytes) -> str:
@@ -87,7 +102,37 @@ def key_parts(arch: int = ARCH) -> dict:
         "ptxas": backend.hash(),
         "options": backend.parse_options({}).hash(),
         "env_vars": sorted(get_cache_invalidating_env_vars().items()),
+        "jit_debug": bool(knobs_debug()),
     }
+
+
+def knobs_debug() -> bool:
+    """TRITON_DEBUG as every JIT launch reads it (the `debug` option in each key)."""
+    from triton import knobs
+
+    return bool(knobs.runtime.debug)
+
+
+def sources_digest(root: Path | None = None) -> str:
+    """sha256 over the kernels' source files (triton_kernels/*.py: names and contents)."""
+    if root is None:  # the package's folder, found without importing it (no TRITON_INTERPRET side effect)
+        import importlib.util
+
+        spec = importlib.util.find_spec("tritonnx.triton_kernels")
+        root = Path(spec.origin).parent if spec and spec.origin else Path(__file__).resolve().parents[1] / "triton_kernels"
+    h = hashlib.sha256()
+    for f in sorted(root.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def drop_tuned(cache_dir: Path) -> int:
+    """Delete the autotuner's tuned results in cache_dir (fake timings of a compile-only build);
+    returns how many."""
+    files = list(Path(cache_dir).glob(TUNED_GLOB))
+    for f in files:
+        f.unlink()
+    return len(files)
 
 
 def compare(here: dict, built: dict) -> list[str]:
@@ -116,14 +161,21 @@ def check(cache_dir: Path | None) -> int:
         print(f"{manifest}: no manifest: the cache's origin is unknown (hits and misses still logged)")
         return 0
     built = json.loads(manifest.read_text())
+    tuned = len(list(Path(cache_dir).glob(TUNED_GLOB)))
+    if tuned:
+        print(f"{tuned} tuned result(s) (*.autotune.json) in the cache: the autotuner would skip its timing "
+              f"(`clean` deletes them)")
     diff = compare(here, built.get("key_parts", built))
     if diff:
         print("the carried cache CANNOT hit: every key differs, because")
         for line in diff:
             print("  " + line)
-    else:
-        print(f"the carried cache's key parts match this machine's ({built.get('kernels', '?')} kernels built "
-              f"{built.get('built', '?')}): hits depend only on each launch's signature and specialization")
+        return 0
+    if built.get("sources") not in (None, sources_digest()):
+        print("the carried cache was built from other kernel sources (triton_kernels/*.py differ): "
+              "launches of changed kernels miss; rebuild it with bench/prepare_triton_cache.sh")
+    print(f"the carried cache's key parts match this machine's ({built.get('kernels', '?')} kernels built "
+          f"{built.get('built', '?')}): hits depend only on each launch's signature and specialization")
     return 0
 
 
@@ -133,7 +185,7 @@ def write_manifest(cache_dir: Path, **extra) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     kernels = sum(1 for p in cache_dir.glob("*/*.json") if not p.name.startswith("__grp__"))
     data = {"key_parts": key_parts(), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "kernels": kernels, **extra}
+            "kernels": kernels, "sources": sources_digest(), **extra}
     path = cache_dir / MANIFEST
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
@@ -235,7 +287,8 @@ class _CompileOnlyDriver:
 class compile_only:
     """Inside: Triton kernels launched by their wrappers are compiled for the H200 (with the key
     the GPU computes) and not run; the autotuner "times" every config it would try. Needs a
-    process started with TRITON_INTERPRET=0. `compiled` lists (kernel, options) per compile."""
+    process started with TRITON_INTERPRET=0. `compiled` lists (kernel, options) per compile.
+    The autotuner neither reads nor writes tuned results on disk inside (its timings are fakes)."""
 
     def __init__(self, record_only: bool = False):
         self.record_only = record_only
@@ -243,6 +296,7 @@ class compile_only:
 
     def __enter__(self):
         from triton.runtime import driver
+        from triton.runtime.autotuner import Autotuner
         from triton.runtime.jit import JITFunction
 
         if os.environ.get("TRITON_INTERPRET", "0") not in ("0", ""):
@@ -261,16 +315,23 @@ class compile_only:
                 return object()
             return do_compile(fn, key, signature, device, constexprs, options, attrs, warmup)
 
+        def no_disk(tuner, tuning_key, configs, bench_fn):
+            bench_fn()
+            return False
+
         JITFunction.run, JITFunction._do_compile = run_compile_only, recording
+        self._check_disk_cache, Autotuner.check_disk_cache = Autotuner.check_disk_cache, no_disk
         self._driver = driver._active  # None until a real driver was asked for (none here)
         driver.set_active(_CompileOnlyDriver())
         return self
 
     def __exit__(self, *exc):
         from triton.runtime import driver
+        from triton.runtime.autotuner import Autotuner
         from triton.runtime.jit import JITFunction
 
         JITFunction.run, JITFunction._do_compile = self._run, self._do_compile
+        Autotuner.check_disk_cache = self._check_disk_cache
         driver._active = self._driver
         return False
 
@@ -319,7 +380,7 @@ def build(cache_dir: Path) -> dict:
         gpu_launches()
     hits, misses = count_compiles()
     info = {"compiles": len(recorder.compiled), "new": misses - misses0, "from_cache": hits - hits0,
-            "seconds": round(time.time() - t0, 1)}
+            "seconds": round(time.time() - t0, 1), "tuned_results_dropped": drop_tuned(Path(cache_dir))}
     write_manifest(Path(cache_dir), build=info, launches="GPU smoke tests + quick kernel benchmark (fp16)")
     return info
 
@@ -375,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model}: conv compiles per dtype (batch 1 and 64, every autotune config): "
                   + ", ".join(f"{v} {k}" for k, v in counts.items()))
         return 0
-    if not argv or argv[0] not in ("keys", "manifest", "check", "summary"):
-        print("usage: python3 bench/triton_cache.py keys | manifest DIR | check [DIR] | summary LOG | build DIR | variants",
+    if not argv or argv[0] not in ("keys", "manifest", "check", "summary", "clean"):
+        print("usage: python3 bench/triton_cache.py keys | manifest DIR | check [DIR] | summary LOG | clean DIR | "
+              "build DIR | variants",
               file=sys.stderr)
         return 2
     what, rest = argv[0], argv[1:]
@@ -386,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         print(write_manifest(Path(rest[0])))
     elif what == "check":
         return check(Path(rest[0]) if rest else None)
+    elif what == "clean":
+        n = drop_tuned(Path(rest[0])) if rest and Path(rest[0]).is_dir() else 0
+        print(f"{n} tuned result(s) (*.autotune.json) dropped: the autotuner times every config here")
     else:
         print(summary(Path(rest[0])) if rest else "no log given")
     return 0

@@ -229,6 +229,40 @@ def test_the_plan_fits_and_names_real_steps():
     assert [c.carry[0] for c in gpu_plan.CALLS[1:]] == [f".ortparts/part-0{i}" for i in range(5)]
     for later, _ in gpu_plan.LATER_STEPS:
         assert later in known and later in text
+    # every call's payload printed and within the limit; the lease's preparation named first
+    assert text.count(" of 64.0 MiB: fits") == len(gpu_plan.CALLS) and "DOES NOT FIT" not in text
+    assert text.splitlines()[0].startswith("before the lease, here: bench/prepare_triton_cache.sh")
+
+
+def test_each_call_carries_what_fits_and_returns_at_most_8_files(tmp_path):
+    """Measured here: the tree as the device copies it (git ls-files -co --exclude-standard), each
+    carried path where it is prepared, else its expected size; call 1 carries the prebuilt cache."""
+    assert gpu_plan.CALLS[0].carry == (".triton-cache",) and "cache" in gpu_plan.CALLS[0].steps.split(",")
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    sizes = gpu_plan.payload(REPO)
+    assert sizes[0]["tree"] == sum((REPO / n).lstat().st_size for n in listed if (REPO / n).exists())
+    for call, p in zip(gpu_plan.CALLS, sizes):
+        assert p["fits"] and p["total"] <= 64 * 2**20 and [c for c, _, _ in p["carry"]] == list(call.carry)
+        for carried, size, measured in p["carry"]:
+            if not measured:
+                assert size == gpu_plan.expected_bytes(carried) > 0 or carried.endswith(".sha256")
+    script = (REPO / "bench" / "on_gpu.sh").read_text()
+    copied = script.split("for f in table.md")[1].split(";")[0].split()
+    assert ("summary.txt", "state.tgz", "table.md", *copied) == gpu_plan.RETURNED
+    assert len(gpu_plan.RETURNED) <= gpu_plan.RETURN_FILES
+    # a cache that grew past the limit: the plan says so and exits 1
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README.md").write_text("x\n")
+    (repo / ".gitignore").write_text("/.triton-cache/\n")
+    (repo / ".triton-cache" / "ab").mkdir(parents=True)
+    with open(repo / ".triton-cache" / "ab" / "k.cubin", "wb") as f:
+        f.truncate(64 * 2**20)  # sparse: its size, not its disk
+    big = gpu_plan.payload(repo)
+    assert not big[0]["fits"] and big[0]["tree"] == len("x\n") + len("/.triton-cache/\n")
+    assert all(p["fits"] for p in big[1:])
+    assert gpu_plan.main(["plan", "--repo", str(repo)]) == 1
 
 
 def test_phases_put_a_cnn_and_a_recurrent_model_first_and_list_what_did_not_run(tmp_path):

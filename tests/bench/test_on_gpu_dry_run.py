@@ -102,6 +102,15 @@ PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{site}" exec {sys.executable} -S "$@"
     assert f"{repo}/tritonnx/__init__.py" in log.splitlines()[-1]  # imported from the tree, with its subpackages
     assert (repo / "tritonnx" / "bench").is_symlink()
     assert (tmp_path / "s" / "pythonpath").read_text().strip() == str(repo)
+    # The next call's copy of the tree lacks the links (untracked files): the script links again
+    # before any step, the install itself being done for this machine.
+    for link in (repo / "tritonnx").iterdir():
+        if link.is_symlink():
+            link.unlink()
+    again = subprocess.run(["bash", str(repo / "bench" / "on_gpu.sh"), str(tmp_path / "s"), "--dry-run",
+                            "--steps", "install"], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and "install: already done" in again.stdout, again.stdout + again.stderr
+    assert (repo / "tritonnx" / "bench").is_symlink() and (repo / "tritonnx" / "runtime").is_symlink()
 
 
 def test_bad_usage(tmp_path):
@@ -120,3 +129,23 @@ def test_gather_gzips_a_file_over_the_return_limit(tmp_path):
     returned = {p.name: p.stat().st_size for p in out.iterdir()}
     assert "results.json.gz" in returned and "results.json" not in returned and "table.md" in returned
     assert all(size <= 16 * 2**20 for size in returned.values())
+
+
+def test_a_carried_cache_is_used_cleaned_and_checked(tmp_path):
+    """The plan's first call carries .triton-cache (tests/bench/test_gpu_paths_cpu.py): the script
+    points TRITON_CACHE_DIR at it, drops tuned results (fake timings of a compile-only build)
+    and prints the key check before any kernel runs."""
+    from tritonnx.bench import triton_cache
+
+    repo = _tree_copy(tmp_path)
+    cache = repo / ".triton-cache"
+    triton_cache.write_manifest(cache)
+    (cache / "ab").mkdir()
+    (cache / "ab" / "conv_relu_pool_kernel.autotune.json").write_text("{}")
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(repo / "bench" / "on_gpu.sh"), str(tmp_path / "s"), "--dry-run",
+                           "--steps", "cache"], capture_output=True, text=True, env=env, timeout=120)
+    log = (tmp_path / "s" / "logs" / "cache.log").read_text()
+    assert proc.returncode == 0, proc.stdout + log
+    assert f"TRITON_CACHE_DIR={cache}: " in log and "1 tuned result(s) (*.autotune.json) dropped" in log
+    assert "match this machine's" in log and not (cache / "ab" / "conv_relu_pool_kernel.autotune.json").exists()

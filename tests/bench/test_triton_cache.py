@@ -3,6 +3,7 @@ the hit/miss log of bench/gpu_site, and the conv kernel's parallel compile of a 
 autotune configs (issue 20, item 5)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,7 +50,11 @@ def test_compiles_for_sm90_are_logged_as_misses_then_hits(tmp_path):
 def test_key_parts_and_the_verdict(tmp_path, capsys):
     parts = triton_cache.key_parts()
     assert parts["triton_version"].startswith("3.") and parts["ptxas"].endswith("-90")
+    assert "ptxas" in parts["ptxas"].lower() and parts["jit_debug"] is False  # `ptxas --version`, then the arch
+    assert "TRITON_INTERPRET" not in dict(parts["env_vars"])  # set to 0 for a build, unset on the GPU
     assert triton_cache.compare(parts, parts) == []
+    assert triton_cache.compare(parts, dict(parts, ptxas="Cuda compilation tools, release 12.9-90"))[0].startswith("ptxas")
+    assert triton_cache.compare(parts, dict(parts, jit_debug=True))[0].startswith("jit_debug")
     other = dict(parts, triton_key="x", libtriton_sha256="y" * 64, python="3.12.9", abi="cpython-312")
     (line,) = triton_cache.compare(parts, other)
     assert line.startswith("triton_key") and "libtriton differs" in line and "3.12.9" in line
@@ -59,6 +64,72 @@ def test_key_parts_and_the_verdict(tmp_path, capsys):
         parts["triton_key"], "0" * 64))
     triton_cache.check(tmp_path)
     assert "CANNOT hit" in capsys.readouterr().out
+    # built from other kernel sources: the keys can match, changed kernels miss
+    manifest = json.loads((tmp_path / "manifest.json").read_text().replace("0" * 64, parts["triton_key"]))
+    assert manifest["sources"] == triton_cache.sources_digest()
+    (tmp_path / "manifest.json").write_text(json.dumps(dict(manifest, sources="f" * 64)))
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "conv_relu_pool_kernel.autotune.json").write_text("{}")
+    triton_cache.check(tmp_path)
+    out = capsys.readouterr().out
+    assert "other kernel sources" in out and "match this machine's" in out and "1 tuned result(s)" in out
+    assert triton_cache.main(["clean", str(tmp_path)]) == 0 and not list(tmp_path.glob(triton_cache.TUNED_GLOB))
+    assert "1 tuned result(s)" in capsys.readouterr().out
+
+
+BUILD_VS_SMOKE = """
+import contextlib, glob, json, os, sys
+sys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]  # tests/bench (the smoke tests), tests/ (tolerances)
+import torch
+from tritonnx.bench import triton_cache as tc
+
+@contextlib.contextmanager
+def cuda_as_cpu():  # the smoke tests' own code, its CUDA tensors made on the CPU
+    saved = torch.Tensor.to, torch.full, torch.Tensor.cuda, torch.cuda.synchronize
+    to, full = saved[:2]
+    torch.Tensor.to = lambda self, *a, **k: to(self, *("cpu" if x == "cuda" else x for x in a), **k)
+    torch.full = lambda *a, device=None, **k: full(*a, **k)
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    torch.cuda.synchronize = lambda *a: None
+    try:
+        yield
+    finally:
+        torch.Tensor.to, torch.full, torch.Tensor.cuda, torch.cuda.synchronize = saved
+
+with tc.compile_only(record_only=True) as built:
+    tc.gpu_launches(quick_bench=False)
+import test_gpu_smoke as smoke
+with tc.compile_only(record_only=True) as launched, cuda_as_cpu():
+    for dt in smoke.DTYPES:
+        cases = [lambda: smoke.test_conv_per_dtype(dt), lambda: smoke._lstm("step", dt)]
+        for case in cases + ([lambda: smoke._lstm("persistent", dt)] if dt == "fp16" else []):
+            try:
+                case()
+            except AssertionError:  # nothing ran (compile only): the outputs are NaN
+                pass
+tuned = glob.glob(os.path.join(sys.argv[1], "*", "*.autotune.json"))
+print(json.dumps({"built": sorted(set(built.compiled)), "launched": sorted(set(launched.compiled)), "tuned": tuned}))
+"""
+
+
+def test_the_build_covers_the_smoke_tests_and_writes_no_tuned_result(tmp_path):
+    """The prebuilt cache's launches (`gpu_launches`) against the smoke tests' own code run on CPU
+    tensors, both recorded by the compile-only driver (signature, constexprs, specialization,
+    warps, stages: what the key hashes): every smoke compile is built. And the autotuner's fake
+    timings of a compile-only run never reach the cache (they would skip the GPU's tuning)."""
+    script = tmp_path / "b.py"
+    script.write_text(BUILD_VS_SMOKE)
+    env = dict(os.environ, TRITON_INTERPRET="0", CUDA_VISIBLE_DEVICES="", TRITONNX_COMPILE_THREADS="0",
+               TRITON_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "cache"), str(REPO / "tests" / "bench")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.splitlines()[-1])
+    built, launched = ({tuple(k) for k in got[n]} for n in ("built", "launched"))
+    kernels = {name.rsplit(".", 1)[-1] for name, _ in launched}
+    assert {"conv_relu_pool_kernel", "recurrent_step_kernel", "recurrent_persistent_kernel"} <= kernels
+    assert launched <= built, sorted(launched - built)[:3]
+    assert got["tuned"] == []
 
 
 def test_a_new_shape_compiles_its_configs_at_once(monkeypatch):

@@ -344,6 +344,12 @@ class InferenceSession:
         self._rewritten = compiled.rewritten
         self._report = compiled.report
         self._executor = compiled.executor
+        # Feeds of a (name, dtype, shape) signature that passed `_validate` as torch tensors
+        # already where they run: their next runs skip the checks (`_validate`'s fast path).
+        self._feed_devices = {name: torch.device("cpu") if name in self._executor.host_feed_inputs else
+                              torch.device(self.device) for name in self._feedable}
+        self._valid_feeds: set[tuple] = set()
+        self._absent_optional = {s.name: None for s in self._inputs if s.optional}
         if self._sess_options.optimized_model_filepath:
             self.save_rewritten(self._sess_options.optimized_model_filepath)
             if self._executor.has_custom_nodes:
@@ -466,6 +472,34 @@ class InferenceSession:
 
     # ----------------------------------------------------------------- feeds
     def _validate(self, feed: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The feeds as torch tensors on their devices, checked against the model's inputs. A
+        signature already checked, fed as tensors already in place, is not checked again."""
+        key = self._feed_key(feed)
+        if key is not None and key in self._valid_feeds:
+            tensors = {k: v.detach() for k, v in feed.items()}
+            for name in self._absent_optional:
+                if name not in tensors:
+                    tensors[name] = None
+            return tensors
+        tensors = self._check_feeds(feed)
+        if key is not None:
+            if len(self._valid_feeds) >= 64:
+                self._valid_feeds.clear()
+            self._valid_feeds.add(key)
+        return tensors
+
+    def _feed_key(self, feed: Mapping[str, Any]) -> tuple | None:
+        """(name, dtype, shape) of each feed when every one is a plain torch tensor on the device
+        it runs on and names a plain tensor input; else None (the full checks and conversions)."""
+        devices, tensor = self._feed_devices, torch.Tensor
+        key = []
+        for k, v in feed.items():
+            if v.__class__ is not tensor or k not in devices or v.device != devices[k] or self._feedable[k].kind:
+                return None
+            key.append((k, v.dtype, v.shape))
+        return tuple(key)
+
+    def _check_feeds(self, feed: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         known = self._feedable
         for name in feed:
             if name not in known:

@@ -304,3 +304,19 @@ def test_plan_specializes_slice_and_the_recurrent_ops():
         plan = sess._executor.plan_for(sess._validate(feeds), names)
         special = {op[0].op_type for op in plan.ops if op[0] is not None and op[1] is not op[0].impl.fn}
         assert {"LSTM", "GRU", "RNN", "Slice"} <= special
+
+
+def test_checked_feed_signatures_skip_the_checks_but_bad_feeds_still_fail():
+    sess = InferenceSession(SHAPES)
+    x = torch.from_numpy(_x(2, 2, 3))
+    for _ in range(2):  # the second run takes the checked signature's fast path
+        y, s = sess.run_torch(None, {"x": x})
+        torch.testing.assert_close(y, x.reshape(2, 6) * 2)
+    assert len(sess._valid_feeds) == 1
+    for bad, message in ((x.double(), "Unexpected input data type"), (x.reshape(2, 6), "Invalid rank")):
+        for _ in range(2):  # never remembered
+            with pytest.raises(Exception, match=message):
+                sess.run_torch(None, {"x": bad})
+    with pytest.raises(Exception, match="Invalid input name"):
+        sess.run_torch(None, {"x": x, "nope": x})
+    np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], x.reshape(2, 6).numpy() * 2)  # numpy: checked

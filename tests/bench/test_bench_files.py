@@ -208,6 +208,23 @@ def test_feeds_whose_names_match_no_input_are_refused(tmp_path, monkeypatch, cap
         capsys.readouterr().err  # was "--input tokenz: ..." (a flag not given), after the session
 
 
+def test_a_batch_the_file_fixes_is_a_warning_line_when_batch_says_otherwise(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _token_model(tmp_path / "tok.onnx")
+    seen = {}
+
+    def stop(settings, **kw):  # the settings are what this test checks; no row needs to run
+        seen["files"] = settings.files
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tritonnx.bench.harness.Harness", stop)
+    assert main(["bench", "--models", "tok.onnx", "--shapes", "tokens:4x9", "--batch", "1,2"]) == 130
+    err = capsys.readouterr().err
+    assert ("tritonnx bench: warning: --batch 1,2 does not apply to tok.onnx: its batch is 4 (fixed by the file, "
+            "--shapes or --feeds); its rows are batch 4 only\n") in err
+    assert seen["files"]["tok.onnx"].batches == (4,)
+
+
 def test_an_existing_file_without_the_onnx_suffix_is_read_as_a_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not a model\n")

@@ -155,7 +155,7 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
     shapes = parse_shapes(getattr(args, "shapes", None))
     feeds = load_feeds(args.feeds) if getattr(args, "feeds", None) else None
     files = _file_models([m for m in requested if is_file_model(m) and m not in known_models], shapes, batches,
-                         feeds)
+                         feeds, batch_given=args.batch is not None)
     requested = [files[m].name if m in files else m for m in requested]
     if "all" in requested and requested != ["all"]:
         zoo_all = order_models(["all"], known_models)
@@ -189,7 +189,8 @@ def settings_from_args(args, *, on_gpu: bool, known_models: list[str] | None = N
     )
 
 
-def _file_models(paths: list[str], shapes: dict, batches: list[int], feeds: dict | None = None) -> dict:
+def _file_models(paths: list[str], shapes: dict, batches: list[int], feeds: dict | None = None, *,
+                 batch_given: bool = False) -> dict:
     """`FileModel`s of the ONNX files in --models (read without their weights), by path text."""
     import onnx
 
@@ -208,6 +209,12 @@ def _file_models(paths: list[str], shapes: dict, batches: list[int], feeds: dict
             raise InvalidArgument(f"--models: two files named {name!r} ({names[name]}, {path}): rename one")
         names[name] = path.resolve()
         fixed = fixed_batch(proto, shapes, feeds)
+        if fixed and batch_given and list(batches) != [fixed]:
+            import warnings
+
+            warnings.warn(f"--batch {','.join(map(str, batches))} does not apply to {text}: its batch is {fixed} "
+                          "(fixed by the file, --shapes or --feeds); its rows are batch "
+                          f"{fixed} only", UserWarning, stacklevel=2)
         files[text] = FileModel(name=name, path=path, dtype=model_dtype(proto),
                                 batches=(fixed,) if fixed else tuple(batches), source=text,
                                 inputs=tuple(s.name for s in input_specs(proto)))

@@ -287,3 +287,24 @@ def test_phases_put_a_cnn_and_a_recurrent_model_first_and_list_what_did_not_run(
     assert not any(line.startswith("not run: mlp b1 fp32 torch (") for line in missing)  # the row that ran
     assert gpu_plan.main(["not-run", str(out), "--dry-run"]) == 0
     assert (out / "not_run.txt").read_text().splitlines() == missing
+
+
+def test_a_tritonnx_row_note_names_captures_fallbacks_and_compiles(monkeypatch):
+    """Issue 20, items 4 and 5: a failed capture is in the row (not only a warning), and so are the
+    row's Triton compiles and cache hits (the counts since the provider's `prepare`)."""
+    import types
+
+    from tritonnx.bench import providers, triton_cache
+
+    reason = "RuntimeError: operation not permitted when stream is capturing"
+    executor = types.SimpleNamespace(graph_backend=object(), captured_signatures={("x", (2, 4)): 1},
+                                     graph_fallbacks={("x", (3, 4)): reason, ("x", (5, 4)): reason})
+    provider = providers.TritonnxProvider()
+    provider._note, provider._session, provider._compiles0 = "fused: 2 of 2", types.SimpleNamespace(
+        _executor=executor), (1, 2)
+    monkeypatch.setattr(triton_cache, "count_compiles", lambda: (4, 9))
+    assert provider.note() == (f"fused: 2 of 2; cuda graphs: 1 captured; EAGER FALLBACK (capture failed): {reason}; "
+                               "triton: 7 compiles, 3 from the cache")
+    executor.graph_backend = None  # eager session (CPU): no graph part; no compile: no triton part
+    monkeypatch.setattr(triton_cache, "count_compiles", lambda: (1, 2))
+    assert provider.note() == "fused: 2 of 2"

@@ -278,6 +278,10 @@ def start(models: list[str], *, names: list[str] | None = None, runtime: str = "
             ray.init(**init)
         elif not ray.is_initialized():
             ray.init(address=address, **(ray_options or {}))
+        wanted = max((float(s.get("gpus_per_replica", 0)) for s in specs), default=0.0)
+        have = float(ray.cluster_resources().get("GPU", 0))
+        if wanted > 0 and have == 0:
+            raise ValueError(f"gpus_per_replica {wanted:g} asked for, but the Ray cluster ({address}) has no GPU")
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         settings = {"max_batch_size": max_batch_size, "batch_wait_ms": batch_wait_ms, "runtime": runtime,
                     "version": __version__}

@@ -1,6 +1,7 @@
 """`tritonnx serve` on a real local Ray Serve instance, through `tritonclient.http` (needs ray).
 
-One server for the module: the CLI in a child process (a zoo model exported on the fly, tiny
+One server, one test (pytest-xdist 3.8 split this module's tests across workers despite
+its xdist_group, and each worker started its own server: 2 x 30 s): the CLI in a child process (a zoo model exported on the fly, tiny
 config, and a hand-built third-party graph), Ray on a private temp dir and HOME, no dashboard, a
 128 MiB object store, usage stats off, loopback only. Traffic goes to 127.0.0.1 only; loads are
 bounded in count and time. The teardown sends SIGTERM and checks that every process the server
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from tests.tolerances import atol, rtol  # noqa: E402
 
 from .models import FEATURES, matmul_relu  # noqa: E402
 
-pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.xdist_group("ray_serve"), pytest.mark.timeout(300)]  # one worker, one server
 
 ZOO = "lenet5"
 THIRD = "thirdparty"
@@ -80,7 +82,7 @@ def _read_until_ready(proc, deadline) -> tuple[str, dict]:
     raise RuntimeError(f"tritonnx serve did not get ready (exit {proc.poll()}): {''.join(seen)[-2000:]}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def server():
     tmp = Path(tempfile.mkdtemp(prefix="tsv", dir="/tmp"))  # short: Ray's AF_UNIX paths <= 107 bytes
     third = matmul_relu(tmp / f"{THIRD}.onnx", seed=3)
@@ -116,6 +118,7 @@ def server():
             proc.kill()
             proc.wait(timeout=30)
         proc.stdout.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -165,7 +168,7 @@ def _post(url, body: bytes, headers=None):
         return exc.code, exc.read()
 
 
-def test_health_and_metadata(server):
+def check_health_and_metadata(server):
     client = server.client()
     assert client.is_server_live() and client.is_server_ready()
     for model in (ZOO, THIRD):
@@ -177,9 +180,7 @@ def test_health_and_metadata(server):
     assert third["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, FEATURES]}]
 
 
-@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-@pytest.mark.parametrize("model", [ZOO, THIRD])
-def test_answers_match_onnxruntime(server, model, binary):
+def check_answers_match_onnxruntime(server, model, binary):
     path = server.zoo_path if model == ZOO else server.third_path
     client = server.client()
     for rows, seed in ((1, 1), (3, 2)):
@@ -210,7 +211,7 @@ def _load(server, model, path, requests, concurrency, bad_at=()):
         return list(pool.map(one, range(requests), timeout=120)), feeds
 
 
-def test_concurrent_load_batches_without_errors(server):
+def check_concurrent_load_batches_without_errors(server):
     results, feeds = _load(server, THIRD, server.third_path, requests=48, concurrency=16)
     errors = [r for _, r in results if isinstance(r, Exception)]
     assert not errors, errors[:3]
@@ -223,7 +224,7 @@ def test_concurrent_load_batches_without_errors(server):
     assert max(batches) <= MAX_BATCH
 
 
-def test_a_bad_request_among_good_ones_gets_its_own_400(server):
+def check_a_bad_request_among_good_ones_gets_its_own_400(server):
     results, feeds = _load(server, THIRD, server.third_path, requests=16, concurrency=8, bad_at=(5,))
     for i, result in results:
         if i == 5:
@@ -233,7 +234,7 @@ def test_a_bad_request_among_good_ones_gets_its_own_400(server):
             assert not isinstance(result, Exception), result
 
 
-def test_malformed_bodies_are_one_line_400s(server):
+def check_malformed_bodies_are_one_line_400s(server):
     url = f"{server.url}/v2/models/{THIRD}/infer"
     cases = [b"{not json", json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, FEATURES],
                                                    "data": [1.0] * (FEATURES - 1)}]}).encode(),
@@ -247,7 +248,7 @@ def test_malformed_bodies_are_one_line_400s(server):
         assert message and "\n" not in message and "Traceback" not in message
 
 
-def test_unknown_model_and_route_are_404(server):
+def check_unknown_model_and_route_are_404(server):
     status, answer = _post(f"{server.url}/v2/models/nope/infer", b"{}")
     assert status == 404 and "unknown model 'nope'" in json.loads(answer)["error"]
     with pytest.raises(InferenceServerException) as info:
@@ -258,7 +259,7 @@ def test_unknown_model_and_route_are_404(server):
     assert info.value.code == 404
 
 
-def test_every_started_process_listens_on_loopback_only(server):
+def check_every_started_process_listens_on_loopback_only(server):
     listening = []
     for proc in [psutil.Process(server.proc.pid), *server.started()]:
         try:
@@ -278,7 +279,7 @@ def test_every_started_process_listens_on_loopback_only(server):
     assert not outside, f"listening beyond loopback: {outside}"
 
 
-def test_a_killed_replica_is_restarted_and_serves_again(server):
+def check_a_killed_replica_is_restarted_and_serves_again(server):
     replicas = [p for p in server.started() if f"ServeReplica:tritonnx-{THIRD}:{THIRD}" in _cmd(p)]
     assert len(replicas) == 1, [_cmd(p) for p in server.started()]
     replicas[0].kill()
@@ -315,7 +316,7 @@ def test_usage_errors_are_one_line_before_torch_or_ray():
         assert len(lines) == 1 and lines[0].startswith("tritonnx serve: error:") and needle in lines[0], lines
 
 
-def test_per_model_metrics_reach_prometheus(server):
+def check_per_model_metrics_reach_prometheus(server):
     feeds = _inputs(server.third_path, 1, 11)
     _infer(server.client(), THIRD, feeds)
     _post(f"{server.url}/v2/models/{THIRD}/infer", b"{oops")
@@ -332,3 +333,19 @@ def test_per_model_metrics_reach_prometheus(server):
     missing = [w for w in wanted if not any(w in line and f'model="{THIRD}"' in line for line in text.splitlines())]
     assert not missing, f"not on {server.metrics_url}: {missing}"
     assert any("tritonnx_errors" in line and 'code="400"' in line for line in text.splitlines())
+
+
+def test_serve_end_to_end(server):
+    """Every check against the one server, in order (the replica kill last but one)."""
+    check_health_and_metadata(server)
+    for model in (ZOO, THIRD):
+        for binary in (True, False):
+            check_answers_match_onnxruntime(server, model, binary)
+    check_concurrent_load_batches_without_errors(server)
+    check_a_bad_request_among_good_ones_gets_its_own_400(server)
+    check_malformed_bodies_are_one_line_400s(server)
+    check_unknown_model_and_route_are_404(server)
+    check_every_started_process_listens_on_loopback_only(server)
+    check_per_model_metrics_reach_prometheus(server)
+    check_a_killed_replica_is_restarted_and_serves_again(server)
+    check_answers_match_onnxruntime(server, THIRD, True)

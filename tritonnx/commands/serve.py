@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from tritonnx.commands.common import non_negative_int, positive_float, positive_int
-from tritonnx.errors import InvalidArgument
+from tritonnx.errors import Fail, InvalidArgument
 
 RUNTIMES = ("tritonnx", "onnxruntime")
 DEFAULTS = {"host": "127.0.0.1", "port": 8000, "replicas": 1, "gpus_per_replica": 0.0, "max_batch_size": 16,
@@ -131,8 +131,8 @@ def run(args) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # pydantic's, inside Ray Serve
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    for name in ("ray", "ray.serve"):  # Ray Serve resets its logger's level: a filter stays
+        logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.WARNING)
     from tritonnx.serve import api
 
     local_host = api.is_local(opts["host"])
@@ -158,6 +158,8 @@ def run(args) -> int:
             raise InvalidArgument(str(exc)) from None
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
+        except TimeoutError as exc:
+            raise Fail(f"not ready: {exc} (--start-timeout-s {args.start_timeout_s:g})") from None
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
         width = max(len(m) for m in handle.models)

@@ -39,6 +39,7 @@ def _non_negative_float(text: str) -> float:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", prog="tritonnx serve",
+        help="serve ONNX models on Ray Serve (KServe v2 HTTP, dynamic batching); `serve bench`: load test",
         description="Serve ONNX models (files or zoo names) on Ray Serve with the Open Inference Protocol "
         "(KServe v2 REST: /v2/models/NAME/infer, JSON and binary tensors) and dynamic batching. "
         "`tritonnx serve bench` is the load generator.",

@@ -557,11 +557,11 @@ class Executor:
                      for k, v in feeds.items()}
         if self.graph_backend is not None and profile is None and self.tensor_io:
             return self._run_graph(feeds, tuple(output_names))
-        return self._execute(feeds, output_names, profile=profile)
+        return self.execute_eager(feeds, output_names, profile=profile)
 
-    def _execute(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
+    def execute_eager(self, feeds: Mapping[str, torch.Tensor], output_names: Sequence[str], *,
                  profile: list[ProfileRow] | None = None, transfers: dict | None = None) -> list[torch.Tensor]:
-        """One eager run: on the signature's `RunPlan` when there is one, else a walk of every
+        """One eager run (no CUDA graph; also what a subgraph's nested executor runs): on the signature's `RunPlan` when there is one, else a walk of every
         step (`_walk`) that makes the plan on the way. A signature whose plan missed a guard
         (a data-dependent shape the plan had folded) walks from then on.
 
@@ -954,12 +954,12 @@ class Executor:
         key = self._signature(feeds, outputs)
         with self._graph_lock:
             if key in self._no_graph:
-                return self._execute(feeds, outputs)
+                return self.execute_eager(feeds, outputs)
             entry = self._graphs.get(key)
             if entry is None:
                 entry = self._capture(feeds, outputs, key)
                 if entry is None:
-                    return self._execute(feeds, outputs)
+                    return self.execute_eager(feeds, outputs)
             else:
                 self._graphs.move_to_end(key)
             for name, value in feeds.items():
@@ -976,7 +976,7 @@ class Executor:
 
         def run():
             with inner.active():
-                return self._execute(static_inputs, outputs, transfers=transfers)
+                return self.execute_eager(static_inputs, outputs, transfers=transfers)
 
         backend.warmup(run)  # eager: its errors are real errors, raised
         try:

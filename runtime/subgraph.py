@@ -124,7 +124,7 @@ class Subgraph:
         `to_device`)."""
         feeds = {name: scope.get(name) for name in self.outer}
         feeds.update(zip(self.input_names, inputs))
-        return self.executor._execute(feeds, self.output_names)
+        return self.executor.execute_eager(feeds, self.output_names)
 
 
 class CaptureTransfers:

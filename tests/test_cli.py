@@ -72,7 +72,7 @@ def test_a_missing_model_is_answered_before_torch_is_imported(tmp_path):
     (["run", "m.onnx", "-i", "tokens=notes.npy"], "not a .npy file (no NumPy header"),
     (["run", "m.onnx", "--feeds", "notes.npy"], "not a .npz archive"),
     (["run", "m.onnx"], "symbolic dimension(s) seq: give its shape, e.g. --shapes tokens:1xN"),
-    (["bench", "--kernels", "conv"], "argument --kernels: invalid choice: 'conv'"),
+    (["bench", "--kernels", "nosuch"], "--kernels: expected triton or torch, or kernel families (conv,rnn or all), got 'nosuch'"),
 ])
 def test_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

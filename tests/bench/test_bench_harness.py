@@ -156,7 +156,11 @@ def test_kernels_without_gpu_say_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "conv:" in err and "rnn:" in err
     assert main(["bench", "--kernel-bench", "nosuch", "--out", str(tmp_path)]) == 2
-    assert main(["bench", "--kernels", "conv", "--out", str(tmp_path)]) == 2  # --kernels is triton|torch
+    # DESIGN.md's spelling: --kernels with family names is --kernel-bench
+    assert main(["bench", "--kernels", "conv,rnn", "--out", str(tmp_path / "k")]) == 0
+    err = capsys.readouterr().err
+    assert "conv:" in err and "rnn:" in err
+    assert main(["bench", "--kernels", "conv", "--kernel-bench", "rnn", "--out", str(tmp_path)]) == 2
 
 
 def test_cli_end_to_end_with_the_real_zoo(tmp_path, capsys):

@@ -30,7 +30,7 @@ def _feed(**over):
 def no_launch(monkeypatch, sess):
     """Any handler call fails the test: validation must come first."""
     calls = []
-    monkeypatch.setattr(sess._executor, "_execute", lambda *a, **k: calls.append(a) or pytest.fail("launched"))
+    monkeypatch.setattr(sess._executor, "execute_eager", lambda *a, **k: calls.append(a) or pytest.fail("launched"))
     return calls
 
 

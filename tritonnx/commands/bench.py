@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from tritonnx.bench.harness import CPU_DEFAULT_MODELS
-from tritonnx.commands.common import (add_kernels, add_providers, add_seed, existing_file, output_path,
+from tritonnx.commands.common import (add_providers, add_seed, existing_file, output_path,
                                       positive_float, positive_int)
 from tritonnx.errors import InvalidArgument
 
@@ -42,7 +42,11 @@ def register(subparsers) -> None:
     p.add_argument("--batch", default=None, help="batch sizes, e.g. 1,64 (default: 1,64 on a GPU, 1 on a CPU)")
     p.add_argument("--dtype", default=None, help="fp32,fp16 (default: fp16,fp32 on a GPU, fp32 on a CPU)")
     add_providers(p, "default: all on a GPU; no torch.compile on a CPU")
-    add_kernels(p)
+    p.add_argument("--kernels", default=None, metavar="triton|torch|FAMILIES",
+                   help="triton or torch: how fused nodes run (their Triton kernels, on a CPU under "
+                   "Triton's interpreter, or their torch references; default: triton); kernel family "
+                   "names (conv,rnn or 'all', as DESIGN.md spells the kernel benchmarks): the same "
+                   "as --kernel-bench FAMILIES")
     p.add_argument("--kernel-bench", default=None, metavar="FAMILIES",
                    help="run the kernel benchmarks of these families (conv,rnn or 'all') instead of "
                    "the models (add --models to run both)")
@@ -286,10 +290,29 @@ def run_compare(args) -> int:
     return 0
 
 
+def _kernels_flag(args) -> None:
+    """`--kernels` takes triton|torch, or kernel family names: then it is `--kernel-bench`
+    (DESIGN.md's `tritonnx bench --kernels conv,rnn`); the two spellings may not disagree."""
+    from tritonnx.commands.common import KERNEL_MODES
+
+    text = args.kernels
+    if text is None or text in KERNEL_MODES:
+        return
+    try:
+        families = _families(text)
+    except InvalidArgument:
+        raise InvalidArgument(f"--kernels: expected {' or '.join(KERNEL_MODES)}, or kernel families "
+                              f"(conv,rnn or all), got {text!r}") from None
+    if args.kernel_bench is not None and _families(args.kernel_bench) != families:
+        raise InvalidArgument(f"--kernels {text} and --kernel-bench {args.kernel_bench} name other families: give one")
+    args.kernel_bench, args.kernels = text, None
+
+
 def _check_early(args) -> None:
     """What can be refused before torch is imported: files, output folders, the compare mode."""
     from tritonnx.bench.harness import is_file_model
 
+    _kernels_flag(args)
     if args.compare:
         others = [f"--{k.replace('_', '-')}" for k in ("models", "kernel_bench", "out", "resume", "shapes", "feeds")
                   if getattr(args, k)]

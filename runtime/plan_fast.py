@@ -109,6 +109,28 @@ def _transpose(ins, outs, kw):
     return lambda data: data.permute(perm)
 
 
+def _matmul(ins, outs, kw):
+    """MatMul on float32/float64 (the dtypes the handler computes in directly): torch.matmul."""
+    if len(ins) != 2 or not _floats(ins) or not len(ins[0][1]) or not len(ins[1][1]):
+        return None
+    return torch.matmul
+
+
+def _constant_of_shape(ins, outs, kw, values):
+    """ConstantOfShape of a constant shape: the handler's fill, its shape and device fixed."""
+    if len(ins) != 1 or values[0] is None or outs[0] is None:
+        return None
+    shape = _common.ints(values[0])
+    if any(s < 0 for s in shape) or tuple(shape) != tuple(outs[0][1]):
+        return None
+    device = kw["device"]
+    value = kw.get("value")
+    if value is None:
+        return lambda *_: torch.zeros(shape, dtype=torch.float32, device=device)
+    fill = value.reshape(()).to(device)
+    return lambda *_: fill.expand(shape).clone()
+
+
 def _gather(ins, outs, kw):
     if len(ins) != 2 or not _floats(ins, 1) or ins[1] is None or ins[1][0] not in (torch.int64, torch.int32):
         return None
@@ -207,7 +229,7 @@ def _recurrent(cell: str):
 #: ops whose specialized function returns a tuple (one tensor per output)
 RETURNS_TUPLE = frozenset({"LSTM", "GRU", "RNN"})
 #: specializers that also read the constant inputs' values
-WITH_VALUES = {"Slice": _slice}
+WITH_VALUES = {"Slice": _slice, "ConstantOfShape": _constant_of_shape}
 
 #: op type -> specializer(input metas, output metas, kwargs) -> function or None.
 SPECIALIZERS: Mapping[str, Callable] = {
@@ -215,7 +237,7 @@ SPECIALIZERS: Mapping[str, Callable] = {
     "Add": _binary(torch.add), "Sub": _binary(torch.sub), "Mul": _binary(torch.mul),
     "Div": _binary(torch.div),
     "Reshape": _to_shape, "Flatten": _to_shape, "Squeeze": _to_shape, "Unsqueeze": _to_shape,
-    "Transpose": _transpose, "Gather": _gather,
+    "Transpose": _transpose, "Gather": _gather, "MatMul": _matmul,
     "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"), "RNN": _recurrent("RNN"),
 }
 
@@ -228,7 +250,11 @@ def specialize(step, ins: Sequence, outs: Sequence, kwargs: Mapping[str, Any],
     spec = WITH_VALUES.get(step.op_type)
     if spec is not None:
         values = tuple(values) + (None,) * (len(ins) - len(values))
-        return _call(spec, step, ins, outs, kwargs, values)
+        ctx_device = getattr(kwargs.get("ctx"), "device", None)
+        first = values[0] if values else None
+        device = torch.device(ctx_device) if ctx_device is not None else (
+            first.device if isinstance(first, torch.Tensor) else torch.device("cpu"))  # as the handlers' _device
+        return _call(spec, step, ins, outs, {**kwargs, "device": device}, values)
     spec = SPECIALIZERS.get(step.op_type)
     return _call(spec, step, ins, outs, kwargs)
 

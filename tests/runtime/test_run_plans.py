@@ -320,3 +320,36 @@ def test_checked_feed_signatures_skip_the_checks_but_bad_feeds_still_fail():
     with pytest.raises(Exception, match="Invalid input name"):
         sess.run_torch(None, {"x": x, "nope": x})
     np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], x.reshape(2, 6).numpy() * 2)  # numpy: checked
+
+
+#: MatMul (batched, matrix-vector) and ConstantOfShape of a folded shape (zeros, a value)
+MATMUL_FILL = parser.parse_model("""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 3, 4] x, float[4, 5] w, float[4] v) => (float[N, 3, 5] y, float[N, 3] mv, float[N, 3, 4] z,
+                                                     int64[N, 3, 4] seven)
+{ y = MatMul(x, w)
+  mv = MatMul(x, v)
+  s = Shape(x)
+  z = ConstantOfShape(s)
+  seven = ConstantOfShape <value = int64[1] {7}> (s) }
+""")
+
+
+def test_plan_specializes_matmul_and_constant_of_shape():
+    import onnxruntime as ort
+
+    sess = InferenceSession(MATMUL_FILL, fusion=False)
+    ref = ort.InferenceSession(MATMUL_FILL.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    for n in (1, 2):
+        for seed in range(3):  # the first run walks and makes the plan, the others run on it
+            feeds = {"x": _x(n, 3, 4, seed=seed), "w": _x(4, 5, seed=seed + 1), "v": _x(4, seed=seed + 2)}
+            got = sess.run(None, feeds)
+            for name, g, w in zip(names, got, ref.run(None, feeds)):
+                assert g.dtype == w.dtype and g.shape == w.shape, name
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
+            got[2][...] = 1.0  # the results are the caller's: the next run's fill is fresh
+        plan = _plan(sess, feeds)
+        special = [op[0].op_type for op in plan.ops if op[0] is not None and op[1] is not op[0].impl.fn]
+        assert special.count("MatMul") == 2 and special.count("ConstantOfShape") == 2
+        assert np.all(sess.run(None, feeds)[2] == 0)

@@ -138,8 +138,18 @@ def _gather(ins, outs, kw):
     a = _common.norm_axis(kw.get("axis", 0), rank, "Gather")
     size, target = ins[0][1][a], list(outs[0][1])
     fix = shape_ops._fix_indices
-    return lambda data, indices: data.index_select(a, fix("Gather", indices, size, data.device).reshape(-1)) \
-        .reshape(target)
+
+    def gather(data, indices):
+        if data.device.type == "cpu" and indices.device.type == "cpu":
+            # torch checks the range on the CPU (IndexError, negatives included): indices in
+            # range go straight through; the rest take the handler's path (negatives counted
+            # from the end, or its out-of-range error)
+            try:
+                return data.index_select(a, indices.reshape(-1)).reshape(target)
+            except IndexError:
+                pass
+        return data.index_select(a, fix("Gather", indices, size, data.device).reshape(-1)).reshape(target)
+    return gather
 
 
 def _slice(ins, outs, kw, values):

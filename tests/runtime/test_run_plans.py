@@ -252,6 +252,10 @@ def test_specialized_gather_still_checks_its_indices():
     bad["tok"][1, 0] = 7
     with pytest.raises(Exception, match="Gather: index 7 is out of range for an axis of size 4"):
         sess.run(None, bad)
+    bad = _fast_feeds(2)
+    bad["tok"][0, 1] = -5  # below -size: the handler's error too
+    with pytest.raises(Exception, match="Gather: index -5 is out of range for an axis of size 4"):
+        sess.run(None, bad)
 
 
 def test_no_specialization_for_other_dtypes():

@@ -230,6 +230,8 @@ def _recurrent(cell: str):
                 out = fn(X, (h0, c0), params, True, 1, 0.0, False, bidirectional, False)
             else:
                 out = fn(X, h0, params, True, 1, 0.0, False, bidirectional, False)
+            if nd == 1:  # [seq, batch, hidden] is already ONNX's [seq, 1, batch, hidden] (one view)
+                return (out[0].unsqueeze(1), *(h.contiguous() for h in out[1:]))
             y = out[0].view(seq, batch, nd, hidden).transpose(1, 2).contiguous()
             return (y, *(h.contiguous() for h in out[1:]))
         return run

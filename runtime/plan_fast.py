@@ -43,13 +43,15 @@ def _gemm(ins, outs, kw):
     ta, tb = kw.get("transA", 0), kw.get("transB", 0)
     if len(ins) == 3 and beta != 0:
         if alpha == 1.0 and beta == 1.0:
-            if not ta and tb:
-                return lambda A, B, C: torch.addmm(C, A, B.t())
+            if not ta and tb:  # torch's linear: addmm(C, A, B.t()) in one call
+                return torch.nn.functional.linear
             if not ta and not tb:
                 return lambda A, B, C: torch.addmm(C, A, B)
         return lambda A, B, C: torch.addmm(C, A.t() if ta else A, B.t() if tb else B, beta=beta, alpha=alpha)
     if alpha != 1.0:
         return None
+    if not ta and tb:
+        return lambda A, B, C=None: torch.nn.functional.linear(A, B)  # mm(A, B.t()) in one call
     return lambda A, B, C=None: torch.mm(A.t() if ta else A, B.t() if tb else B)
 
 

@@ -357,3 +357,26 @@ def test_plan_specializes_matmul_and_constant_of_shape():
         special = [op[0].op_type for op in plan.ops if op[0] is not None and op[1] is not op[0].impl.fn]
         assert special.count("MatMul") == 2 and special.count("ConstantOfShape") == 2
         assert np.all(sess.run(None, feeds)[2] == 0)
+
+
+#: Gemm <transB = 1> without C, with beta = 0 and with C: torch's linear on the plan
+GEMM_T = parser.parse_model("""
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[N, 5] a, float[3, 5] b, float[3] c) => (float[N, 3] y, float[N, 3] z, float[N, 3] w)
+{ y = Gemm <transB = 1> (a, b)
+  z = Gemm <transB = 1, beta = 0.0> (a, b, c)
+  w = Gemm <transB = 1> (a, b, c) }
+""")
+
+
+def test_plan_gemm_transposed_b_as_the_handler():
+    import onnxruntime as ort
+
+    sess = InferenceSession(GEMM_T, fusion=False)
+    ref = ort.InferenceSession(GEMM_T.SerializeToString(), providers=["CPUExecutionProvider"])
+    for seed in range(3):  # the first run walks and makes the plan, the others run on it
+        feeds = {"a": _x(2, 5, seed=seed), "b": _x(3, 5, seed=seed + 1), "c": _x(3, seed=seed + 2)}
+        for name, g, w in zip("yzw", sess.run(None, feeds), ref.run(None, feeds)):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
+    plan = _plan(sess, feeds)
+    assert sum(op[0] is not None and op[1] is not op[0].impl.fn for op in plan.ops) == 3

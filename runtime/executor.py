@@ -571,10 +571,12 @@ class Executor:
         key = self._signature(feeds, output_names)
         if key is None:  # a sequence or optional feed: no plan
             return self._walk(feeds, output_names, profile=profile, transfers=transfers)
-        with self._plan_lock:
-            plan = self._plans.get(key, _UNSEEN)
-            if plan is not _UNSEEN:
-                self._plans.move_to_end(key)
+        plans = self._plans
+        plan = plans.get(key, _UNSEEN)  # one dict read (atomic): no lock unless the LRU order moves
+        if plan is not _UNSEEN and len(plans) > 1:
+            with self._plan_lock:
+                if key in plans:
+                    plans.move_to_end(key)
         if plan is _UNSEEN:
             record: dict = {}
             outs = self._walk(feeds, output_names, transfers=transfers, record=record)

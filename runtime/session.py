@@ -476,7 +476,7 @@ class InferenceSession:
         signature already checked, fed as tensors already in place, is not checked again."""
         key = self._feed_key(feed)
         if key is not None and key in self._valid_feeds:
-            tensors = {k: v.detach() for k, v in feed.items()}
+            tensors = dict(feed)  # plain tensors that need no grad: detach() would only copy the header
             for name in self._absent_optional:
                 if name not in tensors:
                     tensors[name] = None
@@ -494,7 +494,8 @@ class InferenceSession:
         devices, tensor = self._feed_devices, torch.Tensor
         key = []
         for k, v in feed.items():
-            if v.__class__ is not tensor or k not in devices or v.device != devices[k] or self._feedable[k].kind:
+            if v.__class__ is not tensor or k not in devices or v.device != devices[k] or self._feedable[k].kind \
+                    or v.requires_grad:
                 return None
             key.append((k, v.dtype, v.shape))
         return tuple(key)
@@ -697,9 +698,11 @@ class InferenceSession:
         if not isinstance(t, torch.Tensor):
             return t
         ptr = t.untyped_storage().data_ptr()
-        if ptr in executor.weight_storages or any(
-                isinstance(f, torch.Tensor) and f.untyped_storage().data_ptr() == ptr for f in feeds.values()):
+        if ptr in executor.weight_storages:
             return t.clone()
+        for f in feeds.values():
+            if isinstance(f, torch.Tensor) and f.untyped_storage().data_ptr() == ptr:
+                return t.clone()
         return t
 
     def io_binding(self) -> "IOBinding":

@@ -380,3 +380,13 @@ def test_plan_gemm_transposed_b_as_the_handler():
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
     plan = _plan(sess, feeds)
     assert sum(op[0] is not None and op[1] is not op[0].impl.fn for op in plan.ops) == 3
+
+
+def test_a_feed_that_requires_grad_is_detached_on_every_run():
+    sess = InferenceSession(SHAPES)
+    x = torch.from_numpy(_x(2, 2, 3)).requires_grad_()
+    for _ in range(3):  # never a remembered signature: the full path detaches it each time
+        y, s = sess.run_torch(None, {"x": x})
+        assert not y.requires_grad and y.grad_fn is None
+        torch.testing.assert_close(y, x.detach().reshape(2, 6) * 2)
+    assert not sess._valid_feeds
